@@ -1,0 +1,11 @@
+"""Data layer: items, loaders for every supported layout, validation and leakage-free splits."""
+
+from .datasets import detect_layout, load_dataset, load_manifest, load_pairs_folder, load_reference
+from .items import Dataset, Item, Skip
+from .splits import Split, SplitError, make_split
+from .validate import DataError
+
+__all__ = [
+    "DataError", "Dataset", "Item", "Skip", "Split", "SplitError", "detect_layout",
+    "load_dataset", "load_manifest", "load_pairs_folder", "load_reference", "make_split",
+]

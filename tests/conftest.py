@@ -1,0 +1,35 @@
+"""Shared fixtures: small synthetic data sets in every layout, generated deterministically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from scenefusion.data.synthetic import make_pairs_folder, make_reference_like, write_manifest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["COLUMNS"] = "200"  # rich wraps long file names at 80 columns otherwise
+
+
+@pytest.fixture(scope="session")
+def pairs_root(tmp_path_factory) -> Path:
+    return make_pairs_folder(tmp_path_factory.mktemp("pairs") / "data")
+
+
+@pytest.fixture(scope="session")
+def reference_root(tmp_path_factory) -> Path:
+    return make_reference_like(tmp_path_factory.mktemp("reference") / "data")
+
+
+@pytest.fixture()
+def pairs_copy(tmp_path) -> Path:
+    """A private pairs folder a test may damage."""
+    return make_pairs_folder(tmp_path / "data", groups_per_class=2, frames_per_group=2)
+
+
+@pytest.fixture()
+def manifest_csv(tmp_path) -> Path:
+    root = make_pairs_folder(tmp_path / "pairs", groups_per_class=2, frames_per_group=2)
+    return write_manifest(root, tmp_path / "manifest.csv")
