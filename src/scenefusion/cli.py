@@ -88,3 +88,59 @@ def data_inspect(
         console.print(skipped)
     if len(dataset) == 0:
         fail("no usable items remain", code=2)
+
+
+def _rate_updater(bar: Progress, task, start: float):
+    import time
+
+    def update(done: int, total: int) -> None:
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{done / elapsed:,.1f} items/s")
+
+    return update
+
+
+@app.command("extract")
+def extract(
+    path: Annotated[Path, typer.Argument(help="Data folder or manifest CSV.")],
+    image_backbone: Annotated[str, typer.Option(help="Image backbone id.")] = "effnet_lite0",
+    audio: Annotated[str, typer.Option(help="Audio features: mfcc, mfcc_deltas, mfcc40.")] = "mfcc",
+    weights: Annotated[
+        Path | None, typer.Option(help="Weight file for a torchvision backbone.")
+    ] = None,
+    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    layout: Annotated[str, typer.Option(help="auto, reference, manifest or pairs.")] = "auto",
+    classes: ClassesOpt = None,
+) -> None:
+    """Compute and cache image embeddings and MFCC sequences; reuse whatever is cached."""
+    import time
+
+    from .features.extract import extract_audio, extract_images
+    from .features.image import ImageExtractor
+    from .features.store import FeatureStore
+
+    try:
+        dataset = load_dataset(path, layout=layout, classes=_classes(classes), check_files=False)
+        extractor = ImageExtractor(image_backbone, weights)
+        store = FeatureStore(cache)
+        with progress_bar() as bar:
+            task = bar.add_task(f"image: {image_backbone}", total=len(dataset), rate="")
+            images = extract_images(dataset.items, extractor, store, batch_size=batch_size,
+                                    progress=_rate_updater(bar, task, time.perf_counter()))
+            task = bar.add_task(f"audio: {audio}", total=len(dataset), rate="")
+            sounds = extract_audio(dataset.items, store, audio,
+                                   progress=_rate_updater(bar, task, time.perf_counter()))
+    except (DataError, ValueError, FileNotFoundError, RuntimeError) as err:
+        fail(str(err))
+        return
+    table = Table(title=f"features for {len(dataset)} items, cache {store.root}")
+    for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
+        table.add_column(col, justify="right" if col != "features" else "left")
+    for name, res in ((image_backbone, images), (audio, sounds)):
+        shape = "x".join(str(s) for s in res.features.shape[1:])
+        table.add_row(name, shape, str(res.computed), str(res.reused), str(len(res.skipped)),
+                      f"{res.seconds:.1f}")
+    console.print(table)
+    for s in dataset.skipped + images.skipped + sounds.skipped:
+        console.print(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")

@@ -1,0 +1,193 @@
+"""Run extractors over a data set via the feature store: compute what is missing, reuse the rest.
+
+Images are decoded and preprocessed by DataLoader workers while the backbone runs, so decoding
+overlaps compute. A file that fails here (e.g. corrupt after the data check) is skipped and
+reported, never silently replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from ..data.items import Item, Skip
+from ..data.validate import DataError, open_image_rgb
+from .audio import AUDIO_EXTRACTORS, MfccParams, mfcc_sequence
+from .image import ImageExtractor
+from .store import FeatureStore, array_hash, content_hash
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Extracted:
+    """Features for the items that have them (`ok` marks which), plus what a user should know."""
+
+    features: np.ndarray
+    ok: np.ndarray
+    computed: int = 0
+    reused: int = 0
+    skipped: list[Skip] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def item_key(item: Item, path: Path | None) -> str:
+    if path is None:
+        raise ValueError(f"item {item.id} has no file for this modality")
+    return f"{item.id}|{content_hash(path)}"
+
+
+class _ImageFiles(TorchDataset):
+    def __init__(self, paths: list[Path], extractor: ImageExtractor) -> None:
+        self.paths = paths
+        self.extractor = extractor
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.extractor.preprocess(open_image_rgb(self.paths[i])), None
+        except DataError as err:
+            return i, None, err.problem
+
+
+def _collate(batch):
+    return batch
+
+
+def _keys(items: list[Item], attr: str, skipped: list[Skip]) -> list[str | None]:
+    keys: list[str | None] = []
+    for item in items:
+        path = getattr(item, attr)
+        try:
+            keys.append(item_key(item, path))
+        except (OSError, ValueError) as exc:
+            skipped.append(Skip(str(path or item.id), f"cannot read file ({exc})"))
+            keys.append(None)
+    return keys
+
+
+def extract_images(
+    items: list[Item],
+    extractor: ImageExtractor,
+    store: FeatureStore,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    flush_every: int = 256,
+    progress: Progress | None = None,
+) -> Extracted:
+    """(N, D) embeddings for `items`; computed ones are stored in chunks as the run goes."""
+    start = time.perf_counter()
+    table = store.table(extractor.id, extractor.params_key())
+    skipped: list[Skip] = []
+    keys = _keys(items, "image", skipped)
+    cached = table.get_many(k for k in keys if k is not None)
+    features = np.zeros((len(items), extractor.dim), np.float32)
+    ok = np.zeros(len(items), bool)
+    todo = []
+    for i, key in enumerate(keys):
+        if key in cached:
+            features[i], ok[i] = cached[key], True
+        elif key is not None:
+            todo.append(i)
+    reused = int(ok.sum())
+    done = reused
+    if progress:
+        progress(done, len(items))
+    if todo:
+        workers = num_workers if num_workers is not None else min(2, max(0, os.cpu_count() - 1))
+        loader = DataLoader(
+            _ImageFiles([items[i].image for i in todo], extractor), batch_size=batch_size,
+            num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
+        )
+        pending_keys: list[str] = []
+        pending_rows: list[np.ndarray] = []
+        for batch in loader:
+            good = [(todo[j], t) for j, t, _ in batch if t is not None]
+            for j, _, problem in batch:
+                if problem is not None:
+                    skipped.append(Skip(str(items[todo[j]].image), problem))
+            if good:
+                emb = extractor.embed(torch.stack([t for _, t in good]))
+                for (i, _), row in zip(good, emb, strict=True):
+                    features[i], ok[i] = row, True
+                    pending_keys.append(keys[i])
+                    pending_rows.append(row)
+            if len(pending_keys) >= flush_every:
+                table.put_many(pending_keys, np.stack(pending_rows))
+                pending_keys, pending_rows = [], []
+            done += len(batch)
+            if progress:
+                progress(done, len(items))
+        if pending_keys:
+            table.put_many(pending_keys, np.stack(pending_rows))
+    computed = int(ok.sum()) - reused
+    return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
+
+
+def extract_audio(
+    items: list[Item],
+    store: FeatureStore,
+    extractor_id: str = "mfcc",
+    flush_every: int = 256,
+    progress: Progress | None = None,
+) -> Extracted:
+    """(N, T, C) MFCC sequences. Items with precomputed MFCCs (reference layout) use those."""
+    start = time.perf_counter()
+    if extractor_id not in AUDIO_EXTRACTORS:
+        raise ValueError(
+            f"unknown audio features {extractor_id!r}; choose one of {', '.join(AUDIO_EXTRACTORS)}"
+        )
+    params: MfccParams = AUDIO_EXTRACTORS[extractor_id]
+    precomputed = [it.mfcc is not None for it in items]
+    if all(precomputed) and items:
+        seqs = np.stack([it.mfcc for it in items]).astype(np.float32)
+        return Extracted(seqs, np.ones(len(items), bool), 0, len(items), [],
+                         time.perf_counter() - start)
+    if any(precomputed):
+        raise ValueError("mixing precomputed MFCC rows and audio files in one data set")
+    table = store.table(extractor_id, params.key())
+    skipped: list[Skip] = []
+    keys = _keys(items, "audio", skipped)
+    cached = table.get_many(k for k in keys if k is not None)
+    features = np.zeros((len(items), params.frames, params.channels), np.float32)
+    ok = np.zeros(len(items), bool)
+    pending_keys: list[str] = []
+    pending_rows: list[np.ndarray] = []
+    computed = reused = 0
+    for i, (item, key) in enumerate(zip(items, keys, strict=True)):
+        if key in cached:
+            features[i], ok[i] = cached[key], True
+            reused += 1
+        elif key is not None:
+            try:
+                features[i] = mfcc_sequence(item.audio, params)
+                ok[i] = True
+                computed += 1
+                pending_keys.append(key)
+                pending_rows.append(features[i])
+            except DataError as err:
+                skipped.append(Skip(err.path, err.problem))
+        if len(pending_keys) >= flush_every:
+            table.put_many(pending_keys, np.stack(pending_rows))
+            pending_keys, pending_rows = [], []
+        if progress:
+            progress(i + 1, len(items))
+    if pending_keys:
+        table.put_many(pending_keys, np.stack(pending_rows))
+    return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
+
+
+__all__ = ["Extracted", "array_hash", "extract_audio", "extract_images", "item_key"]

