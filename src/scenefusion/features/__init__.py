@@ -1,0 +1,1 @@
+"""Feature extraction: image backbones, MFCC sequences and the feature cache."""
