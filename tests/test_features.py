@@ -20,7 +20,7 @@ from scenefusion.features.audio import (
     pooled_summary,
 )
 from scenefusion.features.extract import extract_audio, extract_images
-from scenefusion.features.image import IMAGE_BACKBONES, ImageExtractor
+from scenefusion.features.image import IMAGE_BACKBONES, ImageExtractor, preprocess
 from scenefusion.features.store import FeatureStore
 
 
@@ -62,12 +62,23 @@ def test_vgg16_through_registry_with_weights_file(tmp_path):
 
 
 def test_preprocess_gives_input_size_for_any_aspect():
-    for backbone_id in ("effnet_lite0", "inception_v3"):
-        extractor = ImageExtractor(backbone_id)
-        size = IMAGE_BACKBONES[backbone_id].input_size
+    for backbone_id in ("effnet_lite2", "inception_v3"):
+        info = IMAGE_BACKBONES[backbone_id]
         for shape in ((64, 200, 3), (300, 90, 3)):
             img = Image.fromarray(np.zeros(shape, np.uint8))
-            assert extractor.preprocess(img).shape == (3, size, size)
+            assert preprocess(img, info).shape == (3, info.input_size, info.input_size)
+
+
+def test_torchvision_backbone_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr("torch.hub.download_url_to_file", _offline)
+    with pytest.raises(FileNotFoundError, match=r"vgg19-dcbb9e9d\.pth") as err:
+        ImageExtractor("vgg19").params_key()
+    assert str(tmp_path / "hub" / "checkpoints") in str(err.value)
+
+
+def _offline(*args, **kwargs):
+    raise OSError("no network in tests")
 
 
 # --- audio -------------------------------------------------------------------------------------

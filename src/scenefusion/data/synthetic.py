@@ -31,9 +31,9 @@ def _image(rng: np.random.Generator, k: int, n_classes: int, group_shift: float,
 
 def _tone(rng: np.random.Generator, k: int, group_shift: float, sr: int, seconds: float):
     t = np.arange(int(sr * seconds)) / sr
-    f0 = 220.0 * 2 ** (k * 0.75) * (1 + 0.02 * group_shift)
-    wave = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.15 * np.sin(2 * np.pi * 2.5 * f0 * t)
-    return (wave + rng.normal(0, 0.03, t.shape)).astype(np.float32)
+    f0 = 220.0 * 2 ** (k * 0.5) * (1 + 0.12 * group_shift)
+    wave = 0.2 * np.sin(2 * np.pi * f0 * t) + 0.1 * np.sin(2 * np.pi * 2.5 * f0 * t)
+    return (wave + rng.normal(0, 0.25, t.shape)).astype(np.float32)
 
 
 def make_pairs_folder(
@@ -45,19 +45,28 @@ def make_pairs_folder(
     sample_rate: int = 16000,
     seconds: float = 1.0,
     seed: int = 0,
+    looks: tuple[int, ...] | None = None,
+    sounds: tuple[int, ...] | None = None,
 ) -> Path:
-    """Write ROOT/<class>/<video>_<frame>.png + .wav pairs."""
+    """Write ROOT/<class>/<video>_<frame>.png + .wav pairs.
+
+    `looks` / `sounds` map each class to an appearance / a sound; giving two classes the same
+    one makes them separable only by the other modality (the demo uses this to show fusion).
+    """
     rng = np.random.default_rng(seed)
     root = Path(root)
+    looks = looks or tuple(range(len(classes)))
+    sounds = sounds or tuple(range(len(classes)))
     for k, name in enumerate(classes):
         (root / name).mkdir(parents=True, exist_ok=True)
         for g in range(groups_per_class):
             shift = rng.normal()
             for f in range(frames_per_group):
                 stem = f"{name.lower()}{g}_{f:03d}"
-                _image(rng, k, len(classes), shift, image_size).save(root / name / f"{stem}.png")
-                sf.write(root / name / f"{stem}.wav", _tone(rng, k, shift, sample_rate, seconds),
-                         sample_rate)
+                image = _image(rng, looks[k], len(classes), shift, image_size)
+                image.save(root / name / f"{stem}.png")
+                tone = _tone(rng, sounds[k], shift, sample_rate, seconds)
+                sf.write(root / name / f"{stem}.wav", tone, sample_rate)
     return root
 
 

@@ -114,10 +114,11 @@ IMAGE_BACKBONES: dict[str, BackboneInfo] = {
 }
 
 
-def preprocess(image: Image.Image, info: BackboneInfo) -> torch.Tensor:
+def preprocess(image: Image.Image, info: BackboneInfo, resize_size: int | None = None
+               ) -> torch.Tensor:
     """Resize the shorter side, centre crop, scale to [0, 1] and normalise: (3, H, W) float32."""
     w, h = image.size
-    scale = info.resize_size / min(w, h)
+    scale = (resize_size or info.resize_size) / min(w, h)
     resized = image.resize((max(1, round(w * scale)), max(1, round(h * scale))),
                            Image.Resampling.BILINEAR, reducing_gap=None)
     left = (resized.width - info.input_size) // 2
@@ -137,8 +138,21 @@ class ImageExtractor:
             raise ValueError(f"unknown image backbone {backbone_id!r}; choose one of {valid}")
         self.info = IMAGE_BACKBONES[backbone_id]
         self.id = backbone_id
-        self.weights = weights
+        self.weights = Path(weights) if weights is not None else None
         self._model: nn.Module | None = None
+        self._resolved = False
+
+    def _resolve_weights(self) -> None:
+        """Find a torchvision backbone's weight file up front: it decides the cache key and,
+        for ResNet50's V1/V2 files, the resize size. Raises WeightsNotFoundError offline."""
+        if self._resolved:
+            return
+        spec = backbones.TORCHVISION_SPECS.get(self.id)
+        self.resize_size = self.info.resize_size
+        if spec is not None:
+            self.weights = backbones.find_torchvision_weights(self.id, self.weights)
+            self.resize_size = spec.resize_size_for(self.weights)
+        self._resolved = True
 
     @property
     def dim(self) -> int:
@@ -146,18 +160,20 @@ class ImageExtractor:
 
     def params_key(self) -> str:
         """Identifies the numbers this extractor produces (weights + preprocessing)."""
-        i = self.info
-        tag = Path(self.weights).name if self.weights else i.weights
-        return f"{tag}-{i.input_size}-{i.resize_size}-v1"
+        self._resolve_weights()
+        tag = self.weights.name if self.weights else self.info.weights
+        return f"{tag}-{self.info.input_size}-{self.resize_size}-v1"
 
     @property
     def model(self) -> nn.Module:
         if self._model is None:
+            self._resolve_weights()
             self._model = self.info.build(self.weights).eval()
         return self._model
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return preprocess(image, self.info)
+        self._resolve_weights()
+        return preprocess(image, self.info, self.resize_size)
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():

@@ -1,0 +1,144 @@
+"""An experiment, as validated data: YAML in, every field checked, the resolved config echoed in
+each run folder so that a result can always be traced back to exactly what produced it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+IMAGE_MODELS = ["logreg", "svm", "rf", "knn", "hgb", "mlp"]
+AUDIO_MODELS = ["lstm", "logreg", "svm", "rf", "hgb"]
+LATE_METHODS = ["mean", "weighted", "product", "stacking"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    path: Path | None = Field(None, description="Data folder or manifest CSV; None = demo data.")
+    layout: Literal["auto", "reference", "manifest", "pairs"] = "auto"
+    classes: list[str] | None = None
+    check_files: bool = True
+
+
+class SplitConfig(_Strict):
+    strategy: Literal["group", "frame"] = "group"
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    seed: int = 0
+
+
+class FeaturesConfig(_Strict):
+    image_backbones: list[str] = ["effnet_lite0"]
+    image_weights: dict[str, Path] = {}
+    audio: str = "mfcc"
+    batch_size: int = Field(32, ge=1)
+    cache_dir: Path | None = None
+
+    @field_validator("image_backbones")
+    @classmethod
+    def _known_backbones(cls, value: list[str]) -> list[str]:
+        from .features.image import IMAGE_BACKBONES
+
+        unknown = [v for v in value if v not in IMAGE_BACKBONES]
+        if unknown:
+            raise ValueError(f"unknown backbone(s) {unknown}; choose from {list(IMAGE_BACKBONES)}")
+        if not value:
+            raise ValueError("at least one image backbone is needed")
+        return value
+
+    @field_validator("audio")
+    @classmethod
+    def _known_audio(cls, value: str) -> str:
+        from .features.audio import AUDIO_EXTRACTORS
+
+        if value not in AUDIO_EXTRACTORS:
+            valid = list(AUDIO_EXTRACTORS)
+            raise ValueError(f"unknown audio features {value!r}; choose from {valid}")
+        return value
+
+
+class ModelsConfig(_Strict):
+    image: list[str] = IMAGE_MODELS
+    audio: list[str] = AUDIO_MODELS
+    params: dict[str, dict] = Field(
+        default_factory=dict, description="Per model id keyword arguments, e.g. {svm: {C: 10}}."
+    )
+    tune: bool = Field(False, description="Small grid search on the val set for classical models.")
+
+
+class FusionConfig(_Strict):
+    early: list[str] = ["logreg", "mlp"]
+    late: list[Literal["mean", "weighted", "product", "stacking"]] = LATE_METHODS
+    hybrid: list[Literal["mean", "weighted", "product", "stacking"]] = ["stacking"]
+    early_pca_image: int | None = Field(
+        None, ge=1, description="PCA components on the image side before concatenation."
+    )
+
+
+class EvaluationConfig(_Strict):
+    n_bootstrap: int = Field(1000, ge=0)
+
+
+class OutputConfig(_Strict):
+    runs_dir: Path = Path("runs")
+    name: str | None = None
+
+
+class ExperimentConfig(_Strict):
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    models: ModelsConfig = ModelsConfig()
+    fusion: FusionConfig = FusionConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    output: OutputConfig = OutputConfig()
+    seed: int = 0
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: ModelsConfig) -> ModelsConfig:
+        from .models import available_models
+
+        valid = set(available_models())
+        for side in ("image", "audio"):
+            unknown = [m for m in getattr(value, side) if m not in valid]
+            if unknown:
+                raise ValueError(f"unknown {side} model(s) {unknown}; choose from {sorted(valid)}")
+        return value
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message says which file and which field."""
+
+
+def load_config(path: Path | None) -> ExperimentConfig:
+    """Read and validate a YAML config; None gives the default comparison grid."""
+    if path is None:
+        return ExperimentConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+    if config.data.path is not None and not config.data.path.is_absolute():
+        config.data.path = (path.parent / config.data.path).resolve()
+    return config
