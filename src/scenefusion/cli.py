@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -40,7 +41,7 @@ def progress_bar() -> Progress:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -84,7 +85,7 @@ def data_inspect(
         skipped.add_column("file")
         skipped.add_column("reason")
         for s in dataset.skipped:
-            skipped.add_row(s.path, s.reason)
+            skipped.add_row(escape(s.path), escape(s.reason))
         console.print(skipped)
     if len(dataset) == 0:
         fail("no usable items remain", code=2)
@@ -143,7 +144,7 @@ def extract(
                       f"{res.seconds:.1f}")
     console.print(table)
     for s in dataset.skipped + images.skipped + sounds.skipped:
-        console.print(f"[yellow]skipped[/yellow] {s.path}: {s.reason}")
+        console.print(f"[yellow]skipped[/yellow] {escape(s.path)}: {escape(s.reason)}")
 
 
 def _stage_progress(bar: Progress):
@@ -174,9 +175,18 @@ def print_table(table, title: str) -> None:
         ci = "" if row.ci_low is None or row.ci_low != row.ci_low else (
             f"{row.ci_low:.3f}-{row.ci_high:.3f}")
         val = getattr(row, "val_accuracy", None)
-        out.add_row(row.name, f"{row.accuracy:.3f}", ci, f"{row.macro_f1:.3f}",
+        out.add_row(escape(row.name), f"{row.accuracy:.3f}", ci, f"{row.macro_f1:.3f}",
                     f"{row.log_loss:.3f}", "" if val is None or val != val else f"{val:.3f}")
     console.print(out)
+
+
+def _with_val(results):
+    from .evaluation import comparison_table
+
+    table = comparison_table(results)
+    val = {r.name: r.extra.get("val_accuracy") for r in results}
+    table["val_accuracy"] = [val[n] for n in table["name"]]
+    return table
 
 
 @app.command("run")
@@ -215,13 +225,100 @@ def run(
     except (DataError, SplitError, ValueError, FileNotFoundError) as err:
         fail(str(err))
         return
-    table = out.table.copy()
-    table["val_accuracy"] = [r.extra.get("val_accuracy") for r in
-                             sorted(out.results, key=lambda r: -r.accuracy)]
-    print_table(table, f"test split ({out.results[0].n_test} items)")
+    print_table(_with_val(out.results), f"test split ({out.results[0].n_test} items)")
     for note in out.notes:
-        console.print(f"[dim]- {note}[/dim]")
+        console.print(f"[dim]- {escape(note)}[/dim]")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in out.timings.items())
     console.print(f"time: {stages}")
     console.print(f"run folder: [bold]{out.run_dir}[/bold] (report.html, report.md, "
                   f"metrics.json, plots/, best/)")
+
+
+@app.command("predict")
+def predict(
+    model: Annotated[Path, typer.Option(help="A saved bundle: RUN_DIR/best (or RUN_DIR).")],
+    image: Annotated[Path | None, typer.Option(help="One image.")] = None,
+    audio: Annotated[Path | None, typer.Option(help="The audio recorded with it.")] = None,
+    pairs: Annotated[
+        Path | None, typer.Option(help="A folder of pairs (matched by file name) or a CSV with "
+                                       "image/audio columns.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="CSV written for --pairs.")] = Path("predictions.csv"),
+    top_k: Annotated[int, typer.Option(min=1)] = 3,
+) -> None:
+    """Classify one image/audio pair (prints top-k) or many (--pairs, writes a CSV)."""
+    from .predict import load_bundle, pairs_in_folder, pairs_in_manifest, predict_pairs
+
+    if pairs is None and image is None and audio is None:
+        fail("give --image and/or --audio, or --pairs DIR|CSV")
+    try:
+        bundle = load_bundle(model)
+        if pairs is not None:
+            images, audios = (pairs_in_manifest(pairs) if pairs.suffix.lower() == ".csv"
+                              else pairs_in_folder(pairs))
+        else:
+            images, audios = [image], [audio]
+        frame = predict_pairs(bundle, images, audios, top_k=top_k)
+    except (DataError, ValueError, FileNotFoundError) as err:
+        fail(str(err))
+        return
+    if pairs is not None:
+        frame.to_csv(out, index=False)
+        n_err = int((frame["error"] != "").sum())
+        console.print(f"{len(frame) - n_err} classified, {n_err} with errors -> {out}")
+        for row in frame[frame["error"] != ""].itertuples():
+            console.print(f"[yellow]error[/yellow] {escape(row.error)}")
+        return
+    row = frame.iloc[0]
+    if row["error"]:
+        fail(row["error"])
+    console.print(f"[bold]{escape(row['predicted'])}[/bold]  ({escape(bundle.info['name'])}, "
+                  f"used: {row['modalities']})")
+    for part in row["top_k"].split("; "):
+        label, p = part.rsplit(" ", 1)
+        console.print(f"  {label:<20} {float(p):.3f}")
+
+
+@data_app.command("download")
+def data_download(
+    dest: Annotated[Path | None, typer.Option(help="Copy the data set here.")] = None,
+) -> None:
+    """Fetch the reference data set from Kaggle with kagglehub (needs network access)."""
+    from .data.download import DownloadError, download_reference
+
+    try:
+        root = download_reference(dest)
+    except DownloadError as err:
+        fail(str(err))
+        return
+    console.print(f"reference data set ready at [bold]{root}[/bold]; next: "
+                  f"scenefusion run --data {root}")
+
+
+@data_app.command("demo")
+def data_demo(
+    dest: Annotated[Path, typer.Argument(help="Folder to create.")],
+) -> None:
+    """Write the SYNTHETIC demo pairs folder (for trying the tool; not real scenes)."""
+    from .data.synthetic import make_pairs_folder
+    from .experiment import DEMO_CLASSES, DEMO_LOOKS, DEMO_SOUNDS
+
+    make_pairs_folder(dest, classes=DEMO_CLASSES, groups_per_class=4, frames_per_group=6,
+                      image_size=96, looks=DEMO_LOOKS, sounds=DEMO_SOUNDS)
+    console.print(f"synthetic demo data written to {dest}")
+
+
+@app.command("evaluate")
+def evaluate_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `scenefusion run`.")],
+) -> None:
+    """Re-render a saved run's reports, plots and table without retraining."""
+    from .experiment import rerender_reports
+
+    try:
+        results = rerender_reports(run_dir)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        fail(str(err))
+        return
+    print_table(_with_val(results), f"{run_dir} ({results[0].n_test} test items)")
+    console.print(f"reports re-rendered in [bold]{run_dir}[/bold]")

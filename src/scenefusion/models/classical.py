@@ -1,0 +1,272 @@
+"""Classical scikit-learn classifiers behind the common scenefusion estimator API.
+
+Each model is a ``Pipeline(StandardScaler, estimator)``: scaling is required by the SVM, logistic
+regression and k-NN, and harmless (monotone) for the tree ensembles, so every id behaves alike.
+Audio sequences (N, T, C) are pooled to (N, 4C) automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from scenefusion.models.base import normalise_proba, prepare_input, register
+
+logger = logging.getLogger(__name__)
+
+
+def _default_n_jobs() -> int:
+    """Two workers: the reference machine has 2 cores; more only adds scheduling overhead."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class ClassicalClassifier(ClassifierMixin, BaseEstimator):
+    """Base class: a scaled scikit-learn pipeline with optional validation-set grid search.
+
+    ``params`` holds the hyper-parameters of the final estimator (merged over
+    ``default_params``). With ``tune=True`` and a validation set, ``param_grid`` (or the
+    class's small ``default_grid``) is searched on that validation set via ``PredefinedSplit``,
+    and the winner is refit on the training rows only, so validation rows never leak into it.
+    """
+
+    model_id: ClassVar[str] = ""
+    accepts_sequences: ClassVar[bool] = False
+    default_params: ClassVar[dict[str, Any]] = {}
+    default_grid: ClassVar[dict[str, list[Any]]] = {}
+    #: where estimator hyper-parameters live inside the pipeline (for GridSearchCV names)
+    _grid_prefix: ClassVar[str] = "clf__"
+    _wrapper_args: ClassVar[tuple[str, ...]] = (
+        "params",
+        "tune",
+        "param_grid",
+        "tune_scoring",
+        "random_state",
+        "n_jobs",
+    )
+
+    def __init__(
+        self,
+        params: dict[str, Any] | None = None,
+        *,
+        tune: bool = False,
+        param_grid: dict[str, list[Any]] | None = None,
+        tune_scoring: str = "accuracy",
+        random_state: int | None = 0,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.params = params
+        self.tune = tune
+        self.param_grid = param_grid
+        self.tune_scoring = tune_scoring
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, **kwargs: Any) -> ClassicalClassifier:
+        """Build from flat keywords: wrapper args by name, anything else is a hyper-parameter.
+
+        The estimator is constructed once here so that a misspelt hyper-parameter fails at
+        configuration time rather than after the data have been loaded.
+        """
+        wrapper = {k: kwargs.pop(k) for k in list(kwargs) if k in cls._wrapper_args}
+        params = dict(wrapper.pop("params", None) or {})
+        params.update(kwargs)
+        model = cls(params=params or None, **wrapper)
+        model._build(model.resolved_params())
+        return model
+
+    def resolved_params(self) -> dict[str, Any]:
+        """Default hyper-parameters overridden by the user's ``params``."""
+        return {**self.default_params, **(self.params or {})}
+
+    def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:  # pragma: no cover
+        raise NotImplementedError
+
+    def _build(self, params: dict[str, Any]) -> Pipeline:
+        try:
+            est = self._make_estimator(dict(params))
+        except TypeError as exc:
+            raise ValueError(f"invalid hyper-parameter for {self.model_id!r}: {exc}") from exc
+        return Pipeline([("scale", StandardScaler()), ("clf", est)])
+
+    # -- estimator API ------------------------------------------------------------------------
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> ClassicalClassifier:
+        """Fit on the training rows; the validation set is used only for ``tune=True``."""
+        X = prepare_input(self, X)
+        y = np.asarray(y)
+        params = self.resolved_params()
+        if self.tune:
+            if X_val is None or y_val is None:
+                logger.warning(
+                    "%s: tune=True but no validation set given; using default hyper-parameters",
+                    self.model_id,
+                )
+            else:
+                with self._threads():
+                    params = self._tune(params, X, y, prepare_input(self, X_val), np.asarray(y_val))
+        params = self._adjust_params(params, len(X))
+        with self._threads():
+            self.pipeline_ = self._build(params).fit(X, y)
+        self.best_params_ = params
+        self.classes_ = self.pipeline_.classes_
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _tune(
+        self,
+        params: dict[str, Any],
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+    ) -> dict[str, Any]:
+        """Pick hyper-parameters on the validation rows only (one PredefinedSplit fold)."""
+        grid = self.param_grid if self.param_grid is not None else self.default_grid
+        if not grid:
+            return params
+        test_fold = np.concatenate([np.full(len(X), -1), np.zeros(len(X_val), dtype=int)])
+        search = GridSearchCV(
+            self._build(params),
+            param_grid={self._grid_prefix + k: list(v) for k, v in grid.items()},
+            scoring=self.tune_scoring,
+            cv=PredefinedSplit(test_fold),
+            refit=False,  # we refit on train only, below in fit()
+            n_jobs=1,  # tiny grids: process start-up would cost more than it saves
+        )
+        search.fit(np.concatenate([X, X_val]), np.concatenate([y, y_val]))
+        best = {k[len(self._grid_prefix) :]: v for k, v in search.best_params_.items()}
+        self.cv_results_ = search.cv_results_
+        logger.info("%s: tuned on validation set -> %s", self.model_id, best)
+        return {**params, **best}
+
+    def _adjust_params(self, params: dict[str, Any], n_samples: int) -> dict[str, Any]:
+        """Hook for data-dependent hyper-parameter sanity fixes (see k-NN)."""
+        return params
+
+    def _threads(self) -> contextlib.AbstractContextManager[Any]:
+        """Hook to cap native thread pools during fit/predict (see HGB)."""
+        return contextlib.nullcontext()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N, K) class probabilities, columns in ``classes_`` order."""
+        check_is_fitted(self, "pipeline_")
+        with self._threads():
+            P = self.pipeline_.predict_proba(prepare_input(self, X))
+        return normalise_proba(P)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Most probable class (argmax of ``predict_proba``, so it agrees with fusion)."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+@register("svm")
+class SVMClassifier(ClassicalClassifier):
+    """RBF-kernel SVM with sigmoid (Platt) calibrated probabilities.
+
+    Calibration uses ``CalibratedClassifierCV(SVC(), ensemble=False)``: the replacement that
+    scikit-learn recommends for the deprecated ``SVC(probability=True)``.
+    """
+
+    default_params: ClassVar[dict[str, Any]] = {"C": 1.0, "gamma": "scale", "kernel": "rbf"}
+    default_grid: ClassVar[dict[str, list[Any]]] = {"C": [0.1, 1.0, 10.0], "gamma": ["scale", 0.01]}
+    _grid_prefix: ClassVar[str] = "clf__estimator__"
+
+    def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:
+        params.setdefault("random_state", self.random_state)
+        return CalibratedClassifierCV(SVC(**params), method="sigmoid", cv=5, ensemble=False)
+
+
+@register("logreg")
+class LogRegClassifier(ClassicalClassifier):
+    """Multinomial L2 logistic regression: the fast, well-calibrated linear baseline."""
+
+    default_params: ClassVar[dict[str, Any]] = {"C": 1.0, "max_iter": 2000}
+    default_grid: ClassVar[dict[str, list[Any]]] = {"C": [0.01, 0.1, 1.0, 10.0]}
+
+    def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:
+        params.setdefault("random_state", self.random_state)
+        return LogisticRegression(**params)
+
+
+@register("rf")
+class RandomForestModel(ClassicalClassifier):
+    """Random forest: robust non-linear baseline needing almost no tuning."""
+
+    default_params: ClassVar[dict[str, Any]] = {"n_estimators": 200, "min_samples_leaf": 1}
+    default_grid: ClassVar[dict[str, list[Any]]] = {
+        "max_depth": [None, 10],
+        "min_samples_leaf": [1, 3],
+    }
+
+    def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:
+        params.setdefault("random_state", self.random_state)
+        params.setdefault("n_jobs", self.n_jobs if self.n_jobs is not None else _default_n_jobs())
+        return RandomForestClassifier(**params)
+
+
+@register("knn")
+class KNNClassifier(ClassicalClassifier):
+    """k-nearest neighbours (distance-weighted, so probabilities are less coarse)."""
+
+    default_params: ClassVar[dict[str, Any]] = {"n_neighbors": 7, "weights": "distance"}
+    default_grid: ClassVar[dict[str, list[Any]]] = {"n_neighbors": [3, 5, 9, 15]}
+
+    def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:
+        params.setdefault("n_jobs", self.n_jobs)
+        return KNeighborsClassifier(**params)
+
+    def _adjust_params(self, params: dict[str, Any], n_samples: int) -> dict[str, Any]:
+        """Never ask for more neighbours than there are training rows."""
+        k = params.get("n_neighbors", 5)
+        if k > n_samples:
+            logger.warning("knn: n_neighbors=%d > %d training rows; clipping", k, n_samples)
+            params = {**params, "n_neighbors": n_samples}
+        return params
+
+
+@register("hgb")
+class HGBClassifier(ClassicalClassifier):
+    """Histogram gradient boosting: strong tabular learner, fast on CPU.
+
+    Its OpenMP threads are capped at ``n_jobs`` (1 when ``None``): on a 2-core machine that is
+    also running anything else, OpenMP spin-waiting made a 90-row fit ~300x slower (7 s vs
+    0.02 s), while one thread loses little on the data sizes this project uses.
+    """
+
+    default_params: ClassVar[dict[str, Any]] = {"max_iter": 100, "learning_rate": 0.1}
+    default_grid: ClassVar[dict[str, list[Any]]] = {
+        "learning_rate": [0.05, 0.1],
+        "max_leaf_nodes": [15, 31],
+    }
+
+    def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:
+        params.setdefault("random_state", self.random_state)
+        return HistGradientBoostingClassifier(**params)
+
+    def _threads(self) -> contextlib.AbstractContextManager[Any]:
+        n = 1 if self.n_jobs is None else self.n_jobs
+        if n < 0:
+            n = max(1, (os.cpu_count() or 1) + 1 + n)
+        return threadpool_limits(limits=n, user_api="openmp")

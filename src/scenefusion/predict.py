@@ -1,0 +1,180 @@
+"""Classify new image/audio pairs with a saved run's model bundle.
+
+A bundle (`RUN_DIR/best`) holds the model and the recipe for its inputs (class names, image
+backbone, audio features). A pair may lack one modality: late and hybrid models fall back to the
+other and say so; models that need the missing one report an error for that row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
+from .features.audio import AUDIO_EXTRACTORS, mfcc_sequence
+from .features.image import ImageExtractor
+from .models import load_model, save_model
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FILE = "bundle.json"
+NEEDS = {"image": {"image"}, "audio": {"audio"}, "early": {"image", "audio"}}
+
+
+@dataclass
+class Bundle:
+    directory: Path
+    info: dict[str, Any]
+    model: Any
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info["classes"])
+
+    @property
+    def kind(self) -> str:
+        return self.info["kind"]
+
+    def required(self) -> set[str]:
+        """Modalities every prediction needs (late/hybrid need at least one of the two)."""
+        return NEEDS.get(self.kind, set())
+
+
+def save_bundle(model: Any, info: dict[str, Any], directory: Path) -> Path:
+    """Write the model (safe formats, see models.persistence) and its input recipe."""
+    save_model(model, Path(directory) / "model")
+    (Path(directory) / BUNDLE_FILE).write_text(json.dumps(info, indent=2))
+    return Path(directory)
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Load `RUN_DIR/best` (or a run folder, whose `best/` is used)."""
+    path = Path(path)
+    if (path / "best" / BUNDLE_FILE).is_file():
+        path = path / "best"
+    if not (path / BUNDLE_FILE).is_file():
+        raise DataError(path, f"not a model bundle (no {BUNDLE_FILE}); pass RUN_DIR/best")
+    info = json.loads((path / BUNDLE_FILE).read_text())
+    return Bundle(path, info, load_model(path / "model"))
+
+
+def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
+                  batch_size: int = 16) -> dict[int, np.ndarray]:
+    """Embeddings by row; an unreadable image marks its row's error instead of failing all."""
+    weights = bundle.info.get("image_weights")
+    extractor = ImageExtractor(bundle.info["image_backbone"], Path(weights) if weights else None)
+    tensors: dict[int, torch.Tensor] = {}
+    for i, path in paths.items():
+        try:
+            tensors[i] = extractor.preprocess(open_image_rgb(Path(path)))
+        except DataError as err:
+            rows[i]["error"] = str(err)
+    out: dict[int, np.ndarray] = {}
+    keys = list(tensors)
+    for start in range(0, len(keys), batch_size):
+        chunk = keys[start : start + batch_size]
+        emb = extractor.embed(torch.stack([tensors[i] for i in chunk]))
+        out.update(zip(chunk, emb, strict=True))
+    return out
+
+
+def predict_pairs(
+    bundle: Bundle,
+    images: list[Path | None],
+    audios: list[Path | None],
+    top_k: int = 3,
+) -> pd.DataFrame:
+    """One row per pair: predicted class, top-k probabilities, modalities used, or the error."""
+    if len(images) != len(audios):
+        raise ValueError("images and audios must be lists of the same length")
+    n = len(images)
+    if bundle.info.get("audio_source") == "reference-csv-mfcc" and any(audios):
+        log.warning("this model learned from the reference CSV's precomputed MFCCs; MFCCs from "
+                    "raw audio match their shape but may differ in scale")
+    rows: list[dict[str, Any]] = [
+        {"image": str(i) if i else "", "audio": str(a) if a else "", "error": ""}
+        for i, a in zip(images, audios, strict=True)
+    ]
+    feats: dict[str, dict[int, np.ndarray]] = {"image": {}, "audio": {}}
+    if bundle.kind != "audio":
+        wanted = {i: Path(p) for i, p in enumerate(images) if p is not None}
+        feats["image"] = _embed_images(bundle, wanted, rows)
+    params = AUDIO_EXTRACTORS[bundle.info.get("audio_features", "mfcc")]
+    for i, path in enumerate(audios):
+        if path is not None and bundle.kind != "image" and not rows[i]["error"]:
+            try:
+                feats["audio"][i] = mfcc_sequence(Path(path), params)
+            except DataError as err:
+                rows[i]["error"] = str(err)
+    patterns: dict[tuple[str, ...], list[int]] = {}
+    for i in range(n):
+        if rows[i]["error"]:
+            continue
+        have = tuple(m for m in ("image", "audio") if i in feats[m])
+        missing = bundle.required() - set(have)
+        if missing or not have:
+            need = ", ".join(sorted(missing)) if missing else "an image or an audio file"
+            rows[i]["error"] = f"model {bundle.info['name']} needs {need}"
+            continue
+        patterns.setdefault(have, []).append(i)
+    classes = np.array(bundle.classes)
+    for have, idx in patterns.items():
+        arrays = {m: np.stack([feats[m][i] for i in idx]) for m in have}
+        if bundle.kind in ("image", "audio"):
+            proba = bundle.model.predict_proba(arrays[bundle.kind])
+            used = (bundle.kind,)
+        else:
+            proba = bundle.model.predict_proba({m: arrays.get(m) for m in ("image", "audio")})
+            used = tuple(getattr(bundle.model, "last_used_modalities_", have))
+        order = np.argsort(-proba, axis=1)[:, :top_k]
+        for row_i, i in enumerate(idx):
+            top = order[row_i]
+            rows[i]["predicted"] = classes[top[0]]
+            rows[i]["probability"] = float(proba[row_i, top[0]])
+            rows[i]["top_k"] = "; ".join(f"{classes[t]} {proba[row_i, t]:.3f}" for t in top)
+            rows[i]["modalities"] = "+".join(used)
+    frame = pd.DataFrame(rows)
+    for col in ("predicted", "probability", "top_k", "modalities"):
+        if col not in frame:
+            frame[col] = None
+    return frame[["image", "audio", "predicted", "probability", "top_k", "modalities", "error"]]
+
+
+def pairs_in_folder(folder: Path) -> tuple[list[Path | None], list[Path | None]]:
+    """Pair files by stem anywhere under `folder`; a lone image or sound is a one-modality pair."""
+    found: dict[Path, dict[str, Path]] = {}
+    for f in sorted(Path(folder).rglob("*")):
+        suffix = f.suffix.lower()
+        kind = ("image" if suffix in IMAGE_SUFFIXES
+                else "audio" if suffix in AUDIO_SUFFIXES else None)
+        if kind and f.is_file():
+            found.setdefault(f.with_suffix(""), {})[kind] = f
+    if not found:
+        raise DataError(folder, "no image or audio files found")
+    pairs = list(found.values())
+    return [p.get("image") for p in pairs], [p.get("audio") for p in pairs]
+
+
+def pairs_in_manifest(csv_path: Path) -> tuple[list[Path | None], list[Path | None]]:
+    """Read `image` and/or `audio` columns of a CSV, paths relative to it."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(csv_path, "CSV file not found")
+    frame = pd.read_csv(csv_path)
+    if "image" not in frame and "audio" not in frame:
+        raise DataError(csv_path, "needs an 'image' and/or an 'audio' column")
+
+    def col(name: str) -> list[Path | None]:
+        if name not in frame:
+            return [None] * len(frame)
+        return [csv_path.parent / str(v) if isinstance(v, str) and v.strip() else None
+                for v in frame[name]]
+
+    return col("image"), col("audio")

@@ -1,0 +1,255 @@
+"""End to end: config validation, `scenefusion run`, `evaluate`, `predict`, `data download`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from scenefusion.cli import app
+from scenefusion.config import ConfigError, load_config
+from scenefusion.data.download import DownloadError, download_reference
+from scenefusion.data.synthetic import make_pairs_folder, make_reference_like
+from scenefusion.experiment import DEMO_LOOKS, DEMO_SOUNDS
+
+runner = CliRunner()
+
+SMALL_GRID = {
+    "models": {"image": ["logreg", "mlp"], "audio": ["lstm", "logreg"],
+               "params": {"lstm": {"max_epochs": 15}, "mlp": {"max_epochs": 30}}},
+    "fusion": {"early": ["logreg"], "late": ["mean", "weighted", "product", "stacking"],
+               "hybrid": ["stacking"]},
+    "evaluation": {"n_bootstrap": 200},
+}
+
+
+def write_config(tmp_path: Path, data: Path, **extra) -> Path:
+    cfg = {"data": {"path": str(data)}, **SMALL_GRID,
+           "features": {"cache_dir": str(tmp_path / "cache")},
+           "output": {"runs_dir": str(tmp_path / "runs"), "name": "r"}, **extra}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_pairs(tmp_path_factory) -> Path:
+    return make_pairs_folder(tmp_path_factory.mktemp("demo") / "pairs",
+                             classes=("BEACH", "CITY", "FOREST", "RESTAURANT"),
+                             groups_per_class=4, frames_per_group=4, looks=DEMO_LOOKS,
+                             sounds=DEMO_SOUNDS)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, demo_pairs):
+    tmp = tmp_path_factory.mktemp("run")
+    result = runner.invoke(app, ["run", str(write_config(tmp, demo_pairs))])
+    assert result.exit_code == 0, result.output
+    return tmp / "runs" / "r", result.output, tmp
+
+
+# --- config ------------------------------------------------------------------------------------
+
+def test_unknown_key_is_rejected_with_its_path(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  imgae: [svm]\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: models.imgae: Extra inputs are not permitted"):
+        load_config(path)
+
+
+def test_unknown_model_and_backbone_are_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  image: [svm, xgboost]\n")
+    with pytest.raises(ConfigError, match="unknown image model.*xgboost"):
+        load_config(path)
+    path.write_text("features:\n  image_backbones: [vgg99]\n")
+    with pytest.raises(ConfigError, match="unknown backbone.*vgg99"):
+        load_config(path)
+
+
+def test_relative_data_path_is_resolved_against_the_config(tmp_path):
+    path = tmp_path / "sub" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text("data:\n  path: ../data\n")
+    assert load_config(path).data.path == (tmp_path / "data").resolve()
+
+
+def test_default_config_is_the_full_grid():
+    cfg = load_config(None)
+    assert cfg.data.path is None and cfg.split.strategy == "group"
+    assert {"svm", "logreg", "rf", "knn", "hgb", "mlp"} <= set(cfg.models.image)
+    assert "lstm" in cfg.models.audio
+    assert cfg.fusion.late == ["mean", "weighted", "product", "stacking"]
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+def test_run_writes_every_artefact_and_prints_the_table(finished_run):
+    run_dir, output, _ = finished_run
+    for name in ("config.yaml", "metrics.json", "report.md", "report.html", "split.json",
+                 "timings.json", "plots/comparison.png", "best/bundle.json"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    names = [r["name"] for r in metrics["results"]]
+    kinds = {n.split(":")[0] for n in names}
+    assert kinds == {"image", "audio", "early", "late", "hybrid"}
+    assert len(names) == 2 + 2 + 1 + 4 + 1
+    assert len(list((run_dir / "plots").glob("confusion_*.png"))) == len(names)
+    assert len(list((run_dir / "reports").glob("*.txt"))) == len(names)
+    html = (run_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64") >= len(names) + 1
+    for column in ("accuracy", "95% CI", "macro F1", "log-loss", "val acc"):
+        assert column in output
+    assert "late:stacking:effnet_lite0" in output
+
+
+def test_run_split_is_leak_free_and_recorded(finished_run):
+    run_dir, _, _ = finished_run
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["strategy"] == "group"
+    assert split["sizes"]["test"] > 0 and split["test_groups"]
+
+
+def test_fusion_beats_each_modality_where_each_alone_is_blind(finished_run):
+    """Demo data: two classes look alike, two others sound alike; only fusion sees all four."""
+    run_dir, _, _ = finished_run
+    acc = {r["name"]: r["accuracy"] for r in json.loads(
+        (run_dir / "metrics.json").read_text())["results"]}
+    best_image = max(v for k, v in acc.items() if k.startswith("image:"))
+    best_audio = max(v for k, v in acc.items() if k.startswith("audio:"))
+    best_late = max(v for k, v in acc.items() if k.startswith("late:"))
+    assert best_late > max(best_image, best_audio)
+
+
+def test_rerun_reuses_cached_features(finished_run, demo_pairs):
+    _, _, tmp = finished_run
+    from scenefusion.config import load_config
+    from scenefusion.experiment import run_experiment
+
+    cfg = load_config(tmp / "experiment.yaml")
+    cfg.models.image, cfg.models.audio = ["logreg"], ["logreg"]
+    cfg.fusion.early, cfg.fusion.late, cfg.fusion.hybrid = [], ["mean"], []
+    out = run_experiment(cfg)
+    assert out.extraction["image:effnet_lite0"]["computed"] == 0
+    assert out.extraction["image:effnet_lite0"]["reused"] == 64
+    assert out.extraction["audio:mfcc"]["computed"] == 0
+
+
+def test_evaluate_rerenders_without_retraining(finished_run):
+    run_dir, _, _ = finished_run
+    (run_dir / "report.html").unlink()
+    for png in (run_dir / "plots").glob("*.png"):
+        png.unlink()
+    result = runner.invoke(app, ["evaluate", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "report.html").is_file() and (run_dir / "plots/comparison.png").is_file()
+
+
+def test_run_on_reference_layout(tmp_path):
+    data = make_reference_like(tmp_path / "ref", groups_per_class=3, frames_per_group=4)
+    cfg = write_config(tmp_path, data)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["models"] = {"image": ["logreg"], "audio": ["logreg"]}
+    raw["fusion"] = {"early": ["logreg"], "late": ["mean"], "hybrid": []}
+    cfg.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["run", str(cfg)])
+    assert result.exit_code == 0, result.output
+    bundle = json.loads((tmp_path / "runs/r/best/bundle.json").read_text())
+    assert bundle["audio_source"] == "reference-csv-mfcc"
+
+
+def test_run_with_bad_config_fails_cleanly(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("split: {strategy: random}\n")
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 1
+    assert "split.strategy" in result.output and "Traceback" not in result.output
+
+
+# --- predict -----------------------------------------------------------------------------------
+
+def test_predict_one_pair_and_one_modality(finished_run, demo_pairs):
+    run_dir, _, _ = finished_run
+    image, audio = demo_pairs / "CITY" / "city1_002.png", demo_pairs / "CITY" / "city1_002.wav"
+    both = runner.invoke(app, ["predict", "--model", str(run_dir / "best"), "--image", str(image),
+                               "--audio", str(audio)])
+    assert both.exit_code == 0, both.output
+    assert both.output.split()[0] in {"BEACH", "CITY", "FOREST", "RESTAURANT"}
+
+
+def test_predict_pairs_writes_csv_and_reports_bad_rows(finished_run, demo_pairs, tmp_path):
+    run_dir, _, _ = finished_run
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for stem in ("city1_000", "forest2_001"):
+        cls = stem.split("1")[0].split("2")[0].upper()
+        for ext in (".png", ".wav"):
+            (folder / f"{stem}{ext}").write_bytes((demo_pairs / cls / f"{stem}{ext}").read_bytes())
+    (folder / "broken.png").write_bytes(b"nope")
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(app, ["predict", "--model", str(run_dir), "--pairs", str(folder),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out).fillna("")
+    assert len(frame) == 3
+    assert "broken.png" in result.output
+    good = frame[frame["error"] == ""]
+    assert len(good) == 2 and set(good["predicted"]) <= {"BEACH", "CITY", "FOREST", "RESTAURANT"}
+
+
+def test_late_fusion_bundle_falls_back_to_the_present_modality(tmp_path, demo_pairs):
+    # a late-fusion bundle trained on precomputed toy features is enough to check the plumbing
+    import numpy as np
+
+    from scenefusion.experiment import Candidate
+    from scenefusion.models import LateFusion, make_model
+    from scenefusion.predict import load_bundle, predict_pairs, save_bundle
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 20)
+    img = rng.normal(y[:, None], 0.3, (40, 1280)).astype("float32")
+    aud = rng.normal(y[:, None, None], 0.3, (40, 8, 13)).astype("float32")
+    model = LateFusion({"image": make_model("logreg"), "audio": make_model("logreg")}).fit(
+        {"image": img, "audio": aud}, y)
+    cand = Candidate("late:mean:t", "late", model, "effnet_lite0", 1.0, 0.1, np.zeros((1, 2)))
+    info = {"name": cand.name, "kind": "late", "classes": ["A", "B"],
+            "image_backbone": "effnet_lite0", "image_weights": None, "audio_features": "mfcc",
+            "audio_source": "raw-audio"}
+    save_bundle(model, info, tmp_path / "b")
+    bundle = load_bundle(tmp_path / "b")
+    frame = predict_pairs(bundle, [None, demo_pairs / "CITY/city0_000.png"],
+                          [demo_pairs / "CITY/city0_000.wav", None])
+    assert list(frame["modalities"]) == ["audio", "image"]
+    assert (frame["error"] == "").all()
+
+
+def test_predict_without_bundle_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path), "--image", "x.png"])
+    assert result.exit_code == 1 and "not a model bundle" in result.output
+
+
+# --- download ----------------------------------------------------------------------------------
+
+def test_download_uses_kagglehub_and_finds_the_nested_root(tmp_path, monkeypatch):
+    archive = tmp_path / "kaggle" / "versions" / "1"
+    make_reference_like(archive / "scene_data", groups_per_class=2, frames_per_group=1)
+    fake = types.SimpleNamespace(dataset_download=lambda handle: str(archive))
+    monkeypatch.setitem(sys.modules, "kagglehub", fake)
+    assert download_reference() == archive / "scene_data"
+    copied = download_reference(tmp_path / "mine")
+    assert (copied / "dataset.csv").is_file() and (copied / "images").is_dir()
+
+
+def test_download_offline_explains_the_manual_route(monkeypatch):
+    def offline(handle):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=offline))
+    with pytest.raises(DownloadError, match="could not download.*kaggle.com/datasets"):
+        download_reference()

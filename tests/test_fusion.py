@@ -1,0 +1,296 @@
+"""Early / late / hybrid fusion: contract, leakage-free stacking, missing-modality fallback."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+from scenefusion.models import (
+    FUSION_IDS,
+    EarlyFusion,
+    HybridFusion,
+    LateFusion,
+    make_fusion,
+    make_model,
+)
+
+K = 3
+
+
+def make_data(n: int, seed: int):
+    """Image blobs (N, 64) and audio sinusoids (N, 8, 13); each modality alone is imperfect."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % K
+    rng.shuffle(y)
+    centers = 0.25 * np.random.default_rng(123).normal(size=(K, 64))
+    image = (centers[y] + rng.normal(size=(n, 64))).astype(np.float32)
+    t = np.arange(8)[None, :, None]
+    c = np.arange(13)[None, None, :]
+    audio = np.sin(0.6 * (1 + y)[:, None, None] * t + 0.3 * c) + 0.8 * rng.normal(size=(n, 8, 13))
+    return {"image": image, "audio": audio.astype(np.float32)}, y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {"train": make_data(120, 0), "val": make_data(60, 1), "test": make_data(150, 2)}
+
+
+def check_proba(P: np.ndarray, n: int) -> None:
+    assert P.shape == (n, K)
+    assert np.all(P >= 0)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-9)
+
+
+def fit_eval(model, data, with_val=True):
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = data["train"], data["val"], data["test"]
+    if with_val:
+        model.fit(Xtr, ytr, Xva, yva)
+    else:
+        model.fit(Xtr, ytr)
+    P = model.predict_proba(Xte)
+    check_proba(P, len(yte))
+    np.testing.assert_array_equal(model.classes_, np.arange(K))
+    return P, (model.predict(Xte) == yte).mean()
+
+
+def test_fusion_ids():
+    assert FUSION_IDS == (
+        "early",
+        "late:mean",
+        "late:weighted",
+        "late:product",
+        "late:stacking",
+        "hybrid:mean",
+        "hybrid:weighted",
+        "hybrid:product",
+        "hybrid:stacking",
+    )
+    for fid in FUSION_IDS:
+        assert make_fusion(fid).fusion_id == fid
+    with pytest.raises(ValueError, match="unknown fusion id 'late:max'.*late:mean"):
+        make_fusion("late:max")
+
+
+@pytest.mark.parametrize("pca_image", [None, 8])
+def test_early_fusion(pca_image, data):
+    model = EarlyFusion("logreg", pca_image=pca_image)
+    P, acc = fit_eval(model, data)
+    assert acc > 0.65
+    assert model.n_features_in_ == (pca_image or 64) + 4 * 13
+    P2, _ = fit_eval(EarlyFusion("logreg", pca_image=pca_image), data)
+    np.testing.assert_array_equal(P, P2)
+
+
+def test_early_fusion_with_torch_classifier_and_lstm_embedding(data):
+    (Xtr, ytr), (Xte, yte) = data["train"], data["test"]
+    lstm = make_model("lstm", hidden_size=8, max_epochs=15).fit(Xtr["audio"], ytr)
+    emb_tr = {"image": Xtr["image"], "audio": lstm.embed(Xtr["audio"])}
+    emb_te = {"image": Xte["image"], "audio": lstm.embed(Xte["audio"])}
+    model = EarlyFusion(make_model("mlp", hidden_sizes=(16,), max_epochs=20), pca_image=8)
+    model.fit(emb_tr, ytr)
+    assert model.n_features_in_ == 8 + 8
+    check_proba(model.predict_proba(emb_te), len(yte))
+    assert (model.predict(emb_te) == yte).mean() > 0.6
+
+
+def test_early_fusion_missing_modality_is_a_clear_error(data):
+    (Xtr, ytr), (Xte, _) = data["train"], data["test"]
+    model = EarlyFusion("logreg").fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="missing: audio"):
+        model.predict_proba({"image": Xte["image"]})
+    with pytest.raises(ValueError, match="missing: image"):
+        model.predict_proba({"image": None, "audio": Xte["audio"]})
+
+
+@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking"])
+def test_late_fusion(method, data):
+    model = LateFusion({"image": "logreg", "audio": "logreg"}, method)
+    P, acc = fit_eval(model, data)
+    assert acc > 0.65
+    assert model.fusion_id == f"late:{method}"
+    P2, _ = fit_eval(LateFusion({"image": "logreg", "audio": "logreg"}, method), data)
+    np.testing.assert_array_equal(P, P2)
+    if method == "weighted":
+        assert model.combiner_source_ == "val"
+        assert sum(model.weights_.values()) == pytest.approx(1.0)
+    if method == "stacking":
+        assert model.combiner_source_ == "oof"
+
+
+def test_fusion_beats_each_modality_alone(data):
+    (Xtr, ytr), (Xte, yte) = data["train"], data["test"]
+    single = [
+        (make_model("logreg").fit(Xtr[m], ytr).predict(Xte[m]) == yte).mean()
+        for m in ("image", "audio")
+    ]
+    for fusion in (LateFusion({"image": "logreg", "audio": "logreg"}, "mean"), EarlyFusion()):
+        _, acc_fused = fit_eval(fusion, data)
+        assert acc_fused > max(single)
+
+
+def test_late_fusion_with_lstm_and_mlp_members(data):
+    models = {
+        "image": make_model("mlp", hidden_sizes=(16,), max_epochs=20),
+        "audio": make_model("lstm", hidden_size=8, max_epochs=15),
+    }
+    _, acc = fit_eval(LateFusion(models, "product"), data)
+    assert acc > 0.6
+
+
+def test_stacking_with_sequence_member_uses_out_of_fold_lstm_predictions(data):
+    models = {"image": "logreg", "audio": make_model("lstm", hidden_size=8, max_epochs=5)}
+    model = LateFusion(models, "stacking", cv=3)
+    _, acc = fit_eval(model, data)
+    assert model.combiner_source_ == "oof" and acc > 0.6
+    assert model.meta_.n_features_in_ == 2 * K
+
+
+def test_weighted_without_validation_uses_out_of_fold_predictions(data):
+    model = LateFusion({"image": "logreg", "audio": "knn"}, "weighted")
+    _, acc = fit_eval(model, data, with_val=False)
+    assert model.combiner_source_ == "oof" and acc > 0.6
+
+
+@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking"])
+def test_hybrid_fusion(method, data):
+    model = HybridFusion("logreg", method=method, pca_image=16)
+    P, acc = fit_eval(model, data)
+    assert acc > 0.65
+    assert model.member_names_ == ["early", "image", "audio"]
+    assert model.fusion_id == f"hybrid:{method}"
+    P2, _ = fit_eval(HybridFusion("logreg", method=method, pca_image=16), data)
+    np.testing.assert_array_equal(P, P2)
+
+
+# -- leakage: the stacking combiner never sees test rows, and only out-of-fold train rows ------
+EVENTS: list[tuple[str, int, np.ndarray]] = []
+_TOKENS = itertools.count()
+
+
+class RecordingLogReg(ClassifierMixin, BaseEstimator):
+    """Logistic regression that records every matrix it is fitted on or asked to predict."""
+
+    def __init__(self, C: float = 1.0):
+        self.C = C
+
+    def fit(self, X, y):
+        self.token_ = next(_TOKENS)  # unique per fit; id() is reused after clones are freed
+        EVENTS.append(("fit", self.token_, np.array(X, copy=True)))
+        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        EVENTS.append(("predict", self.token_, np.array(X, copy=True)))
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _rows(X: np.ndarray) -> set[bytes]:
+    return {row.tobytes() for row in np.asarray(X)}
+
+
+@pytest.mark.parametrize("use_groups", [False, True])
+def test_stacking_never_sees_test_rows_and_uses_out_of_fold_predictions(use_groups, data):
+    (Xtr, ytr), (Xva, yva), (Xte, _) = data["train"], data["val"], data["test"]
+    groups = np.arange(len(ytr)) // 4 if use_groups else None  # e.g. 4 clips per recording
+    model = LateFusion({"image": RecordingLogReg(), "audio": RecordingLogReg()}, "stacking")
+    EVENTS.clear()
+    model.fit(Xtr, ytr, Xva, yva, groups=groups)
+    fit_events = list(EVENTS)
+    EVENTS.clear()
+
+    test_rows = _rows(Xte["image"]) | _rows(Xte["audio"].reshape(len(Xte["audio"]), -1))
+    train_image = _rows(Xtr["image"])
+    predicted = [(i, X) for kind, i, X in fit_events if kind == "predict"]
+    assert predicted, "stacking must have produced out-of-fold predictions"
+    for _, X in predicted:
+        assert not (_rows(X) & test_rows)
+    # each fold's clone predicts only rows it was not fitted on (and, with groups, whole
+    # recordings stay on one side), and every training row is predicted exactly once.
+    fitted = {i: X for kind, i, X in fit_events if kind == "fit"}
+    image_pred_rows: list[bytes] = []
+    row_group = {
+        row.tobytes(): g for row, g in zip(Xtr["image"], groups if use_groups else [], strict=False)
+    }
+    for i, X in predicted:
+        assert not (_rows(X) & _rows(fitted[i]))
+        if X.shape[1] == 64:
+            image_pred_rows += [r.tobytes() for r in X]
+            if use_groups:
+                pred_groups = {row_group[r.tobytes()] for r in X}
+                fit_groups = {row_group[r.tobytes()] for r in fitted[i]}
+                assert not (pred_groups & fit_groups)
+    assert sorted(image_pred_rows) == sorted(train_image)
+    # the final members are fitted on all train rows and were never asked to predict in fit()
+    for member in model.members_.values():
+        assert len(fitted[member.token_]) == len(ytr)
+        assert member.token_ not in {i for i, _ in predicted}
+    check_proba(model.predict_proba(Xte), len(Xte["image"]))
+
+
+def test_stacking_on_validation_predictions(data):
+    (Xtr, ytr), (Xva, yva) = data["train"], data["val"]
+    model = LateFusion({"image": RecordingLogReg(), "audio": RecordingLogReg()}, "stacking")
+    EVENTS.clear()
+    model.set_params(stack_on="val").fit(Xtr, ytr, Xva, yva)
+    predicted = [X for kind, _, X in EVENTS if kind == "predict"]
+    assert model.combiner_source_ == "val"
+    assert all(len(X) == len(yva) for X in predicted)
+    with pytest.raises(ValueError, match="stack_on='val' needs"):
+        model.fit(Xtr, ytr)
+
+
+def test_prefit_members_are_not_refitted(data):
+    (Xtr, ytr), (Xva, yva) = data["train"], data["val"]
+    members = {m: RecordingLogReg().fit(Xtr[m].reshape(len(ytr), -1), ytr) for m in Xtr}
+    members["audio"] = make_model("logreg").fit(Xtr["audio"], ytr)
+    EVENTS.clear()
+    model = LateFusion(members, "weighted", prefit=True).fit(Xtr, ytr, Xva, yva)
+    assert not [e for e in EVENTS if e[0] == "fit"]
+    assert model.members_["image"] is members["image"]
+    assert model.members_["audio"] is members["audio"]
+    with pytest.raises(ValueError, match="prefit=True"):
+        LateFusion({"image": "logreg"}, prefit=True).fit(Xtr, ytr)
+
+
+# -- missing modality ------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking"])
+def test_late_fusion_missing_modality_falls_back(method, data, caplog):
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = data["train"], data["val"], data["test"]
+    model = LateFusion({"image": "logreg", "audio": "logreg"}, method).fit(Xtr, ytr, Xva, yva)
+    model.predict_proba(Xte)
+    assert model.last_used_modalities_ == ("audio", "image")
+    assert model.last_missing_modalities_ == ()
+    expected = model.members_["image"].predict_proba(Xte["image"])
+    for partial in ({"image": Xte["image"]}, {"image": Xte["image"], "audio": None}):
+        with caplog.at_level(logging.WARNING, logger="scenefusion.models.fusion"):
+            caplog.clear()
+            P = model.predict_proba(partial)
+        np.testing.assert_allclose(P, expected, rtol=1e-6, atol=1e-7)  # product clips at 1e-7
+        assert model.last_used_modalities_ == ("image",)
+        assert model.last_missing_modalities_ == ("audio",)
+        assert "audio" in caplog.text and "falling back" in caplog.text
+    assert (model.predict({"image": Xte["image"]}) == yte).mean() > 0.6
+    with pytest.raises(ValueError, match="no member can predict"):
+        model.predict_proba({"image": None})
+
+
+def test_hybrid_missing_modality_drops_early_member(data, caplog):
+    (Xtr, ytr), (Xva, yva), (Xte, _) = data["train"], data["val"], data["test"]
+    model = HybridFusion("logreg", method="weighted").fit(Xtr, ytr, Xva, yva)
+    with caplog.at_level(logging.WARNING, logger="scenefusion.models.fusion"):
+        P = model.predict_proba({"audio": Xte["audio"]})
+    check_proba(P, len(Xte["audio"]))
+    assert model.last_used_members_ == ("audio",)
+    assert model.last_used_modalities_ == ("audio",)
+    assert model.last_missing_modalities_ == ("image",)
+    np.testing.assert_allclose(P, model.members_["audio"].predict_proba(Xte["audio"]), atol=1e-12)
+    assert "falling back" in caplog.text

@@ -1,0 +1,168 @@
+"""Unimodal models: registry, probability contract, learnability, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from scenefusion.models import (
+    MODEL_REGISTRY,
+    LSTMClassifier,
+    accepts_sequences,
+    available_models,
+    make_model,
+    pool_sequence,
+)
+
+K = 3
+FAST = {  # keep every fit well under a second on 2 CPU cores
+    "mlp": {"hidden_sizes": (32,), "max_epochs": 30, "patience": 5},
+    "lstm": {"hidden_size": 16, "max_epochs": 30, "patience": 5},
+    "hgb": {"max_iter": 30},
+    "rf": {"n_estimators": 50},
+}
+
+
+def make_data(n: int, seed: int, labels: np.ndarray | None = None):
+    """Class-dependent Gaussian blobs (image, (N, 64)) and noisy sinusoids (audio, (N, 8, 13))."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % K
+    rng.shuffle(y)
+    centers = np.random.default_rng(123).normal(size=(K, 64))
+    image = (centers[y] + 1.5 * rng.normal(size=(n, 64))).astype(np.float32)
+    t = np.arange(8)[None, :, None]
+    c = np.arange(13)[None, None, :]
+    audio = np.sin(0.6 * (1 + y)[:, None, None] * t + 0.3 * c) + 0.8 * rng.normal(size=(n, 8, 13))
+    y = y if labels is None else labels[y]
+    return image, audio.astype(np.float32), y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {"train": make_data(120, 0), "val": make_data(60, 1), "test": make_data(90, 2)}
+
+
+def fast_model(model_id: str, **extra):
+    return make_model(model_id, **{**FAST.get(model_id, {}), **extra})
+
+
+def check_proba(P: np.ndarray, n: int, k: int = K) -> None:
+    assert P.shape == (n, k)
+    assert np.all(P >= 0)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_registry_lists_all_ids():
+    assert set(available_models()) == {"svm", "logreg", "rf", "knn", "hgb", "mlp", "lstm"}
+    assert accepts_sequences(make_model("lstm"))
+    assert not any(accepts_sequences(make_model(m)) for m in available_models() if m != "lstm")
+    for model_id, cls in MODEL_REGISTRY.items():
+        assert cls.model_id == model_id
+
+
+def test_unknown_id_lists_valid_ids():
+    with pytest.raises(ValueError, match="unknown model id 'nope'") as err:
+        make_model("nope")
+    for model_id in ("svm", "logreg", "rf", "knn", "hgb", "mlp", "lstm"):
+        assert model_id in str(err.value)
+
+
+def test_bad_hyperparameter_fails_at_construction():
+    with pytest.raises(ValueError, match="invalid hyper-parameter"):
+        make_model("svm", not_a_param=1)
+
+
+def test_pool_sequence():
+    X = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+    P = pool_sequence(X)
+    assert P.shape == (2, 12) and P.dtype == np.float32
+    np.testing.assert_allclose(P[:, :3], X.mean(axis=1))
+    np.testing.assert_allclose(P[:, 3:6], X.std(axis=1))
+    np.testing.assert_allclose(P[:, 6:9], X.min(axis=1))
+    np.testing.assert_allclose(P[:, 9:], X.max(axis=1))
+    with pytest.raises(ValueError):
+        pool_sequence(X[:, 0])
+
+
+@pytest.mark.parametrize("model_id", ["svm", "logreg", "rf", "knn", "hgb", "mlp", "lstm"])
+def test_model_learns_and_is_reproducible(model_id, data):
+    idx = 1 if model_id == "lstm" else 0  # lstm reads audio sequences, the rest image rows
+    Xtr, ytr = data["train"][idx], data["train"][2]
+    Xte, yte = data["test"][idx], data["test"][2]
+    m1 = fast_model(model_id).fit(Xtr, ytr)
+    P1 = m1.predict_proba(Xte)
+    check_proba(P1, len(Xte))
+    np.testing.assert_array_equal(m1.classes_, np.arange(K))
+    assert (m1.predict(Xte) == yte).mean() > 0.6  # chance is 1/3
+    P2 = fast_model(model_id).fit(Xtr, ytr).predict_proba(Xte)
+    np.testing.assert_array_equal(P1, P2)  # same seed -> bit-identical
+
+
+@pytest.mark.parametrize("model_id", ["logreg", "mlp"])
+def test_labels_are_not_assumed_contiguous(model_id, data):
+    labels = np.array([2, 5, 9])
+    Xtr, _, ytr = make_data(120, 0, labels)
+    Xte, _, yte = make_data(60, 2, labels)
+    m = fast_model(model_id).fit(Xtr, ytr)
+    np.testing.assert_array_equal(m.classes_, labels)
+    assert set(np.unique(m.predict(Xte))) <= set(labels)
+    assert (m.predict(Xte) == yte).mean() > 0.6
+
+
+def test_classical_models_pool_audio_sequences(data):
+    _, Atr, ytr = data["train"]
+    _, Ate, yte = data["test"]
+    m = make_model("logreg").fit(Atr, ytr)
+    assert m.n_features_in_ == 4 * 13
+    assert (m.predict(Ate) == yte).mean() > 0.5
+
+
+def test_tuning_uses_validation_set_and_refits_on_train(data):
+    Xtr, _, ytr = data["train"]
+    Xva, _, yva = data["val"]
+    m = make_model("logreg", tune=True, param_grid={"C": [1e-4, 1.0]}).fit(Xtr, ytr, Xva, yva)
+    assert m.best_params_["C"] in (1e-4, 1.0)
+    assert len(m.cv_results_["params"]) == 2
+    # refit on the train rows only: identical to a plain fit with the chosen C
+    ref = make_model("logreg", C=m.best_params_["C"]).fit(Xtr, ytr)
+    np.testing.assert_array_equal(m.predict_proba(Xva), ref.predict_proba(Xva))
+
+
+def test_mlp_early_stopping_restores_best_and_reports_progress(data):
+    Xtr, _, ytr = data["train"]
+    Xva, _, yva = data["val"]
+    seen = []
+    m = fast_model("mlp", max_epochs=40, patience=3)
+    m.fit(Xtr, ytr, Xva, yva, progress=lambda e, tl, vl: seen.append((e, tl, vl)))
+    assert [e for e, _, _ in seen] == list(range(1, len(m.history_) + 1))
+    val_losses = [h["val_loss"] for h in m.history_]
+    assert m.best_epoch_ == int(np.argmin(val_losses)) + 1
+
+
+def test_torch_models_clone_and_params():
+    m = make_model("mlp", hidden_sizes=(16, 8), dropout=0.5)
+    c = clone(m)
+    assert c.get_params() == m.get_params()
+    assert c.hidden_sizes == (16, 8)
+
+
+def test_lstm_embedding_and_variable_lengths(data):
+    _, Atr, ytr = data["train"]
+    _, Ate, _ = data["test"]
+    m = LSTMClassifier(hidden_size=8, bidirectional=True, max_epochs=5).fit(Atr, ytr)
+    E = m.embed(Ate)
+    assert E.shape == (len(Ate), 16) and E.dtype == np.float32
+    np.testing.assert_array_equal(m.transform(Ate), E)
+    # packed sequences: whatever follows a row's length is ignored
+    lengths = np.full(len(Ate), 5)
+    padded = Ate.copy()
+    padded[:, 5:] = 1e3
+    np.testing.assert_allclose(
+        m.embed(padded, lengths=lengths), m.embed(Ate[:, :5]), rtol=1e-5, atol=1e-6
+    )
+    check_proba(m.predict_proba(padded, lengths=lengths), len(Ate))
+    # training with variable lengths works too
+    lens = np.random.default_rng(0).integers(3, 9, size=len(Atr))
+    m2 = LSTMClassifier(hidden_size=8, max_epochs=3).fit(Atr, ytr, lengths=lens)
+    check_proba(m2.predict_proba(Ate), len(Ate))
