@@ -303,7 +303,7 @@ def data_demo(
     from .data.synthetic import make_pairs_folder
     from .experiment import DEMO_CLASSES, DEMO_LOOKS, DEMO_SOUNDS
 
-    make_pairs_folder(dest, classes=DEMO_CLASSES, groups_per_class=4, frames_per_group=6,
+    make_pairs_folder(dest, classes=DEMO_CLASSES, groups_per_class=6, frames_per_group=6,
                       image_size=96, looks=DEMO_LOOKS, sounds=DEMO_SOUNDS)
     console.print(f"synthetic demo data written to {dest}")
 

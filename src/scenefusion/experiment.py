@@ -53,10 +53,10 @@ DEMO_NOTE = (
 
 def demo_data_path(store: FeatureStore) -> Path:
     """A small synthetic pairs folder in the cache, generated once (deterministic)."""
-    root = store.root / "demo" / "pairs-v3"
+    root = store.root / "demo" / "pairs-v4"
     marker = root / ".complete"
     if not marker.exists():
-        make_pairs_folder(root, classes=DEMO_CLASSES, groups_per_class=4, frames_per_group=6,
+        make_pairs_folder(root, classes=DEMO_CLASSES, groups_per_class=6, frames_per_group=6,
                           image_size=96, seed=0, looks=DEMO_LOOKS, sounds=DEMO_SOUNDS)
         marker.write_text("ok\n")
     return root

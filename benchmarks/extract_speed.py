@@ -1,0 +1,139 @@
+"""Feature extraction speed on this machine: images/s per backbone at batch 1 and 32, MFCC
+clips/s, and the cached re-run time of a 1,000-item data set. Prints a table, writes JSON.
+
+    python benchmarks/extract_speed.py [--items 1000] [--out benchmarks/results/extract_speed.json]
+
+Targets (issue 3): batched >= 2x batch-1 throughput for effnet_lite0; cached re-run of a
+1,000-item set under 5 s. torchvision backbones are measured only where their weight files are
+present (offline they are not), and say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from scenefusion.data import load_dataset
+from scenefusion.data.synthetic import make_pairs_folder
+from scenefusion.features import backbones
+from scenefusion.features.audio import AUDIO_EXTRACTORS, mfcc_sequence
+from scenefusion.features.extract import extract_audio, extract_images
+from scenefusion.features.image import IMAGE_BACKBONES, ImageExtractor
+from scenefusion.features.store import FeatureStore
+
+
+def model_throughput(extractor: ImageExtractor, batch: int, seconds: float = 6.0) -> float:
+    """Images/s of preprocess-free embedding at one batch size (warm-up excluded)."""
+    x = torch.randn(batch, 3, extractor.info.input_size, extractor.info.input_size)
+    extractor.embed(x)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or n < 2 * batch:
+        extractor.embed(x)
+        n += batch
+    return n / (time.perf_counter() - start)
+
+
+def available(backbone_id: str) -> bool:
+    if backbone_id not in backbones.TORCHVISION_SPECS:
+        return True
+    try:
+        backbones.find_torchvision_weights(backbone_id, allow_download=False)
+        return True
+    except backbones.WeightsNotFoundError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/extract_speed.json"))
+    args = parser.parse_args()
+    console = Console()
+    result: dict = {
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine()},
+        "backbones": {}, "audio": {}, "cached_rerun": {},
+    }
+    table = Table(title="image backbones: images/s (model only, random input)")
+    for col in ("backbone", "batch 1", "batch 32", "speed-up"):
+        table.add_column(col, justify="right" if col != "backbone" else "left")
+    for backbone_id in IMAGE_BACKBONES:
+        if not available(backbone_id):
+            result["backbones"][backbone_id] = {"skipped": "weights not present (offline)"}
+            table.add_row(backbone_id, "-", "-", "weights not present")
+            continue
+        extractor = ImageExtractor(backbone_id)
+        one, many = model_throughput(extractor, 1), model_throughput(extractor, 32)
+        result["backbones"][backbone_id] = {"batch1": one, "batch32": many, "speedup": many / one}
+        table.add_row(backbone_id, f"{one:.1f}", f"{many:.1f}", f"{many / one:.2f}x")
+    console.print(table)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t = np.arange(16000) / 16000
+        import soundfile as sf
+
+        sf.write(tmp / "a16.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), 16000)
+        t44 = np.arange(44100) / 44100
+        stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t44)] * 2, axis=1).astype("float32")
+        sf.write(tmp / "a44.wav", stereo, 44100)
+        for name, path in (("16 kHz mono", tmp / "a16.wav"), ("44.1 kHz stereo", tmp / "a44.wav")):
+            mfcc_sequence(path, AUDIO_EXTRACTORS["mfcc"])
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < 3:
+                mfcc_sequence(path, AUDIO_EXTRACTORS["mfcc"])
+                n += 1
+            result["audio"][name] = n / (time.perf_counter() - start)
+        console.print("MFCC (8x13 per 1 s clip): " + ", ".join(
+            f"{k} {v:.0f} clips/s" for k, v in result["audio"].items()))
+
+        per_class = args.items // 8
+        data = make_pairs_folder(tmp / "data", classes=tuple(f"C{i}" for i in range(8)),
+                                 groups_per_class=per_class // 25, frames_per_group=25,
+                                 image_size=256)
+        store = FeatureStore(tmp / "cache")
+        extractor = ImageExtractor("effnet_lite0")
+        start = time.perf_counter()
+        ds = load_dataset(data, check_files=False)
+        first_img = extract_images(ds.items, extractor, store)
+        first_aud = extract_audio(ds.items, store)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        ds = load_dataset(data, check_files=False)
+        fresh_store = FeatureStore(store.root)  # a new process would start with no index loaded
+        again_img = extract_images(ds.items, ImageExtractor("effnet_lite0"), fresh_store)
+        again_aud = extract_audio(ds.items, fresh_store)
+        rerun = time.perf_counter() - start
+        assert again_img.computed == 0 and again_aud.computed == 0
+        result["cached_rerun"] = {
+            "items": len(ds), "first_run_s": first, "rerun_s": rerun,
+            "first_run_items_per_s_end_to_end": len(ds) / first,
+            "image_first_s": first_img.seconds, "audio_first_s": first_aud.seconds,
+        }
+        console.print(f"{len(ds)} items (256x256 PNG + 1 s WAV): first run {first:.1f} s "
+                      f"({len(ds) / first:.1f} items/s end to end: decode + effnet_lite0 + MFCC),"
+                      f" cached re-run {rerun:.2f} s")
+    lite = result["backbones"]["effnet_lite0"]
+    result["targets"] = {
+        "effnet_lite0_batched_speedup>=2": lite["speedup"] >= 2,
+        "cached_rerun_1000_items<5s": result["cached_rerun"]["rerun_s"] < 5,
+    }
+    console.print(f"targets: {result['targets']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    console.print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
