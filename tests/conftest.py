@@ -13,6 +13,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["COLUMNS"] = "200"  # rich wraps long file names at 80 columns otherwise
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """Keep the feature cache and exported ONNX graphs out of the user's home folder."""
+    path = tmp_path_factory.mktemp("scenefusion-cache")
+    os.environ["SCENEFUSION_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def pairs_root(tmp_path_factory) -> Path:
     return make_pairs_folder(tmp_path_factory.mktemp("pairs") / "data")

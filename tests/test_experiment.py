@@ -104,7 +104,7 @@ def test_run_writes_every_artefact_and_prints_the_table(finished_run):
     assert len(list((run_dir / "reports").glob("*.txt"))) == len(names)
     html = (run_dir / "report.html").read_text()
     assert html.count("data:image/png;base64") >= len(names) + 1
-    for column in ("accuracy", "95% CI", "macro F1", "log-loss", "val acc"):
+    for column in ("accuracy", "95% CI", "macro P", "macro R", "macro F1", "log-loss", "val acc"):
         assert column in output
     assert "late:stacking:effnet_lite0" in output
 

@@ -184,3 +184,20 @@ def test_extract_cli_reports_computed_and_reused(pairs_root, tmp_path):
     assert first.exit_code == 0, first.output
     assert "effnet_lite0" in first.output and "│       36 │      0 │" in first.output
     assert "│        0 │     36 │" in second.output
+
+
+def test_onnx_and_torch_engines_agree_and_export_is_cached(tmp_path):
+    onnx = ImageExtractor("effnet_lite0", engine="onnx", cache_dir=tmp_path)
+    eager = ImageExtractor("effnet_lite0", engine="torch", cache_dir=tmp_path)
+    batch = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    a, b = onnx.embed(batch), eager.embed(batch)
+    np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(b).max())
+    assert onnx.onnx_path().is_file() and onnx.onnx_path().parent == tmp_path / "onnx"
+    again = ImageExtractor("effnet_lite0", engine="onnx", cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.embed(batch), a)
+    assert again._model is None  # the cached graph was used: torch model never built
+
+
+def test_unknown_engine_is_rejected():
+    with pytest.raises(ValueError, match="unknown engine 'tpu'"):
+        ImageExtractor("effnet_lite0", engine="tpu")

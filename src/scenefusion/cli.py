@@ -111,6 +111,7 @@ def extract(
     ] = None,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    engine: Annotated[str, typer.Option(help="auto, onnx or torch.")] = "auto",
     layout: Annotated[str, typer.Option(help="auto, reference, manifest or pairs.")] = "auto",
     classes: ClassesOpt = None,
 ) -> None:
@@ -123,8 +124,8 @@ def extract(
 
     try:
         dataset = load_dataset(path, layout=layout, classes=_classes(classes), check_files=False)
-        extractor = ImageExtractor(image_backbone, weights)
         store = FeatureStore(cache)
+        extractor = ImageExtractor(image_backbone, weights, engine=engine, cache_dir=store.root)
         with progress_bar() as bar:
             task = bar.add_task(f"image: {image_backbone}", total=len(dataset), rate="")
             images = extract_images(dataset.items, extractor, store, batch_size=batch_size,
@@ -169,13 +170,14 @@ def print_table(table, title: str) -> None:
     """The comparison as a rich table (the report files carry every column)."""
     out = Table(title=title)
     out.add_column("name", overflow="fold")
-    for c in ("accuracy", "95% CI", "macro F1", "log-loss", "val acc"):
+    for c in ("accuracy", "95% CI", "macro P", "macro R", "macro F1", "log-loss", "val acc"):
         out.add_column(c, justify="right", no_wrap=True)
     for row in table.itertuples(index=False):
         ci = "" if row.ci_low is None or row.ci_low != row.ci_low else (
             f"{row.ci_low:.3f}-{row.ci_high:.3f}")
         val = getattr(row, "val_accuracy", None)
-        out.add_row(escape(row.name), f"{row.accuracy:.3f}", ci, f"{row.macro_f1:.3f}",
+        out.add_row(escape(row.name), f"{row.accuracy:.3f}", ci, f"{row.macro_precision:.3f}",
+                    f"{row.macro_recall:.3f}", f"{row.macro_f1:.3f}",
                     f"{row.log_loss:.3f}", "" if val is None or val != val else f"{val:.3f}")
     console.print(out)
 

@@ -37,6 +37,9 @@ class FeaturesConfig(_Strict):
     image_weights: dict[str, Path] = {}
     audio: str = "mfcc"
     batch_size: int = Field(32, ge=1)
+    engine: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="Backbone runtime: ONNX Runtime (auto, when installed) or torch."
+    )
     cache_dir: Path | None = None
 
     @field_validator("image_backbones")

@@ -160,7 +160,8 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
         )
         images = {}
         for b in config.features.image_backbones:
-            extractor = ImageExtractor(b, config.features.image_weights.get(b))
+            extractor = ImageExtractor(b, config.features.image_weights.get(b),
+                                       engine=config.features.engine, cache_dir=store.root)
             images[b] = extract_images(
                 dataset.items, extractor, store, batch_size=config.features.batch_size,
                 progress=(lambda d, t, b=b: progress(f"image: {b}", d, t)) if progress else None,

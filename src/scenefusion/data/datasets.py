@@ -85,7 +85,7 @@ def _finish(
             progress(i + 1, len(items))
     names = list(classes) if classes is not None else sorted({it.label for it in usable})
     if skipped:
-        log.warning("%d input(s) skipped in %s; see Dataset.skipped", len(skipped), root)
+        log.info("%d input(s) skipped in %s; see Dataset.skipped", len(skipped), root)
     return Dataset(usable, names, root, layout, group_source, skipped)
 
 

@@ -115,7 +115,7 @@ def grouped_split(
         else:
             train += [rows_of[g] for g in train_groups]
     for note in notes:
-        log.warning(note)
+        log.info(note)
     if dataset.group_source.startswith("derived"):
         notes.append("groups were derived from file names (no source-video record in the data)")
     cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.array([], dtype=np.int64)  # noqa: E731
@@ -138,7 +138,7 @@ def frame_split(
         rel = val_fraction / (1 - test_fraction)
         rest, val = train_test_split(rest, test_size=rel, stratify=labels[rest], random_state=seed)
     note = "frame-level split: frames of one video are on both sides; accuracy is inflated"
-    log.warning(note)
+    log.info(note)
     return Split(np.sort(rest), np.sort(val), np.sort(test), "frame", seed, [note])
 
 

@@ -49,16 +49,18 @@ def item_key(item: Item, path: Path | None) -> str:
 
 
 class _ImageFiles(TorchDataset):
-    def __init__(self, paths: list[Path], extractor: ImageExtractor) -> None:
+    """Decodes and preprocesses in DataLoader workers; a bad file yields its problem, no crash."""
+
+    def __init__(self, paths: list[Path], preprocess: Callable) -> None:
         self.paths = paths
-        self.extractor = extractor
+        self.preprocess = preprocess
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            return i, self.extractor.preprocess(open_image_rgb(self.paths[i])), None
+            return i, self.preprocess(open_image_rgb(self.paths[i])), None
         except DataError as err:
             return i, None, err.problem
 
@@ -109,7 +111,8 @@ def extract_images(
     if todo:
         workers = num_workers if num_workers is not None else min(2, max(0, os.cpu_count() - 1))
         loader = DataLoader(
-            _ImageFiles([items[i].image for i in todo], extractor), batch_size=batch_size,
+            _ImageFiles([items[i].image for i in todo], extractor.preprocessor()),
+            batch_size=batch_size,
             num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
         )
         pending_keys: list[str] = []

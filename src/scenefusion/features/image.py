@@ -15,7 +15,10 @@ so callers hand it RGB images and get fixed-length embeddings back.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +29,12 @@ from PIL import Image
 from torch import nn
 
 from . import backbones
+from .store import default_cache_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "effnet_lite0"
+ENGINES = ("auto", "onnx", "torch")
 # EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128 (checked: ImageNet mean/std
 # gives wrong top-5 on real photos, this gives the right ones; see tests/test_image_features.py).
 LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
@@ -129,17 +134,85 @@ def preprocess(image: Image.Image, info: BackboneInfo, resize_size: int | None =
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
-class ImageExtractor:
-    """A loaded backbone: preprocess PIL images, embed batches under `torch.inference_mode`."""
+class _EmbedOnly(nn.Module):
+    """Wraps a backbone so that its `embed` is the traced forward (what ONNX export sees)."""
 
-    def __init__(self, backbone_id: str = DEFAULT_BACKBONE, weights: Path | None = None) -> None:
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(x)
+
+
+def export_onnx(model: nn.Module, input_size: int, path: Path) -> Path:
+    """Write the embedding graph of `model` as ONNX (dynamic batch), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    example = torch.zeros(1, 3, input_size, input_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _EmbedOnly(model).eval(), (example,), str(tmp), input_names=["image"],
+            output_names=["embedding"], dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}},
+            opset_version=17, dynamo=False,
+        )
+    os.replace(tmp, path)
+    return path
+
+
+class _OnnxSession:
+    """ONNX Runtime session over an exported backbone, using every core for one batch."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def embed(self, batch: torch.Tensor) -> np.ndarray:
+        return self.session.run(None, {"image": batch.numpy()})[0]
+
+
+def _onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class ImageExtractor:
+    """A loaded backbone: preprocess PIL images, embed batches.
+
+    `engine="onnx"` (the default where onnxruntime is installed) exports the backbone's
+    embedding graph once into the cache folder and runs it with ONNX Runtime, which on a
+    plain CPU is several times faster than eager torch; `engine="torch"` runs the torch module
+    under `torch.inference_mode`. Both give the same embeddings to float tolerance (tested).
+    """
+
+    def __init__(
+        self,
+        backbone_id: str = DEFAULT_BACKBONE,
+        weights: Path | None = None,
+        engine: str = "auto",
+        cache_dir: Path | None = None,
+    ) -> None:
         if backbone_id not in IMAGE_BACKBONES:
             valid = ", ".join(IMAGE_BACKBONES)
             raise ValueError(f"unknown image backbone {backbone_id!r}; choose one of {valid}")
         self.info = IMAGE_BACKBONES[backbone_id]
         self.id = backbone_id
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         self.weights = Path(weights) if weights is not None else None
+        self.engine = ("onnx" if _onnx_available() else "torch") if engine == "auto" else engine
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._model: nn.Module | None = None
+        self._session: _OnnxSession | None = None
         self._resolved = False
 
     def _resolve_weights(self) -> None:
@@ -175,7 +248,28 @@ class ImageExtractor:
         self._resolve_weights()
         return preprocess(image, self.info, self.resize_size)
 
+    def preprocessor(self) -> Callable[[Image.Image], torch.Tensor]:
+        """A picklable preprocessing function for DataLoader workers (no model, no session)."""
+        self._resolve_weights()
+        return functools.partial(preprocess, info=self.info, resize_size=self.resize_size)
+
+    def onnx_path(self) -> Path:
+        """Where this backbone's exported graph is cached (one per weights and input size)."""
+        return self.cache_dir / "onnx" / f"{self.id}-{self.params_key()}.onnx"
+
+    def _onnx_session(self) -> _OnnxSession:
+        if self._session is None:
+            path = self.onnx_path()
+            if not path.is_file():
+                log.info("exporting %s to ONNX at %s (once per cache)", self.id, path)
+                export_onnx(self.model, self.info.input_size, path)
+            self._session = _OnnxSession(path)
+        return self._session
+
     def embed(self, batch: torch.Tensor) -> np.ndarray:
+        """(N, dim) float32 embeddings of a preprocessed (N, 3, H, W) batch."""
+        if self.engine == "onnx":
+            return self._onnx_session().embed(batch)
         with torch.inference_mode():
             return self.model.embed(batch).float().numpy()
 
