@@ -99,7 +99,7 @@ def test_run_writes_every_artefact_and_prints_the_table(finished_run):
     names = [r["name"] for r in metrics["results"]]
     kinds = {n.split(":")[0] for n in names}
     assert kinds == {"image", "audio", "early", "late", "hybrid"}
-    assert len(names) == 2 + 2 + 1 + 4 + 1
+    assert len(names) == 2 + 2 + 2 + 4 + 1  # early: pooled MFCC and LSTM embedding
     assert len(list((run_dir / "plots").glob("confusion_*.png"))) == len(names)
     assert len(list((run_dir / "reports").glob("*.txt"))) == len(names)
     html = (run_dir / "report.html").read_text()
@@ -253,3 +253,22 @@ def test_download_offline_explains_the_manual_route(monkeypatch):
     monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=offline))
     with pytest.raises(DownloadError, match="could not download.*kaggle.com/datasets"):
         download_reference()
+
+
+def test_run_skips_and_reports_a_corrupt_file(tmp_path, demo_pairs):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_pairs, data)
+    (data / "BEACH" / "beach0_001.png").write_bytes(b"\x89PNG truncated")
+    (data / "CITY" / "city0_002.wav").write_bytes(b"RIFF")
+    cfg = write_config(tmp_path, data)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["models"] = {"image": ["logreg"], "audio": ["logreg"]}
+    raw["fusion"] = {"early": [], "late": ["mean"], "hybrid": []}
+    cfg.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["run", str(cfg)])
+    assert result.exit_code == 0, result.output
+    notes = " ".join(json.loads((tmp_path / "runs/r/metrics.json").read_text())["notes"])
+    assert "beach0_001.png" in notes and "city0_002.wav" in notes
+    assert "2 item(s) had no usable features" in notes

@@ -54,7 +54,7 @@ def test_vgg16_through_registry_with_weights_file(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "vgg16-random.pth"
     torch.save(backbones.vgg16().state_dict(), path)
-    extractor = ImageExtractor("vgg16", weights=path)
+    extractor = ImageExtractor("vgg16", weights=path, engine="torch")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 260, 3), np.uint8))
     emb = extractor.embed(extractor.preprocess(image)[None])
     assert emb.shape == (1, 4096) and np.all(emb >= 0)  # fc7 after ReLU

@@ -7,7 +7,8 @@ import logging
 
 import numpy as np
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 
 from scenefusion.models import (
@@ -294,3 +295,94 @@ def test_hybrid_missing_modality_drops_early_member(data, caplog):
     assert model.last_missing_modalities_ == ("image",)
     np.testing.assert_allclose(P, model.members_["audio"].predict_proba(Xte["audio"]), atol=1e-12)
     assert "falling back" in caplog.text
+
+
+# -- early fusion with a learned audio encoder (a fitted LSTM's embed) ------------------------
+def make_ordered(n: int, seed: int):
+    """Audio whose class lives only in the temporal order (pooled statistics are at chance).
+
+    Every class plays the same eight values per coefficient, rising, falling or interleaved,
+    so [mean | std | min | max] over time cannot tell them apart but an LSTM can. The image
+    side is weak on purpose.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % K
+    rng.shuffle(y)
+    ramp = np.linspace(-1.5, 1.5, 8)
+    orders = np.stack([ramp, ramp[::-1], ramp[[0, 7, 1, 6, 2, 5, 3, 4]]])
+    weights = np.random.default_rng(7).normal(size=13)
+    audio = orders[y][:, :, None] * weights + 0.5 * rng.normal(size=(n, 8, 13))
+    centers = 0.15 * np.random.default_rng(123).normal(size=(K, 16))
+    image = centers[y] + rng.normal(size=(n, 16))
+    return {"image": image.astype(np.float32), "audio": audio.astype(np.float32)}, y
+
+
+@pytest.fixture(scope="module")
+def ordered():
+    (Xtr, ytr), (Xte, yte) = make_ordered(120, 0), make_ordered(150, 2)
+    lstm = make_model("lstm", hidden_size=8, lr=1e-2, max_epochs=12).fit(Xtr["audio"], ytr)
+    return Xtr, ytr, Xte, yte, lstm
+
+
+def test_early_fusion_with_fitted_lstm_encoder(ordered):
+    Xtr, ytr, Xte, yte, lstm = ordered
+    state = {k: v.clone() for k, v in lstm.network_.state_dict().items()}
+    pooled = EarlyFusion("logreg").fit(Xtr, ytr)
+    model = EarlyFusion("logreg", audio_encoder=lstm).fit(Xtr, ytr)
+    assert model.n_features_in_ == 16 + lstm.embedding_dim
+    P = model.predict_proba(Xte)
+    check_proba(P, len(yte))
+    acc = (model.predict(Xte) == yte).mean()
+    acc_pooled = (pooled.predict(Xte) == yte).mean()
+    assert acc > 0.8 and acc > acc_pooled + 0.2  # the order-aware embedding is what helps
+    # reproducible, and the encoder is used as given: same object, weights untouched
+    P2 = EarlyFusion("logreg", audio_encoder=lstm).fit(Xtr, ytr).predict_proba(Xte)
+    np.testing.assert_array_equal(P, P2)
+    assert model.audio_encoder is lstm
+    for k, v in lstm.network_.state_dict().items():
+        assert torch.equal(v, state[k])
+
+
+def test_audio_encoder_validation(ordered):
+    Xtr, ytr, _, _, lstm = ordered
+    no_embed = LogisticRegression().fit(Xtr["image"], ytr)
+    with pytest.raises(ValueError, match="must expose embed.*LogisticRegression"):
+        EarlyFusion(audio_encoder=no_embed).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="LSTMClassifier is not fitted"):
+        EarlyFusion(audio_encoder=make_model("lstm")).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="lack 'audio'"):
+        EarlyFusion(modalities=("image",), audio_encoder=lstm).fit(Xtr, ytr)
+    pooled_audio = {"image": Xtr["image"], "audio": Xtr["audio"].mean(axis=1)}
+    with pytest.raises(ValueError, match=r"needs \(N, T, C\) audio sequences"):
+        EarlyFusion(audio_encoder=lstm).fit(pooled_audio, ytr)
+
+
+def test_clone_keeps_the_fitted_encoder(ordered):
+    Xtr, ytr, Xte, _, lstm = ordered
+    model = EarlyFusion("logreg", pca_image=4, audio_encoder=lstm)
+    copy = clone(model)
+    assert copy is not model and copy.audio_encoder is lstm
+    assert copy.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    fitted = clone(model.fit(Xtr, ytr))  # cloning a fitted fusion also keeps the encoder
+    assert fitted.audio_encoder is lstm and not hasattr(fitted, "classifier_")
+    np.testing.assert_array_equal(fitted.fit(Xtr, ytr).predict_proba(Xte), model.predict_proba(Xte))
+    assert clone(EarlyFusion()).audio_encoder is None
+
+
+@pytest.mark.parametrize("method", ["stacking", "weighted"])
+def test_hybrid_out_of_fold_clones_keep_the_encoder(method, ordered):
+    """Stacking/weighting without validation clone the early member once per fold."""
+    Xtr, ytr, Xte, yte, lstm = ordered
+    early = EarlyFusion("logreg", audio_encoder=lstm)
+    model = HybridFusion(early, {"image": "logreg", "audio": "logreg"}, method, cv=3)
+    model.fit(Xtr, ytr)
+    assert model.combiner_source_ == "oof"
+    assert model.members_["early"].audio_encoder is lstm
+    check_proba(model.predict_proba(Xte), len(yte))
+    assert (model.predict(Xte) == yte).mean() > 0.8
+    P_oof = model._oof_proba(model._member_specs(), Xtr, ytr, None)["early"]
+    assert (P_oof.argmax(axis=1) == ytr).mean() > 0.8  # folds fitted with a working encoder
+    # without the audio modality the early member (and its encoder) is skipped
+    P = model.predict_proba({"image": Xte["image"]})
+    check_proba(P, len(yte))
+    assert model.last_used_members_ == ("image",)

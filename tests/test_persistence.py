@@ -127,3 +127,51 @@ def test_bad_directories(tmp_path, data):
         load_model(tmp_path)
     with pytest.raises(ValueError, match="not fitted"):
         save_model(make_model("logreg"), tmp_path / "x")
+
+
+@pytest.fixture(scope="module")
+def encoder(data):
+    (Xtr, ytr) = data["train"]
+    return make_model("lstm", hidden_size=8, max_epochs=5).fit(Xtr["audio"], ytr)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda enc: EarlyFusion("logreg", pca_image=8, audio_encoder=enc),
+        lambda enc: HybridFusion(
+            EarlyFusion("logreg", audio_encoder=enc), {"image": "logreg"}, "stacking", cv=3
+        ),
+    ],
+    ids=["early", "hybrid-stacking"],
+)
+def test_fusion_with_audio_encoder_roundtrip(factory, encoder, data, tmp_path):
+    (Xtr, ytr), (Xte, _) = data["train"], data["test"]
+    model = factory(encoder).fit(Xtr, ytr)
+    loaded, manifest = roundtrip(model, Xte, tmp_path)
+    early, early_dir = model, tmp_path / "model"
+    if isinstance(model, HybridFusion):
+        assert loaded.member_names_ == ["early", "image"]
+        early, loaded = model.members_["early"], loaded.members_["early"]
+        early_dir = early_dir / "members" / "0"
+        partial = {"image": Xte["image"]}  # fallback without the encoded modality still works
+        np.testing.assert_array_equal(
+            load_model(tmp_path / "model").predict_proba(partial), model.predict_proba(partial)
+        )
+    assert json.loads((early_dir / "manifest.json").read_text())["state"]["audio_encoder"]
+    assert (
+        json.loads((early_dir / "audio_encoder" / "manifest.json").read_text())["kind"] == "torch"
+    )
+    assert type(loaded.audio_encoder) is type(encoder)
+    np.testing.assert_array_equal(
+        loaded.audio_encoder.embed(Xte["audio"]), encoder.embed(Xte["audio"])
+    )
+    np.testing.assert_array_equal(loaded.transform(Xte), early.transform(Xte))
+    assert not list((tmp_path / "model").rglob("*.pkl"))
+
+
+def test_early_fusion_without_encoder_loads_with_none(data, tmp_path):
+    (Xtr, ytr), (Xte, _) = data["train"], data["test"]
+    loaded, manifest = roundtrip(EarlyFusion("logreg").fit(Xtr, ytr), Xte, tmp_path)
+    assert loaded.audio_encoder is None and manifest["state"]["audio_encoder"] is False
+    assert "audio_encoder" not in manifest["params"]

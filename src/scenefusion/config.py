@@ -22,7 +22,11 @@ class DataConfig(_Strict):
     path: Path | None = Field(None, description="Data folder or manifest CSV; None = demo data.")
     layout: Literal["auto", "reference", "manifest", "pairs"] = "auto"
     classes: list[str] | None = None
-    check_files: bool = True
+    check_files: bool = Field(
+        False, description="Decode every file before extraction. Off by default: extraction "
+        "decodes what it has not cached and skips + reports bad files anyway, so a cached "
+        "re-run stays fast.",
+    )
 
 
 class SplitConfig(_Strict):
@@ -76,6 +80,11 @@ class ModelsConfig(_Strict):
 
 class FusionConfig(_Strict):
     early: list[str] = ["logreg", "mlp"]
+    early_audio: list[Literal["pooled", "lstm"]] = Field(
+        ["pooled", "lstm"],
+        description="Audio side of early fusion: pooled MFCC statistics and/or the trained "
+        "audio LSTM's embedding (needs 'lstm' among models.audio).",
+    )
     late: list[Literal["mean", "weighted", "product", "stacking"]] = LATE_METHODS
     hybrid: list[Literal["mean", "weighted", "product", "stacking"]] = ["stacking"]
     early_pca_image: int | None = Field(

@@ -191,8 +191,8 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
     candidates: list[Candidate] = []
     total_steps = (
         len(config.features.image_backbones)
-        * (len(config.models.image) + len(config.fusion.early) + len(config.fusion.late)
-           + len(config.fusion.hybrid))
+        * (len(config.models.image) + len(config.fusion.early) * len(config.fusion.early_audio)
+           + len(config.fusion.late) + len(config.fusion.hybrid))
         + len(config.models.audio)
     )
     step = 0
@@ -225,11 +225,18 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
             best_img, best_aud = _pick(candidates, "image", b), _pick(candidates, "audio")
             members = {"image": best_img.model, "audio": best_aud.model}
             early_fitted: list[Candidate] = []
-            for m in config.fusion.early:
-                model = EarlyFusion(_model(m, config), pca_image=config.fusion.early_pca_image,
-                                    random_state=config.seed)
-                fit_eval(f"early:{b}+{m}", "early", model, both, b)
-                early_fitted.append(candidates[-1])
+            lstm = next((c.model for c in candidates if c.name == f"audio:{audio_id}+lstm"), None)
+            for audio_side in config.fusion.early_audio:
+                if audio_side == "lstm" and lstm is None:
+                    notes.append("early fusion on the LSTM embedding skipped: no 'lstm' model")
+                    continue
+                encoder = lstm if audio_side == "lstm" else None
+                tag = "lstm-emb+" if encoder is not None else ""
+                for m in config.fusion.early:
+                    model = EarlyFusion(_model(m, config), pca_image=config.fusion.early_pca_image,
+                                        random_state=config.seed, audio_encoder=encoder)
+                    fit_eval(f"early:{b}+{tag}{m}", "early", model, both, b)
+                    early_fitted.append(candidates[-1])
             pair = f"{best_img.name.split('+')[-1]}&{best_aud.name.split('+')[-1]}"
             for method in config.fusion.late:
                 model = LateFusion(members, method=method, prefit=True, random_state=config.seed)
@@ -239,7 +246,8 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
                 for method in config.fusion.hybrid:
                     model = HybridFusion(early=best_early.model, models=members, method=method,
                                          prefit=True, random_state=config.seed)
-                    fit_eval(f"hybrid:{method}:{b}[{best_early.name.split('+')[-1]}+{pair}]",
+                    early_tag = best_early.name.split("+", 1)[-1].replace("+", "-")
+                    fit_eval(f"hybrid:{method}:{b}[{early_tag}+{pair}]",
                              "hybrid", model, both, b, groups=groups[tr])
 
     with timer("evaluation"):

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
@@ -109,9 +110,21 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
     swamping the ~52 pooled audio features. Audio sequences (N, T, C) are pooled to (N, 4C)
     (``audio_repr="pooled"``) or flattened (``"flatten"``); 2-D audio (e.g. the LSTM's
     ``embed``) is used as is. Any 2-D registry model (or scikit-learn classifier) classifies.
+
+    ``audio_encoder`` (optional) is an already *fitted* estimator with ``embed(X) -> (N, H)``
+    for (N, T, C) sequences, typically a fitted :class:`~scenefusion.models.lstm.LSTMClassifier`.
+    The ``"audio"`` modality is then mapped through ``audio_encoder.embed`` (before its scaler)
+    instead of being pooled, so early fusion uses the features the LSTM learned from the MFCC
+    order rather than order-free statistics. The encoder is never refitted here: the caller
+    trained it on the same training rows, and whether to refit it per fold is the caller's
+    decision. Clones share it by reference (see :meth:`__sklearn_clone__`), so the out-of-fold
+    predictions of a ``HybridFusion`` early member use an encoder that has seen the held-out
+    folds' labels; for strictly leakage-free stacking, refit the encoder per fold yourself.
     """
 
     fusion_id: ClassVar[str] = "early"
+    #: The modality that ``audio_encoder`` embeds.
+    ENCODED_MODALITY: ClassVar[str] = "audio"
 
     def __init__(
         self,
@@ -121,6 +134,7 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
         modalities: Sequence[str] = ("image", "audio"),
         pca_modality: str = "image",
         random_state: int | None = 0,
+        audio_encoder: Any | None = None,
     ) -> None:
         self.model = model
         self.pca_image = pca_image
@@ -128,6 +142,46 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
         self.modalities = modalities
         self.pca_modality = pca_modality
         self.random_state = random_state
+        self.audio_encoder = audio_encoder
+
+    def __sklearn_clone__(self) -> EarlyFusion:
+        """Clone every parameter except ``audio_encoder``, which is kept by reference.
+
+        The default ``clone`` would replace the fitted encoder by an unfitted copy, breaking
+        every clone that HybridFusion/cross-validation makes. The encoder is only read
+        (``embed``), never fitted here, so sharing it is safe.
+        """
+        params = {
+            k: v if k == "audio_encoder" else clone(v, safe=False)
+            for k, v in self.get_params(deep=False).items()
+        }
+        return type(self)(**params)
+
+    def _check_encoder(self) -> None:
+        """Fail early (at fit) with a clear message when ``audio_encoder`` cannot be used."""
+        enc = self.audio_encoder
+        if enc is None:
+            return
+        name = type(enc).__name__
+        if not callable(getattr(enc, "embed", None)):
+            raise ValueError(
+                f"audio_encoder must expose embed(X) -> (N, H) for (N, T, C) sequences; "
+                f"{name} has no embed method"
+            )
+        try:
+            check_is_fitted(enc)
+        except NotFittedError as err:
+            raise ValueError(
+                f"audio_encoder {name} is not fitted: fit it on the training rows first "
+                "(EarlyFusion never fits or refits the encoder)"
+            ) from err
+        except TypeError:
+            pass  # not a scikit-learn estimator (no fit method): nothing that could be unfitted
+        if self.ENCODED_MODALITY not in self.modalities:
+            raise ValueError(
+                f"audio_encoder given but modalities {tuple(self.modalities)} lack "
+                f"{self.ENCODED_MODALITY!r}"
+            )
 
     def _require(self, X: Modalities) -> None:
         missing = [m for m in self.modalities if not _present(X, m)]
@@ -136,6 +190,18 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
                 f"early fusion needs every modality; missing: {', '.join(missing)} "
                 "(use LateFusion/HybridFusion for missing-modality fallback)"
             )
+
+    def _modality_matrix(self, name: str, X: np.ndarray) -> np.ndarray:
+        """(N, D) features of one modality: encoder embedding for audio if set, else as below."""
+        if name != self.ENCODED_MODALITY or self.audio_encoder is None:
+            return self._as_matrix(X)
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 3:
+            raise ValueError(f"audio_encoder needs (N, T, C) {name} sequences, got shape {X.shape}")
+        Z = np.asarray(self.audio_encoder.embed(X), dtype=np.float32)
+        if Z.ndim != 2 or len(Z) != len(X):
+            raise ValueError(f"audio_encoder.embed must return (N, H), got shape {Z.shape}")
+        return Z
 
     def _as_matrix(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
@@ -160,12 +226,14 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
         """Fit the per-modality scalers/PCA and the classifier on train rows only.
 
         ``groups`` is accepted so every fusion object shares one ``fit`` signature; early
-        fusion has no out-of-fold step, so it is unused.
+        fusion has no out-of-fold step, so it is unused. A given ``audio_encoder`` is only
+        used to embed, never fitted.
         """
+        self._check_encoder()
         self._require(_check_mapping(X))
         self.transformers_: dict[str, Pipeline] = {}
         for m in self.modalities:
-            Z = self._as_matrix(X[m])
+            Z = self._modality_matrix(m, X[m])
             steps: list[tuple[str, Any]] = [("scale", StandardScaler())]
             if m == self.pca_modality and self.pca_image:
                 n_comp = min(int(self.pca_image), *Z.shape)
@@ -189,7 +257,9 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
         """The fused (N, F) float32 feature matrix, modalities in ``self.modalities`` order."""
         check_is_fitted(self, "transformers_")
         self._require(_check_mapping(X))
-        blocks = [self.transformers_[m].transform(self._as_matrix(X[m])) for m in self.modalities]
+        blocks = [
+            self.transformers_[m].transform(self._modality_matrix(m, X[m])) for m in self.modalities
+        ]
         return np.concatenate(blocks, axis=1).astype(np.float32)
 
     def predict_proba(self, X: Modalities) -> np.ndarray:

@@ -6,6 +6,7 @@ Layout of a saved model directory::
     weights.safetensors    torch models: network weights + input scaler (tensors only)
     *.skops                scikit-learn parts (pipelines, scalers/PCA, stacking meta-learner)
     classifier/, members/N/  nested models of fusion objects, saved recursively
+    audio_encoder/         early fusion's fitted audio encoder (e.g. an LSTM), if it has one
 
 Trust note: JSON and safetensors files hold only data and cannot run code when read. The
 ``.skops`` files are loaded with ``skops.io.load`` after ``get_untrusted_types`` is checked
@@ -207,14 +208,18 @@ def save_model(model: Any, directory: Path | str) -> Path:
     elif isinstance(model, EarlyFusion):
         save_model(model.classifier_, directory / "classifier")
         _dump_skops(model.transformers_, directory / "transformers.skops")
-        params = {k: v for k, v in model.get_params(deep=False).items() if k != "model"}
+        has_encoder = model.audio_encoder is not None
+        if has_encoder:  # a fitted model in its own right: saved recursively, not as a param
+            save_model(model.audio_encoder, directory / "audio_encoder")
+        skip = {"model", "audio_encoder"}
+        params = {k: v for k, v in model.get_params(deep=False).items() if k not in skip}
         _write_manifest(
             directory,
             "early",
             model,
             model_id=model.fusion_id,
             params=params,
-            state={"n_features_in": model.n_features_in_},
+            state={"n_features_in": model.n_features_in_, "audio_encoder": has_encoder},
         )
     elif isinstance(model, (LateFusion, HybridFusion)):
         for i, name in enumerate(model.member_names_):
@@ -266,7 +271,10 @@ def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()
         model.history_ = state["history"]
     elif kind == "early":
         classifier = load_model(directory / "classifier", extra_trusted_types=extra)
-        model = EarlyFusion(model=classifier, **params)
+        encoder = None
+        if state.get("audio_encoder"):  # the manifest decides, not a possibly stale folder
+            encoder = load_model(directory / "audio_encoder", extra_trusted_types=extra)
+        model = EarlyFusion(model=classifier, audio_encoder=encoder, **params)
         model.transformers_ = _load_skops(directory / "transformers.skops", extra)
         model.classifier_ = classifier
         model.classes_ = _classes(manifest)
