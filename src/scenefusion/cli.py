@@ -110,7 +110,7 @@ def extract(
         Path | None, typer.Option(help="Weight file for a torchvision backbone.")
     ] = None,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
     engine: Annotated[str, typer.Option(help="auto, onnx or torch.")] = "auto",
     layout: Annotated[str, typer.Option(help="auto, reference, manifest or pairs.")] = "auto",
     classes: ClassesOpt = None,

@@ -40,7 +40,7 @@ class FeaturesConfig(_Strict):
     image_backbones: list[str] = ["effnet_lite0"]
     image_weights: dict[str, Path] = {}
     audio: str = "mfcc"
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(8, ge=1)  # fastest on 2 cores with ONNX Runtime (benchmarks/README.md)
     engine: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Backbone runtime: ONNX Runtime (auto, when installed) or torch."
     )

@@ -85,7 +85,7 @@ def extract_images(
     items: list[Item],
     extractor: ImageExtractor,
     store: FeatureStore,
-    batch_size: int = 32,
+    batch_size: int = 8,
     num_workers: int | None = None,
     flush_every: int = 256,
     progress: Progress | None = None,
