@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from arrays import make_modalities
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 
@@ -25,15 +26,8 @@ K = 3
 
 def make_data(n: int, seed: int):
     """Image blobs (N, 64) and audio sinusoids (N, 8, 13); each modality alone is imperfect."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % K
-    rng.shuffle(y)
-    centers = 0.25 * np.random.default_rng(123).normal(size=(K, 64))
-    image = (centers[y] + rng.normal(size=(n, 64))).astype(np.float32)
-    t = np.arange(8)[None, :, None]
-    c = np.arange(13)[None, None, :]
-    audio = np.sin(0.6 * (1 + y)[:, None, None] * t + 0.3 * c) + 0.8 * rng.normal(size=(n, 8, 13))
-    return {"image": image, "audio": audio.astype(np.float32)}, y.astype(np.int64)
+    image, audio, y = make_modalities(n, seed, K, dim=64, center_scale=0.25)
+    return {"image": image, "audio": audio}, y
 
 
 @pytest.fixture(scope="module")

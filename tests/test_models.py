@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from arrays import make_modalities
 from sklearn.base import clone
 
 from scenefusion.models import (
@@ -26,16 +27,8 @@ FAST = {  # keep every fit well under a second on 2 CPU cores
 
 def make_data(n: int, seed: int, labels: np.ndarray | None = None):
     """Class-dependent Gaussian blobs (image, (N, 64)) and noisy sinusoids (audio, (N, 8, 13))."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % K
-    rng.shuffle(y)
-    centers = np.random.default_rng(123).normal(size=(K, 64))
-    image = (centers[y] + 1.5 * rng.normal(size=(n, 64))).astype(np.float32)
-    t = np.arange(8)[None, :, None]
-    c = np.arange(13)[None, None, :]
-    audio = np.sin(0.6 * (1 + y)[:, None, None] * t + 0.3 * c) + 0.8 * rng.normal(size=(n, 8, 13))
-    y = y if labels is None else labels[y]
-    return image, audio.astype(np.float32), y.astype(np.int64)
+    image, audio, y = make_modalities(n, seed, K, dim=64, noise=1.5)
+    return image, audio, y if labels is None else labels[y]
 
 
 @pytest.fixture(scope="module")

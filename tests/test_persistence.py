@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import skops.io as sio
+from arrays import make_modalities
 
 from scenefusion.models import (
     EarlyFusion,
@@ -28,15 +29,8 @@ FAST = {
 
 
 def make_data(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % K
-    rng.shuffle(y)
-    centers = 0.5 * np.random.default_rng(123).normal(size=(K, 32))
-    image = (centers[y] + rng.normal(size=(n, 32))).astype(np.float32)
-    t = np.arange(8)[None, :, None]
-    c = np.arange(13)[None, None, :]
-    audio = np.sin(0.6 * (1 + y)[:, None, None] * t + 0.3 * c) + 0.8 * rng.normal(size=(n, 8, 13))
-    return {"image": image, "audio": audio.astype(np.float32)}, y.astype(np.int64)
+    image, audio, y = make_modalities(n, seed, K, dim=32, center_scale=0.5)
+    return {"image": image, "audio": audio}, y
 
 
 @pytest.fixture(scope="module")
