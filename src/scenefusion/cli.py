@@ -167,17 +167,25 @@ def _stage_progress(bar: Progress):
 
 
 def print_table(table, title: str) -> None:
-    """The comparison as a rich table (the report files carry every column)."""
-    out = Table(title=title)
-    out.add_column("name", overflow="fold")
-    for c in ("accuracy", "95% CI", "macro P", "macro R", "macro F1", "log-loss", "val acc"):
+    """The comparison as a rich table (report.md/html carry every column).
+
+    Macro precision and recall are dropped on terminals narrower than 110 columns so that run
+    names stay readable; the caption says so.
+    """
+    wide = console.width >= 110
+    out = Table(title=title, caption=None if wide else "macro P/R: widen the terminal or see "
+                "report.md", pad_edge=False)
+    out.add_column("name", overflow="fold", min_width=24)
+    columns = ["accuracy", "95% CI", *(["macro P", "macro R"] if wide else []), "macro F1",
+               "log-loss", "val acc"]
+    for c in columns:
         out.add_column(c, justify="right", no_wrap=True)
     for row in table.itertuples(index=False):
         ci = "" if row.ci_low is None or row.ci_low != row.ci_low else (
             f"{row.ci_low:.3f}-{row.ci_high:.3f}")
         val = getattr(row, "val_accuracy", None)
-        out.add_row(escape(row.name), f"{row.accuracy:.3f}", ci, f"{row.macro_precision:.3f}",
-                    f"{row.macro_recall:.3f}", f"{row.macro_f1:.3f}",
+        pr = [f"{row.macro_precision:.3f}", f"{row.macro_recall:.3f}"] if wide else []
+        out.add_row(escape(row.name), f"{row.accuracy:.3f}", ci, *pr, f"{row.macro_f1:.3f}",
                     f"{row.log_loss:.3f}", "" if val is None or val != val else f"{val:.3f}")
     console.print(out)
 

@@ -73,6 +73,7 @@ class Candidate:
     val_accuracy: float | None
     val_log_loss: float | None
     test_proba: np.ndarray
+    fit_seconds: float = 0.0
 
     @property
     def val_rank(self) -> tuple[float, float]:
@@ -187,6 +188,11 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
     has_val = len(va) > 0
     if not has_val:
         notes.append("no validation set: model selection falls back to the first model listed")
+    # Stacking learns its combiner on validation predictions of the fitted members: held out
+    # from their training and cheap. Out-of-fold refits are the fallback without a val set;
+    # with whole videos held out per fold they also starve classes that have a single
+    # training video (the reference set's FOREST and JUNGLE) of examples.
+    stack_on = "val" if has_val else "oof"
 
     candidates: list[Candidate] = []
     total_steps = (
@@ -207,10 +213,12 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
         sub = (lambda A, idx: {k: v[idx] for k, v in A.items()}) if isinstance(X, dict) else (
             lambda A, idx: A[idx])
         X_va = sub(X, va) if has_val else None
+        start = time.perf_counter()
         model.fit(sub(X, tr), y_tr, X_va, y_va if has_val else None, **fit_kw)
+        fit_seconds = time.perf_counter() - start
         val_acc, val_ll = _val_scores(model, X_va, y_va) if has_val else (None, None)
         candidates.append(Candidate(name, kind, model, backbone, val_acc, val_ll,
-                                    model.predict_proba(sub(X, te))))
+                                    model.predict_proba(sub(X, te)), fit_seconds))
         tick(name)
 
     with timer("training"):
@@ -239,13 +247,14 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
                     early_fitted.append(candidates[-1])
             pair = f"{best_img.name.split('+')[-1]}&{best_aud.name.split('+')[-1]}"
             for method in config.fusion.late:
-                model = LateFusion(members, method=method, prefit=True, random_state=config.seed)
+                model = LateFusion(members, method=method, prefit=True, stack_on=stack_on,
+                                   random_state=config.seed)
                 fit_eval(f"late:{method}:{b}[{pair}]", "late", model, both, b, groups=groups[tr])
             if config.fusion.hybrid and early_fitted:
                 best_early = max(early_fitted, key=lambda c: c.val_rank)
                 for method in config.fusion.hybrid:
                     model = HybridFusion(early=best_early.model, models=members, method=method,
-                                         prefit=True, random_state=config.seed)
+                                         prefit=True, stack_on=stack_on, random_state=config.seed)
                     early_tag = best_early.name.split("+", 1)[-1].replace("+", "-")
                     fit_eval(f"hybrid:{method}:{b}[{early_tag}+{pair}]",
                              "hybrid", model, both, b, groups=groups[tr])
@@ -257,6 +266,7 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
                          n_bootstrap=config.evaluation.n_bootstrap, seed=config.seed)
             r.extra["val_accuracy"] = c.val_accuracy
             r.extra["val_log_loss"] = c.val_log_loss
+            r.extra["fit_seconds"] = round(c.fit_seconds, 3)
             results.append(r)
         best = max(candidates, key=lambda c: c.val_rank) if has_val else candidates[0]
         notes.append(f"best by validation accuracy: {best.name} (saved as best/)")
