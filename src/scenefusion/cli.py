@@ -169,16 +169,17 @@ def _stage_progress(bar: Progress):
 def print_table(table, title: str) -> None:
     """The comparison as a rich table (report.md/html carry every column).
 
-    Macro precision and recall are dropped on terminals narrower than 110 columns so that run
-    names stay readable; the caption says so.
+    On terminals narrower than 110 columns, macro precision/recall are left out and headers
+    shortened so that run names stay readable; the caption says so.
     """
     wide = console.width >= 110
-    out = Table(title=title, caption=None if wide else "macro P/R: widen the terminal or see "
-                "report.md", pad_edge=False)
-    out.add_column("name", overflow="fold", min_width=24)
-    columns = ["accuracy", "95% CI", *(["macro P", "macro R"] if wide else []), "macro F1",
-               "log-loss", "val acc"]
-    for c in columns:
+    headers = (["accuracy", "95% CI", "macro P", "macro R", "macro F1", "log-loss", "val acc"]
+               if wide else ["acc", "95% CI", "F1", "logloss", "val"])
+    caption = None if wide else ("acc: test accuracy, F1: macro F1, val: validation accuracy; "
+                                 "macro P/R in report.md")
+    out = Table(title=title, caption=caption, pad_edge=False)
+    out.add_column("name", overflow="fold", min_width=20)
+    for c in headers:
         out.add_column(c, justify="right", no_wrap=True)
     for row in table.itertuples(index=False):
         ci = "" if row.ci_low is None or row.ci_low != row.ci_low else (
