@@ -5,7 +5,8 @@ clips/s, and the cached re-run time of a 1,000-item data set. Prints a table, wr
 
 Targets (issue 3): batched >= 2x batch-1 throughput for effnet_lite0; cached re-run of a
 1,000-item set under 5 s. torchvision backbones are measured only where their weight files are
-present (offline they are not), and say so.
+present; offline, they run with random weights of the same architecture (same speed), and
+the table says so.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def model_throughput(extractor: ImageExtractor, batch: int, seconds: float = 4.0
     """Images/s of preprocess-free embedding at one batch size (warm-up excluded)."""
     x = torch.randn(batch, 3, extractor.info.input_size, extractor.info.input_size)
     extractor.embed(x)
+    extractor.embed(x)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or n < 2 * batch:
         extractor.embed(x)
@@ -43,14 +45,19 @@ def model_throughput(extractor: ImageExtractor, batch: int, seconds: float = 4.0
     return n / (time.perf_counter() - start)
 
 
-def available(backbone_id: str) -> bool:
+def weights_for(backbone_id: str, scratch: Path) -> tuple[Path | None, str]:
+    """The real weight file when present; otherwise random weights of the same architecture,
+    which run at the same speed (speed does not depend on the values), labelled as such."""
     if backbone_id not in backbones.TORCHVISION_SPECS:
-        return True
+        return None, "shipped"
     try:
-        backbones.find_torchvision_weights(backbone_id, allow_download=False)
-        return True
+        return backbones.find_torchvision_weights(backbone_id, allow_download=False), "official"
     except backbones.WeightsNotFoundError:
-        return False
+        spec = backbones.TORCHVISION_SPECS[backbone_id]
+        path = scratch / f"random-{spec.weight_file}"
+        torch.manual_seed(0)
+        torch.save(spec.builder().state_dict(), path)
+        return path, "random (speed only)"
 
 
 def main() -> None:
@@ -66,21 +73,20 @@ def main() -> None:
         "backbones": {}, "audio": {}, "cached_rerun": {},
     }
     table = Table(title="image backbones: images/s (model only, random input)")
-    for col in ("backbone", "engine", "batch 1", "batch 32", "batch 32 / batch 1"):
-        table.add_column(col, justify="right" if col not in ("backbone", "engine") else "left")
-    with tempfile.TemporaryDirectory() as onnx_cache:
+    for col in ("backbone", "weights", "engine", "batch 1", "batch 32", "batch 32 / batch 1"):
+        left = col in ("backbone", "weights", "engine")
+        table.add_column(col, justify="left" if left else "right")
+    with tempfile.TemporaryDirectory() as scratch:
         for backbone_id in IMAGE_BACKBONES:
-            if not available(backbone_id):
-                result["backbones"][backbone_id] = {"skipped": "weights not present (offline)"}
-                table.add_row(backbone_id, "-", "-", "-", "weights not present")
-                continue
-            result["backbones"][backbone_id] = {}
+            weights, kind = weights_for(backbone_id, Path(scratch))
+            result["backbones"][backbone_id] = {"weights": kind}
             for engine in ("onnx", "torch"):
-                extractor = ImageExtractor(backbone_id, engine=engine, cache_dir=Path(onnx_cache))
+                extractor = ImageExtractor(backbone_id, weights, engine=engine,
+                                           cache_dir=Path(scratch))
                 one, many = model_throughput(extractor, 1), model_throughput(extractor, 32)
                 result["backbones"][backbone_id][engine] = {
                     "batch1": one, "batch32": many, "speedup": many / one}
-                table.add_row(backbone_id, engine, f"{one:.1f}", f"{many:.1f}",
+                table.add_row(backbone_id, kind, engine, f"{one:.1f}", f"{many:.1f}",
                               f"{many / one:.2f}x")
     console.print(table)
 
@@ -121,6 +127,14 @@ def main() -> None:
         again_aud = extract_audio(ds.items, fresh_store)
         rerun = time.perf_counter() - start
         assert again_img.computed == 0 and again_aud.computed == 0
+        pipeline = {}
+        for batch in (1, 8, 32):  # images only, end to end: decode in a worker + embed + store
+            store_b = FeatureStore(tmp / f"cache-b{batch}")
+            extracted = extract_images(ds.items, extractor, store_b, batch_size=batch)
+            pipeline[batch] = len(ds) / extracted.seconds
+        result["end_to_end_images_per_s"] = pipeline
+        console.print("effnet_lite0 end to end (decode 256x256 PNG + embed + store), images/s: "
+                      + ", ".join(f"batch {b}: {v:.1f}" for b, v in pipeline.items()))
         result["cached_rerun"] = {
             "items": len(ds), "first_run_s": first, "rerun_s": rerun,
             "first_run_items_per_s_end_to_end": len(ds) / first,
@@ -130,7 +144,9 @@ def main() -> None:
                       f"({len(ds) / first:.1f} items/s end to end: decode + effnet_lite0 + MFCC),"
                       f" cached re-run {rerun:.2f} s")
     lite = result["backbones"]["effnet_lite0"]
+    e2e = result["end_to_end_images_per_s"]
     result["targets"] = {
+        "effnet_lite0_batched_speedup>=2 (end to end, batch 32 vs 1)": e2e[32] / e2e[1] >= 2,
         "effnet_lite0_batched_speedup>=2 (onnx, the default)": lite["onnx"]["speedup"] >= 2,
         "effnet_lite0_batched_speedup>=2 (torch)": lite["torch"]["speedup"] >= 2,
         "cached_rerun_1000_items<5s": result["cached_rerun"]["rerun_s"] < 5,
