@@ -42,7 +42,7 @@ def write_config(tmp_path: Path, data: Path, **extra) -> Path:
 def demo_pairs(tmp_path_factory) -> Path:
     return make_pairs_folder(tmp_path_factory.mktemp("demo") / "pairs",
                              classes=("BEACH", "CITY", "FOREST", "RESTAURANT"),
-                             groups_per_class=4, frames_per_group=4, looks=DEMO_LOOKS,
+                             groups_per_class=6, frames_per_group=4, looks=DEMO_LOOKS,
                              sounds=DEMO_SOUNDS)
 
 
@@ -137,7 +137,7 @@ def test_rerun_reuses_cached_features(finished_run, demo_pairs):
     cfg.fusion.early, cfg.fusion.late, cfg.fusion.hybrid = [], ["mean"], []
     out = run_experiment(cfg)
     assert out.extraction["image:effnet_lite0"]["computed"] == 0
-    assert out.extraction["image:effnet_lite0"]["reused"] == 64
+    assert out.extraction["image:effnet_lite0"]["reused"] == 96
     assert out.extraction["audio:mfcc"]["computed"] == 0
 
 
