@@ -73,6 +73,13 @@ def test_unknown_model_and_backbone_are_named(tmp_path):
         load_config(path)
 
 
+def test_empty_model_list_is_rejected(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  audio: []\n")
+    with pytest.raises(ConfigError, match="models.audio: List should have at least 1 item"):
+        load_config(path)
+
+
 def test_relative_data_path_is_resolved_against_the_config(tmp_path):
     path = tmp_path / "sub" / "c.yaml"
     path.parent.mkdir()

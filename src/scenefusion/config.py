@@ -70,8 +70,9 @@ class FeaturesConfig(_Strict):
 
 
 class ModelsConfig(_Strict):
-    image: list[str] = IMAGE_MODELS
-    audio: list[str] = AUDIO_MODELS
+    # at least one per modality: fusion combines the best image and the best audio model
+    image: list[str] = Field(IMAGE_MODELS, min_length=1)
+    audio: list[str] = Field(AUDIO_MODELS, min_length=1)
     params: dict[str, dict] = Field(
         default_factory=dict, description="Per model id keyword arguments, e.g. {svm: {C: 10}}."
     )

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.metrics import log_loss
 
 from .config import ExperimentConfig
-from .data import Dataset, load_dataset, make_split
+from .data import Dataset, Split, load_dataset, make_split
 from .data.synthetic import make_pairs_folder
 from .evaluation import (
     EvaluationResult,
@@ -144,6 +144,145 @@ def _load(config: ExperimentConfig, store: FeatureStore, notes: list[str],
                         check_files=config.data.check_files, progress=cb)
 
 
+@dataclass
+class Features:
+    """Per-item features of the usable items (those every extractor could read)."""
+
+    dataset: Dataset
+    images: dict[str, np.ndarray]
+    audio: np.ndarray
+    skipped: list
+    extraction: dict[str, dict[str, float]]
+
+
+def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureStore,
+                     notes: list[str], progress: Progress | None = None) -> Features:
+    """Every configured extractor through the cache; items any of them cannot read are dropped."""
+    def reporter(label: str):
+        return (lambda d, t: progress(label, d, t)) if progress else None
+
+    audio = extract_audio(dataset.items, store, config.features.audio,
+                          progress=reporter(f"audio: {config.features.audio}"))
+    images = {}
+    for b in config.features.image_backbones:
+        extractor = ImageExtractor(b, config.features.image_weights.get(b),
+                                   engine=config.features.engine, cache_dir=store.root)
+        images[b] = extract_images(dataset.items, extractor, store,
+                                   batch_size=config.features.batch_size,
+                                   progress=reporter(f"image: {b}"))
+    ok = audio.ok.copy()
+    for res in images.values():
+        ok &= res.ok
+    keep = np.flatnonzero(ok)
+    if len(keep) < len(dataset):
+        notes.append(f"{len(dataset) - len(keep)} item(s) had no usable features and were left out")
+    extraction = {
+        name: {"computed": r.computed, "reused": r.reused, "seconds": r.seconds}
+        for name, r in [(f"audio:{config.features.audio}", audio),
+                        *((f"image:{b}", r) for b, r in images.items())]
+    }
+    return Features(
+        dataset=dataset.subset(keep),
+        images={b: r.features[keep] for b, r in images.items()},
+        audio=audio.features[keep],
+        skipped=audio.skipped + [s for r in images.values() for s in r.skipped],
+        extraction=extraction,
+    )
+
+
+class ComparisonGrid:
+    """Fits every model of the grid on train, scores it on val (for selection) and keeps its
+    test probabilities. Late and hybrid fusion reuse the best fitted unimodal members."""
+
+    def __init__(self, config: ExperimentConfig, features: Features, split: Split,
+                 progress: Progress | None = None) -> None:
+        self.config = config
+        self.features = features
+        self.y = features.dataset.labels
+        self.groups = features.dataset.groups
+        self.tr, self.va, self.te = split.train, split.val, split.test
+        self.has_val = len(self.va) > 0
+        # Stacking learns its combiner on validation predictions of the fitted members: held
+        # out from their training and cheap. Out-of-fold refits are the fallback without a val
+        # set; with whole videos held out per fold they also starve classes that have a single
+        # training video (the reference set's FOREST and JUNGLE) of examples.
+        self.stack_on = "val" if self.has_val else "oof"
+        self.candidates: list[Candidate] = []
+        self.notes: list[str] = []
+        if not self.has_val:
+            self.notes.append("no validation set: selection falls back to the first model listed")
+        self.progress = progress
+        fusion = config.fusion
+        per_backbone = (len(config.models.image) + len(fusion.early) * len(fusion.early_audio)
+                        + len(fusion.late) + len(fusion.hybrid))
+        self.total = len(config.features.image_backbones) * per_backbone + len(config.models.audio)
+
+    def fit_eval(self, name: str, kind: str, model: Any, X: Any, backbone: str | None,
+                 **fit_kw: Any) -> Candidate:
+        def rows(idx: np.ndarray) -> Any:
+            return {k: v[idx] for k, v in X.items()} if isinstance(X, dict) else X[idx]
+
+        y_va = self.y[self.va] if self.has_val else None
+        X_va = rows(self.va) if self.has_val else None
+        start = time.perf_counter()
+        model.fit(rows(self.tr), self.y[self.tr], X_va, y_va, **fit_kw)
+        seconds = time.perf_counter() - start
+        val_acc, val_ll = _val_scores(model, X_va, y_va) if self.has_val else (None, None)
+        candidate = Candidate(name, kind, model, backbone, val_acc, val_ll,
+                              model.predict_proba(rows(self.te)), seconds)
+        self.candidates.append(candidate)
+        if self.progress:
+            self.progress(f"training: {name}", len(self.candidates), self.total)
+        return candidate
+
+    def run(self) -> list[Candidate]:
+        config, f = self.config, self.features
+        audio_id = config.features.audio
+        for m in config.models.audio:
+            self.fit_eval(f"audio:{audio_id}+{m}", "audio", _model(m, config), f.audio, None)
+        for b in config.features.image_backbones:
+            for m in config.models.image:
+                self.fit_eval(f"image:{b}+{m}", "image", _model(m, config), f.images[b], b)
+        for b in config.features.image_backbones:
+            self._fusion(b)
+        return self.candidates
+
+    def _fusion(self, b: str) -> None:
+        config = self.config
+        both = {"image": self.features.images[b], "audio": self.features.audio}
+        best_img, best_aud = _pick(self.candidates, "image", b), _pick(self.candidates, "audio")
+        members = {"image": best_img.model, "audio": best_aud.model}
+        lstm_name = f"audio:{config.features.audio}+lstm"
+        lstm = next((c.model for c in self.candidates if c.name == lstm_name), None)
+        early_fitted: list[Candidate] = []
+        for audio_side in config.fusion.early_audio:
+            if audio_side == "lstm" and lstm is None:
+                self.notes.append("early fusion on the LSTM embedding skipped: no 'lstm' model")
+                continue
+            encoder = lstm if audio_side == "lstm" else None
+            tag = "lstm-emb+" if encoder is not None else ""
+            for m in config.fusion.early:
+                model = EarlyFusion(_model(m, config), pca_image=config.fusion.early_pca_image,
+                                    random_state=config.seed, audio_encoder=encoder)
+                early_fitted.append(self.fit_eval(f"early:{b}+{tag}{m}", "early", model, both, b))
+        pair = f"{best_img.name.split('+')[-1]}&{best_aud.name.split('+')[-1]}"
+        train_groups = self.groups[self.tr]
+        for method in config.fusion.late:
+            model = LateFusion(members, method=method, prefit=True, stack_on=self.stack_on,
+                               random_state=config.seed)
+            self.fit_eval(f"late:{method}:{b}[{pair}]", "late", model, both, b,
+                          groups=train_groups)
+        if config.fusion.hybrid and early_fitted:
+            best_early = max(early_fitted, key=lambda c: c.val_rank)
+            early_tag = best_early.name.split("+", 1)[-1].replace("+", "-")
+            for method in config.fusion.hybrid:
+                model = HybridFusion(early=best_early.model, models=members, method=method,
+                                     prefit=True, stack_on=self.stack_on,
+                                     random_state=config.seed)
+                self.fit_eval(f"hybrid:{method}:{b}[{early_tag}+{pair}]", "hybrid", model,
+                              both, b, groups=train_groups)
+
+
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> RunOutput:
     """Run the comparison grid of `config` and write the run folder; returns what it measured."""
     timer = _Timer()
@@ -151,143 +290,48 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
     store = FeatureStore(config.features.cache_dir)
     with timer("data"):
         dataset = _load(config, store, notes, progress)
-    skipped = list(dataset.skipped)
-
     with timer("features"):
-        audio = extract_audio(
-            dataset.items, store, config.features.audio,
-            progress=(lambda d, t: progress(f"audio: {config.features.audio}", d, t))
-            if progress else None,
-        )
-        images = {}
-        for b in config.features.image_backbones:
-            extractor = ImageExtractor(b, config.features.image_weights.get(b),
-                                       engine=config.features.engine, cache_dir=store.root)
-            images[b] = extract_images(
-                dataset.items, extractor, store, batch_size=config.features.batch_size,
-                progress=(lambda d, t, b=b: progress(f"image: {b}", d, t)) if progress else None,
-            )
-    ok = audio.ok.copy()
-    for res in images.values():
-        ok &= res.ok
-    skipped += audio.skipped + [s for r in images.values() for s in r.skipped]
-    keep = np.flatnonzero(ok)
-    if len(keep) < len(dataset):
-        notes.append(f"{len(dataset) - len(keep)} item(s) had no usable features and were left out")
-    dataset = dataset.subset(keep)
-    X_audio = audio.features[keep]
-    X_image = {b: r.features[keep] for b, r in images.items()}
-
+        features = extract_features(config, dataset, store, notes, progress)
+    skipped = list(dataset.skipped) + features.skipped
     with timer("split"):
-        split = make_split(dataset, config.split.strategy, config.split.test_fraction,
+        split = make_split(features.dataset, config.split.strategy, config.split.test_fraction,
                            config.split.val_fraction, config.split.seed)
     notes += split.notes
-    y, groups = dataset.labels, dataset.groups
-    tr, va, te = split.train, split.val, split.test
-    y_tr, y_va, y_te = y[tr], y[va], y[te]
-    has_val = len(va) > 0
-    if not has_val:
-        notes.append("no validation set: model selection falls back to the first model listed")
-    # Stacking learns its combiner on validation predictions of the fitted members: held out
-    # from their training and cheap. Out-of-fold refits are the fallback without a val set;
-    # with whole videos held out per fold they also starve classes that have a single
-    # training video (the reference set's FOREST and JUNGLE) of examples.
-    stack_on = "val" if has_val else "oof"
-
-    candidates: list[Candidate] = []
-    total_steps = (
-        len(config.features.image_backbones)
-        * (len(config.models.image) + len(config.fusion.early) * len(config.fusion.early_audio)
-           + len(config.fusion.late) + len(config.fusion.hybrid))
-        + len(config.models.audio)
-    )
-    step = 0
-
-    def tick(label: str) -> None:
-        nonlocal step
-        step += 1
-        if progress:
-            progress(f"training: {label}", step, total_steps)
-
-    def fit_eval(name: str, kind: str, model: Any, X: Any, backbone: str | None, **fit_kw):
-        sub = (lambda A, idx: {k: v[idx] for k, v in A.items()}) if isinstance(X, dict) else (
-            lambda A, idx: A[idx])
-        X_va = sub(X, va) if has_val else None
-        start = time.perf_counter()
-        model.fit(sub(X, tr), y_tr, X_va, y_va if has_val else None, **fit_kw)
-        fit_seconds = time.perf_counter() - start
-        val_acc, val_ll = _val_scores(model, X_va, y_va) if has_val else (None, None)
-        candidates.append(Candidate(name, kind, model, backbone, val_acc, val_ll,
-                                    model.predict_proba(sub(X, te)), fit_seconds))
-        tick(name)
-
     with timer("training"):
-        audio_id = config.features.audio
-        for m in config.models.audio:
-            fit_eval(f"audio:{audio_id}+{m}", "audio", _model(m, config), X_audio, None)
-        for b in config.features.image_backbones:
-            for m in config.models.image:
-                fit_eval(f"image:{b}+{m}", "image", _model(m, config), X_image[b], b)
-        for b in config.features.image_backbones:
-            both = {"image": X_image[b], "audio": X_audio}
-            best_img, best_aud = _pick(candidates, "image", b), _pick(candidates, "audio")
-            members = {"image": best_img.model, "audio": best_aud.model}
-            early_fitted: list[Candidate] = []
-            lstm = next((c.model for c in candidates if c.name == f"audio:{audio_id}+lstm"), None)
-            for audio_side in config.fusion.early_audio:
-                if audio_side == "lstm" and lstm is None:
-                    notes.append("early fusion on the LSTM embedding skipped: no 'lstm' model")
-                    continue
-                encoder = lstm if audio_side == "lstm" else None
-                tag = "lstm-emb+" if encoder is not None else ""
-                for m in config.fusion.early:
-                    model = EarlyFusion(_model(m, config), pca_image=config.fusion.early_pca_image,
-                                        random_state=config.seed, audio_encoder=encoder)
-                    fit_eval(f"early:{b}+{tag}{m}", "early", model, both, b)
-                    early_fitted.append(candidates[-1])
-            pair = f"{best_img.name.split('+')[-1]}&{best_aud.name.split('+')[-1]}"
-            for method in config.fusion.late:
-                model = LateFusion(members, method=method, prefit=True, stack_on=stack_on,
-                                   random_state=config.seed)
-                fit_eval(f"late:{method}:{b}[{pair}]", "late", model, both, b, groups=groups[tr])
-            if config.fusion.hybrid and early_fitted:
-                best_early = max(early_fitted, key=lambda c: c.val_rank)
-                for method in config.fusion.hybrid:
-                    model = HybridFusion(early=best_early.model, models=members, method=method,
-                                         prefit=True, stack_on=stack_on, random_state=config.seed)
-                    early_tag = best_early.name.split("+", 1)[-1].replace("+", "-")
-                    fit_eval(f"hybrid:{method}:{b}[{early_tag}+{pair}]",
-                             "hybrid", model, both, b, groups=groups[tr])
-
+        grid = ComparisonGrid(config, features, split, progress)
+        candidates = grid.run()
+    notes += grid.notes
     with timer("evaluation"):
+        dataset, groups, y_te = features.dataset, features.dataset.groups, grid.y[split.test]
         results = []
         for c in candidates:
-            r = evaluate(c.name, y_te, c.test_proba, dataset.classes, groups=groups[te],
+            r = evaluate(c.name, y_te, c.test_proba, dataset.classes, groups=groups[split.test],
                          n_bootstrap=config.evaluation.n_bootstrap, seed=config.seed)
-            r.extra["val_accuracy"] = c.val_accuracy
-            r.extra["val_log_loss"] = c.val_log_loss
-            r.extra["fit_seconds"] = round(c.fit_seconds, 3)
+            r.extra.update(val_accuracy=c.val_accuracy, val_log_loss=c.val_log_loss,
+                           fit_seconds=round(c.fit_seconds, 3))
             results.append(r)
-        best = max(candidates, key=lambda c: c.val_rank) if has_val else candidates[0]
+        best = max(candidates, key=lambda c: c.val_rank) if grid.has_val else candidates[0]
         notes.append(f"best by validation accuracy: {best.name} (saved as best/)")
-        run_dir = _run_dir(config)
-        bundle_dir = run_dir / "best"
-        save_bundle(best.model, _bundle_info(best, dataset, config), bundle_dir)
-        split_info = split.to_dict() | {"test_groups": sorted(set(groups[te].tolist()))}
-        (run_dir / "split.json").write_text(json.dumps(split_info, indent=2))
-        (run_dir / "config.yaml").write_text(config.to_yaml())
-        write_reports(results, run_dir, dataset.classes, title=f"scenefusion run {run_dir.name}",
-                      config_text=config.to_yaml(), notes=notes + _data_notes(dataset, skipped))
-    timings = timer.seconds
-    extraction = {
-        name: {"computed": r.computed, "reused": r.reused, "seconds": r.seconds}
-        for name, r in [(f"audio:{config.features.audio}", audio),
-                        *((f"image:{b}", r) for b, r in images.items())]
-    }
+        run_dir = _write_run(config, dataset, split, best, results,
+                             notes + _data_notes(dataset, skipped))
     (run_dir / "timings.json").write_text(json.dumps(
-        {"stages": timings, "extraction": extraction}, indent=2))
-    return RunOutput(run_dir, results, comparison_table(results), best.name, timings, notes,
-                     skipped, extraction)
+        {"stages": timer.seconds, "extraction": features.extraction}, indent=2))
+    return RunOutput(run_dir, results, comparison_table(results), best.name, timer.seconds,
+                     notes, skipped, features.extraction)
+
+
+def _write_run(config: ExperimentConfig, dataset: Dataset, split: Split, best: Candidate,
+               results: list[EvaluationResult], notes: list[str]) -> Path:
+    """The run folder: best/ bundle, split.json, config.yaml, metrics, reports and plots."""
+    run_dir = _run_dir(config)
+    save_bundle(best.model, _bundle_info(best, dataset, config), run_dir / "best")
+    test_groups = sorted(set(dataset.groups[split.test].tolist()))
+    (run_dir / "split.json").write_text(
+        json.dumps(split.to_dict() | {"test_groups": test_groups}, indent=2))
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    write_reports(results, run_dir, dataset.classes, title=f"scenefusion run {run_dir.name}",
+                  config_text=config.to_yaml(), notes=notes)
+    return run_dir
 
 
 def rerender_reports(run_dir: Path) -> list[EvaluationResult]:
