@@ -171,6 +171,13 @@ def test_run_on_reference_layout(tmp_path):
     assert bundle["audio_source"] == "reference-csv-mfcc"
 
 
+def test_command_line_overrides_are_validated(tmp_path):
+    result = runner.invoke(app, ["run", "--image-backbone", "vgg99", "--cache", str(tmp_path)])
+    assert result.exit_code == 1 and "unknown backbone" in result.output
+    result = runner.invoke(app, ["run", "--split", "random", "--cache", str(tmp_path)])
+    assert result.exit_code == 1 and "split.strategy" in result.output
+
+
 def test_run_with_bad_config_fails_cleanly(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("split: {strategy: random}\n")

@@ -205,35 +205,46 @@ def run(
     config: Annotated[Path | None, typer.Argument(help="Experiment YAML; default grid if omitted.")]
     = None,
     data: Annotated[Path | None, typer.Option(help="Data path (overrides the config).")] = None,
+    image_backbone: Annotated[
+        list[str] | None, typer.Option(help="Backbone id(s), repeatable (overrides the config).")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="Weight file for the (single) torchvision backbone.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="group (default, leak-free) or frame (leaky, comparison).")
+    ] = None,
     runs_dir: Annotated[Path | None, typer.Option(help="Where run folders go.")] = None,
     name: Annotated[str | None, typer.Option(help="Run folder name.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
 ) -> None:
     """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
-    from .config import ConfigError, load_config
+    from .config import ConfigError, load_config, with_overrides
     from .data import SplitError
     from .experiment import run_experiment
+    from .features.backbones import WeightsLoadError
 
     try:
         cfg = load_config(config)
+        backbones = image_backbone or cfg.features.image_backbones
+        if weights is not None and len(backbones) != 1:
+            fail("--weights needs exactly one --image-backbone")
+        cfg = with_overrides(
+            cfg, **{"data.path": data, "features.image_backbones": image_backbone or None,
+                    "features.image_weights": {backbones[0]: weights} if weights else None,
+                    "split.strategy": split, "output.runs_dir": runs_dir, "output.name": name,
+                    "features.cache_dir": cache},
+        )
     except ConfigError as err:
         fail(str(err))
         return
-    if data is not None:
-        cfg.data.path = data
-    if runs_dir is not None:
-        cfg.output.runs_dir = runs_dir
-    if name is not None:
-        cfg.output.name = name
-    if cache is not None:
-        cfg.features.cache_dir = cache
     if cfg.data.path is None:
         err_console.print("[yellow]no data configured: running on the synthetic demo data set "
                           "(see `scenefusion data download` for the reference data)[/yellow]")
     try:
         with progress_bar() as bar:
             out = run_experiment(cfg, progress=_stage_progress(bar))
-    except (DataError, SplitError, ValueError, FileNotFoundError) as err:
+    except (DataError, SplitError, ValueError, FileNotFoundError, WeightsLoadError) as err:
         fail(str(err))
         return
     print_table(_with_val(out.results), f"test split ({out.results[0].n_test} items)")

@@ -155,3 +155,24 @@ def load_config(path: Path | None) -> ExperimentConfig:
     if config.data.path is not None and not config.data.path.is_absolute():
         config.data.path = (path.parent / config.data.path).resolve()
     return config
+
+
+def with_overrides(config: ExperimentConfig, **overrides: object) -> ExperimentConfig:
+    """A validated copy of `config` with dotted-path overrides from the command line, e.g.
+    `{"data.path": p, "features.image_backbones": ["vgg19"]}`; None values are ignored."""
+    raw = config.model_dump()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"command-line option: {problems}") from None
