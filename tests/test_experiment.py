@@ -260,6 +260,32 @@ def test_download_uses_kagglehub_and_finds_the_nested_root(tmp_path, monkeypatch
     assert (copied / "dataset.csv").is_file() and (copied / "images").is_dir()
 
 
+def test_run_without_data_uses_a_downloaded_reference_set(tmp_path, monkeypatch):
+    from scenefusion.config import with_overrides
+    from scenefusion.experiment import run_experiment
+
+    monkeypatch.setenv("SCENEFUSION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("KAGGLEHUB_CACHE", raising=False)
+    versions = tmp_path / "cache/kagglehub/datasets/birdy654/scene/versions/1"
+    make_reference_like(versions / "data", groups_per_class=3, frames_per_group=3)
+
+    def fake_download(handle):
+        import os
+
+        assert os.environ["KAGGLEHUB_CACHE"] == str(tmp_path / "cache" / "kagglehub")
+        return str(versions)
+
+    monkeypatch.setitem(sys.modules, "kagglehub",
+                        types.SimpleNamespace(dataset_download=fake_download))
+    assert download_reference() == versions / "data"
+    cfg = with_overrides(load_config(None), **{
+        "models.image": ["logreg"], "models.audio": ["logreg"], "fusion.early": [],
+        "fusion.late": ["mean"], "fusion.hybrid": [], "output.runs_dir": tmp_path / "runs"})
+    out = run_experiment(cfg)
+    assert any("reference data set found in the cache" in n for n in out.notes)
+    assert out.extraction["audio:mfcc"]["reused"] == 27  # the CSV's MFCC rows
+
+
 def test_download_offline_explains_the_manual_route(monkeypatch):
     def offline(handle):
         raise ConnectionError("Name or service not known")

@@ -239,8 +239,13 @@ def run(
         fail(str(err))
         return
     if cfg.data.path is None:
-        err_console.print("[yellow]no data configured: running on the synthetic demo data set "
-                          "(see `scenefusion data download` for the reference data)[/yellow]")
+        from .data.download import cached_reference_root
+
+        cached = cached_reference_root()
+        err_console.print(
+            f"no data configured: using the reference data set downloaded to {cached}"
+            if cached else "[yellow]no data configured: running on the synthetic demo data set "
+            "(see `scenefusion data download` for the reference data)[/yellow]")
     try:
         with progress_bar() as bar:
             out = run_experiment(cfg, progress=_stage_progress(bar))

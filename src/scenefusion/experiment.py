@@ -22,6 +22,7 @@ from sklearn.metrics import log_loss
 
 from .config import ExperimentConfig
 from .data import Dataset, Split, load_dataset, make_split
+from .data.download import cached_reference_root
 from .data.synthetic import make_pairs_folder
 from .evaluation import (
     EvaluationResult,
@@ -136,6 +137,10 @@ def _pick(candidates: list[Candidate], kind: str, backbone: str | None = None) -
 def _load(config: ExperimentConfig, store: FeatureStore, notes: list[str],
           progress: Progress | None) -> Dataset:
     path = config.data.path
+    if path is None:
+        path = cached_reference_root()
+        if path is not None:
+            notes.append(f"Data: the reference data set found in the cache at {path}")
     if path is None:
         path = demo_data_path(store)
         notes.append(DEMO_NOTE)

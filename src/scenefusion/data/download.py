@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
+from ..features.store import default_cache_dir
 from .datasets import REFERENCE_CSV
 
 log = logging.getLogger(__name__)
@@ -32,10 +34,27 @@ def find_reference_root(path: Path) -> Path:
     raise DownloadError(f"{path}: no {REFERENCE_CSV} found in the download. {MANUAL_STEPS}")
 
 
-def download_reference(dest: Path | None = None) -> Path:
-    """Download (or reuse kagglehub's cached copy of) the reference data set; return its root.
+def kaggle_cache_dir() -> Path:
+    """Where kagglehub keeps downloads for scenefusion: inside scenefusion's cache folder."""
+    return default_cache_dir() / "kagglehub"
 
-    With `dest`, the files are copied there (kagglehub keeps its own cache otherwise).
+
+def cached_reference_root() -> Path | None:
+    """The reference data set if `scenefusion data download` already fetched it, else None."""
+    base = kaggle_cache_dir()
+    if not base.is_dir():
+        return None
+    for csv in sorted(base.rglob(REFERENCE_CSV)):
+        if (csv.parent / "images").is_dir():
+            return csv.parent
+    return None
+
+
+def download_reference(dest: Path | None = None) -> Path:
+    """Download (or reuse the cached copy of) the reference data set; return its root.
+
+    kagglehub stores it under scenefusion's cache folder (`kaggle_cache_dir()`), where
+    `scenefusion run` finds it when no data path is given. With `dest`, it is copied there too.
     """
     try:
         import kagglehub
@@ -43,10 +62,15 @@ def download_reference(dest: Path | None = None) -> Path:
         raise DownloadError(
             "kagglehub is not installed: pip install 'scenefusion[download]'. " + MANUAL_STEPS
         ) from None
+    previous = os.environ.get("KAGGLEHUB_CACHE")
+    os.environ["KAGGLEHUB_CACHE"] = previous or str(kaggle_cache_dir())
     try:
         path = Path(kagglehub.dataset_download(KAGGLE_HANDLE))
     except Exception as exc:  # network, auth and HTTP errors all mean the same to the user
         raise DownloadError(f"could not download {KAGGLE_HANDLE} ({exc}). {MANUAL_STEPS}") from None
+    finally:
+        if previous is None:
+            del os.environ["KAGGLEHUB_CACHE"]
     root = find_reference_root(path)
     if dest is not None:
         dest = Path(dest)
