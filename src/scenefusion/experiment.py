@@ -114,10 +114,14 @@ class _Timer:
 
 
 def _model(model_id: str, config: ExperimentConfig) -> Any:
+    """A fresh model with the config's hyper-parameters and the experiment's seed."""
     params = dict(config.models.params.get(model_id, {}))
     model = make_model(model_id, **params)
-    if config.models.tune and "tune" in model.get_params():
+    settable = model.get_params()
+    if config.models.tune and "tune" in settable:
         model.set_params(tune=True)
+    if "random_state" in settable and "random_state" not in params:
+        model.set_params(random_state=config.seed)
     return model
 
 
