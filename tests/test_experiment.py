@@ -148,6 +148,22 @@ def test_rerun_reuses_cached_features(finished_run, demo_pairs):
     assert out.extraction["audio:mfcc"]["computed"] == 0
 
 
+def test_progress_reports_extraction_models_and_epochs(finished_run):
+    _, _, tmp = finished_run
+    from scenefusion.config import with_overrides
+    from scenefusion.experiment import run_experiment
+
+    cfg = with_overrides(load_config(tmp / "experiment.yaml"), **{
+        "models.image": ["logreg"], "models.audio": ["lstm"], "fusion.early": [],
+        "fusion.late": ["mean"], "fusion.hybrid": [], "output.name": "progress"})
+    stages = []
+    run_experiment(cfg, progress=lambda stage, done, total: stages.append((stage, done, total)))
+    names = {s for s, _, _ in stages}
+    assert {"audio: mfcc", "image: effnet_lite0"} <= names
+    assert any(s.startswith("training: audio:mfcc+lstm (epoch ") for s in names)
+    assert stages[-1][1:] == (3, 3)  # lstm, logreg, late:mean
+
+
 def test_evaluate_rerenders_without_retraining(finished_run):
     run_dir, _, _ = finished_run
     (run_dir / "report.html").unlink()

@@ -7,6 +7,7 @@ test split stays an honest estimate for every row of the comparison table.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -233,6 +234,13 @@ class ComparisonGrid:
 
         y_va = self.y[self.va] if self.has_val else None
         X_va = rows(self.va) if self.has_val else None
+        if self.progress and "progress" in inspect.signature(model.fit).parameters:
+            done = len(self.candidates)
+
+            def epoch_progress(epoch: int, train_loss: float, val_loss: float | None) -> None:
+                self.progress(f"training: {name} (epoch {epoch})", done, self.total)
+
+            fit_kw = {**fit_kw, "progress": epoch_progress}
         start = time.perf_counter()
         model.fit(rows(self.tr), self.y[self.tr], X_va, y_va, **fit_kw)
         seconds = time.perf_counter() - start
