@@ -349,3 +349,22 @@ def evaluate_run(
         return
     print_table(_with_val(results), f"{run_dir} ({results[0].n_test} test items)")
     console.print(f"reports re-rendered in [bold]{run_dir}[/bold]")
+
+
+@app.command("list")
+def list_components() -> None:
+    """The ids a config or option accepts: backbones, audio features, models, fusion modes."""
+    from .features.audio import AUDIO_EXTRACTORS
+    from .features.image import IMAGE_BACKBONES
+    from .models import FUSION_IDS, available_models
+
+    table = Table(title="scenefusion ids")
+    table.add_column("kind")
+    table.add_column("ids")
+    table.add_row("image backbones", ", ".join(
+        f"{b} ({info.dim}-d, {info.input_size}px)" for b, info in IMAGE_BACKBONES.items()))
+    table.add_row("audio features", ", ".join(
+        f"{a} ({p.frames}x{p.channels})" for a, p in AUDIO_EXTRACTORS.items()))
+    table.add_row("models", ", ".join(available_models()))
+    table.add_row("fusion", ", ".join(FUSION_IDS))
+    console.print(table)
