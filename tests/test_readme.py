@@ -1,4 +1,4 @@
-"""The README's Python example runs as written (docs that drift from the code are worse than none)."""
+"""The README's Python example runs as written: docs that drift from the code mislead."""
 
 from __future__ import annotations
 
