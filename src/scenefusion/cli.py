@@ -166,6 +166,13 @@ def _stage_progress(bar: Progress):
     return update
 
 
+def print_results(results, title: str) -> None:
+    """Comparison table of evaluation results (best first)."""
+    from .evaluation import comparison_table
+
+    print_table(comparison_table(results), title)
+
+
 def print_table(table, title: str) -> None:
     """The comparison as a rich table (report.md/html carry every column).
 
@@ -189,15 +196,6 @@ def print_table(table, title: str) -> None:
         out.add_row(escape(row.name), f"{row.accuracy:.3f}", ci, *pr, f"{row.macro_f1:.3f}",
                     f"{row.log_loss:.3f}", "" if val is None or val != val else f"{val:.3f}")
     console.print(out)
-
-
-def _with_val(results):
-    from .evaluation import comparison_table
-
-    table = comparison_table(results)
-    val = {r.name: r.extra.get("val_accuracy") for r in results}
-    table["val_accuracy"] = [val[n] for n in table["name"]]
-    return table
 
 
 @app.command("run")
@@ -252,7 +250,7 @@ def run(
     except (DataError, SplitError, ValueError, FileNotFoundError, WeightsLoadError) as err:
         fail(str(err))
         return
-    print_table(_with_val(out.results), f"test split ({out.results[0].n_test} items)")
+    print_results(out.results, f"test split ({out.results[0].n_test} items)")
     for note in out.notes:
         console.print(f"[dim]- {escape(note)}[/dim]")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in out.timings.items())
@@ -347,7 +345,7 @@ def evaluate_run(
     except (FileNotFoundError, ValueError, KeyError) as err:
         fail(str(err))
         return
-    print_table(_with_val(results), f"{run_dir} ({results[0].n_test} test items)")
+    print_results(results, f"{run_dir} ({results[0].n_test} test items)")
     console.print(f"reports re-rendered in [bold]{run_dir}[/bold]")
 
 

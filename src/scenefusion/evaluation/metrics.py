@@ -39,6 +39,7 @@ COMPARISON_COLUMNS: list[str] = [
     "macro_f1",
     "log_loss",
     "n_test",
+    "val_accuracy",
 ]
 
 # Cap on how many resampled indices are materialised at once (~16 MB of int64), so the
@@ -378,6 +379,8 @@ def comparison_table(results: Sequence[EvaluationResult]) -> pd.DataFrame:
             "macro_f1": r.macro_f1,
             "log_loss": r.log_loss,
             "n_test": int(r.n_test),
+            # what model selection saw (set by the experiment runner; NaN when unknown)
+            "val_accuracy": _none_to_nan(r.extra.get("val_accuracy")),
         }
         for r in results
     ]

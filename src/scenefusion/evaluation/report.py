@@ -92,6 +92,7 @@ def _display_table(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         "macro F1",
         "log-loss",
         "n_test",
+        "val acc.",
     ]
     rows = []
     for i, r in enumerate(table.itertuples(index=False), start=1):
@@ -112,6 +113,7 @@ def _display_table(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
                 _fmt(r.macro_f1),
                 _fmt(r.log_loss),
                 str(int(r.n_test)),
+                "-" if pd.isna(r.val_accuracy) else _fmt(r.val_accuracy),
             ]
         )
     return header, rows
