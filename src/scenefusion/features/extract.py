@@ -23,7 +23,7 @@ from ..data.items import Item, Skip
 from ..data.validate import DataError, open_image_rgb
 from .audio import AUDIO_EXTRACTORS, MfccParams, mfcc_sequence
 from .image import ImageExtractor
-from .store import FeatureStore, array_hash, content_hash
+from .store import FeatureStore, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -193,4 +193,4 @@ def extract_audio(
     return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
 
 
-__all__ = ["Extracted", "array_hash", "extract_audio", "extract_images", "item_key"]
+__all__ = ["Extracted", "extract_audio", "extract_images", "item_key"]

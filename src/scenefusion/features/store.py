@@ -36,10 +36,6 @@ def content_hash(path: Path) -> str:
         return hashlib.file_digest(fh, "blake2b").hexdigest()[:20]
 
 
-def array_hash(array: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(array).tobytes()).hexdigest()[:20]
-
-
 class FeatureTable:
     """Cached arrays of one (extractor id, params hash), looked up by item key."""
 
