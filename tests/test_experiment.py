@@ -121,6 +121,7 @@ def test_run_split_is_leak_free_and_recorded(finished_run):
     split = json.loads((run_dir / "split.json").read_text())
     assert split["strategy"] == "group"
     assert split["sizes"]["test"] > 0 and split["test_groups"]
+    assert len(split["dataset_fingerprint"]) == 16  # names exactly which items were used
 
 
 def test_fusion_beats_each_modality_where_each_alone_is_blind(finished_run):

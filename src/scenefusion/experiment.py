@@ -343,8 +343,9 @@ def _write_run(config: ExperimentConfig, dataset: Dataset, split: Split, best: C
     run_dir = _run_dir(config)
     save_bundle(best.model, _bundle_info(best, dataset, config), run_dir / "best")
     test_groups = sorted(set(dataset.groups[split.test].tolist()))
-    (run_dir / "split.json").write_text(
-        json.dumps(split.to_dict() | {"test_groups": test_groups}, indent=2))
+    record = split.to_dict() | {"test_groups": test_groups,
+                                "dataset_fingerprint": dataset.fingerprint()}
+    (run_dir / "split.json").write_text(json.dumps(record, indent=2))
     (run_dir / "config.yaml").write_text(config.to_yaml())
     write_reports(results, run_dir, dataset.classes, title=f"scenefusion run {run_dir.name}",
                   config_text=config.to_yaml(), notes=notes)
