@@ -201,3 +201,15 @@ def test_onnx_and_torch_engines_agree_and_export_is_cached(tmp_path):
 def test_unknown_engine_is_rejected():
     with pytest.raises(ValueError, match="unknown engine 'tpu'"):
         ImageExtractor("effnet_lite0", engine="tpu")
+
+
+def test_interrupted_extract_says_it_can_resume(pairs_root, tmp_path, monkeypatch):
+    import scenefusion.features.extract as extract_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extract_module, "extract_images", interrupted)
+    result = CliRunner().invoke(app, ["extract", str(pairs_root), "--cache", str(tmp_path)])
+    assert result.exit_code == 130
+    assert "interrupted" in result.output and "resumes" in result.output

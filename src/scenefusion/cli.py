@@ -40,6 +40,9 @@ def progress_bar() -> Progress:
     )
 
 
+INTERRUPTED = "interrupted: features computed so far are cached; the same command resumes there"
+
+
 def fail(message: str, code: int = 1) -> None:
     err_console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
@@ -135,6 +138,9 @@ def extract(
                                    progress=_rate_updater(bar, task, time.perf_counter()))
     except (DataError, ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+        return
+    except KeyboardInterrupt:
+        fail(INTERRUPTED, code=130)
         return
     table = Table(title=f"features for {len(dataset)} items, cache {store.root}")
     for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
@@ -249,6 +255,9 @@ def run(
             out = run_experiment(cfg, progress=_stage_progress(bar))
     except (DataError, SplitError, ValueError, FileNotFoundError, WeightsLoadError) as err:
         fail(str(err))
+        return
+    except KeyboardInterrupt:
+        fail(INTERRUPTED, code=130)
         return
     print_results(out.results, f"test split ({out.results[0].n_test} items)")
     for note in out.notes:
