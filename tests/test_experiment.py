@@ -329,3 +329,18 @@ def test_run_skips_and_reports_a_corrupt_file(tmp_path, demo_pairs):
     notes = " ".join(json.loads((tmp_path / "runs/r/metrics.json").read_text())["notes"])
     assert "beach0_001.png" in notes and "city0_002.wav" in notes
     assert "2 item(s) had no usable features" in notes
+
+
+def test_predict_a_video_second_by_second(finished_run, tmp_path):
+    from videos import write_video
+
+    run_dir, _, _ = finished_run
+    video = write_video(tmp_path / "walk.mp4", seconds=3)
+    out = tmp_path / "video.csv"
+    result = runner.invoke(app, ["predict", "--model", str(run_dir), "--video", str(video),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out).fillna("")
+    assert list(frame["second"]) == [0, 1, 2]
+    assert set(frame["predicted"]) <= {"BEACH", "CITY", "FOREST", "RESTAURANT"}
+    assert "of 3 seconds" in result.output

@@ -277,24 +277,49 @@ def predict(
         Path | None, typer.Option(help="A folder of pairs (matched by file name) or a CSV with "
                                        "image/audio columns.")
     ] = None,
-    out: Annotated[Path, typer.Option(help="CSV written for --pairs.")] = Path("predictions.csv"),
+    video: Annotated[
+        Path | None, typer.Option(help="A video: classified second by second.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="CSV written for --pairs / --video.")] = Path(
+        "predictions.csv"),
     top_k: Annotated[int, typer.Option(min=1)] = 3,
 ) -> None:
-    """Classify one image/audio pair (prints top-k) or many (--pairs, writes a CSV)."""
+    """Classify one image/audio pair (prints top-k), many (--pairs), or a video (--video)."""
+    import tempfile
+
+    from .data.video import video_to_pairs
     from .predict import load_bundle, pairs_in_folder, pairs_in_manifest, predict_pairs
 
-    if pairs is None and image is None and audio is None:
-        fail("give --image and/or --audio, or --pairs DIR|CSV")
+    if pairs is None and video is None and image is None and audio is None:
+        fail("give --image and/or --audio, --pairs DIR|CSV, or --video FILE")
     try:
         bundle = load_bundle(model)
-        if pairs is not None:
-            images, audios = (pairs_in_manifest(pairs) if pairs.suffix.lower() == ".csv"
-                              else pairs_in_folder(pairs))
-        else:
-            images, audios = [image], [audio]
-        frame = predict_pairs(bundle, images, audios, top_k=top_k)
+        with tempfile.TemporaryDirectory() as tmp:
+            if video is not None:
+                frames_dir = Path(tmp)
+                video_to_pairs(video, frames_dir, "video")
+                images, audios = pairs_in_folder(frames_dir)
+            elif pairs is not None:
+                images, audios = (pairs_in_manifest(pairs) if pairs.suffix.lower() == ".csv"
+                                  else pairs_in_folder(pairs))
+            else:
+                images, audios = [image], [audio]
+            frame = predict_pairs(bundle, images, audios, top_k=top_k)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(str(err))
+        return
+    if video is not None:
+        frame.insert(0, "second", range(len(frame)))
+        frame = frame.drop(columns=["image", "audio"])
+        frame.to_csv(out, index=False)
+        good = frame[frame["error"] == ""]
+        if good.empty:
+            fail("no second of the video could be classified")
+        counts = good["predicted"].value_counts()
+        console.print(f"[bold]{escape(str(counts.index[0]))}[/bold] in {counts.iloc[0]} of "
+                      f"{len(frame)} seconds ({escape(bundle.info['name'])}); per second -> {out}")
+        for label, n in counts.iloc[1:].items():
+            console.print(f"  {escape(str(label)):<20} {n} s")
         return
     if pairs is not None:
         frame.to_csv(out, index=False)
@@ -327,6 +352,29 @@ def data_download(
         return
     console.print(f"reference data set ready at [bold]{root}[/bold]; next: "
                   f"scenefusion run --data {root}")
+
+
+@data_app.command("from-video")
+def data_from_video(
+    videos: Annotated[list[Path], typer.Argument(help="Video file(s) of one scene class.")],
+    label: Annotated[str, typer.Option(help="Class name for these videos.")],
+    out: Annotated[Path, typer.Option(help="Pairs folder to add to (OUT/<label>/...).")],
+) -> None:
+    """Cut videos into one image + 1 s of audio per second, as a pairs folder."""
+    from .data.video import video_to_pairs
+
+    total = 0
+    for path in videos:
+        try:
+            written = video_to_pairs(path, out, label)
+        except DataError as err:
+            err_console.print(f"[yellow]skipped[/yellow] {escape(str(err))}")
+            continue
+        total += len(written)
+        console.print(f"{path}: {len(written)} pairs")
+    if total == 0:
+        fail("no pairs written", code=2)
+    console.print(f"{total} pairs in {out / label}; next: scenefusion data inspect {out}")
 
 
 @data_app.command("demo")

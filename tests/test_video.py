@@ -1,0 +1,54 @@
+"""Videos -> one image + one second of audio per second."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+from typer.testing import CliRunner
+from videos import write_video
+
+from scenefusion.cli import app
+from scenefusion.data import DataError, load_pairs_folder
+from scenefusion.data.video import video_to_pairs
+
+
+def test_each_second_gives_the_middle_frame_and_its_second_of_audio(tmp_path):
+    video = write_video(tmp_path / "harbour1.mp4", seconds=3, freq=440.0)
+    images = video_to_pairs(video, tmp_path / "pairs", "RIVER")
+    assert [p.name for p in images] == ["harbour1_00000.jpg", "harbour1_00001.jpg",
+                                        "harbour1_00002.jpg"]
+    # frame at t + 0.5 s = frame 5, 15, 25 of a 10 fps video, brightness 8 * index
+    brightness = [np.asarray(Image.open(p)).mean() for p in images]
+    np.testing.assert_allclose(brightness, [40, 120, 200], atol=6)
+    for p in images:
+        audio, rate = sf.read(p.with_suffix(".wav"))
+        assert rate == 16000 and audio.shape == (16000,)  # resampled from 44.1 kHz stereo
+        peak = np.argmax(np.abs(np.fft.rfft(audio))) * rate / len(audio)
+        assert abs(peak - 440) < 3
+    dataset = load_pairs_folder(tmp_path / "pairs")
+    assert len(dataset) == 3 and set(dataset.groups) == {"RIVER/harbour1"}
+
+
+def test_video_without_audio_or_not_a_video_is_a_named_error(tmp_path):
+    silent = write_video(tmp_path / "mute.mp4", audio_rate=None)
+    with pytest.raises(DataError, match="mute.mp4: video has no audio track"):
+        video_to_pairs(silent, tmp_path / "out", "X")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"definitely not a video")
+    with pytest.raises(DataError, match="junk.mp4: not a readable video"):
+        video_to_pairs(junk, tmp_path / "out", "X")
+    with pytest.raises(DataError, match="gone.mp4: video file not found"):
+        video_to_pairs(tmp_path / "gone.mp4", tmp_path / "out", "X")
+
+
+def test_from_video_cli_writes_pairs_and_skips_bad_files(tmp_path):
+    good = write_video(tmp_path / "beach2.mp4", seconds=2)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope")
+    result = CliRunner().invoke(app, ["data", "from-video", str(good), str(bad), "--label",
+                                      "BEACH", "--out", str(tmp_path / "pairs")])
+    assert result.exit_code == 0, result.output
+    assert "2 pairs" in result.output and "bad.mp4" in result.output
+    assert len(list((tmp_path / "pairs" / "BEACH").glob("*.wav"))) == 2
