@@ -19,3 +19,12 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, str(README), "exec"), {})
     printed = capsys.readouterr().out
     assert "precision" in printed and "RESTAURANT" in printed
+
+
+def test_readme_config_block_is_the_default_config(tmp_path):
+    from scenefusion.config import ExperimentConfig, load_config
+
+    block = re.search(r"Defaults shown:\n\n```yaml\n(.*?)```", README.read_text(), re.S).group(1)
+    path = tmp_path / "readme.yaml"
+    path.write_text(block)
+    assert load_config(path) == ExperimentConfig()
