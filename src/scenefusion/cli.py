@@ -163,10 +163,10 @@ def _stage_progress(bar: Progress):
     def update(stage: str, done: int, total: int) -> None:
         key = stage.split(":")[0] if stage.startswith("training") else stage
         if key not in tasks:
-            tasks[key] = (bar.add_task(stage, total=total, rate=""), time.perf_counter())
+            tasks[key] = (bar.add_task(escape(stage), total=total, rate=""), time.perf_counter())
         task, start = tasks[key]
         rate = done / max(time.perf_counter() - start, 1e-9)
-        bar.update(task, completed=done, total=total, description=stage,
+        bar.update(task, completed=done, total=total, description=escape(stage),
                    rate=f"{rate:,.1f}/s" if not stage.startswith("training") else "")
 
     return update
