@@ -74,7 +74,8 @@ def data_inspect(
     except DataError as err:
         fail(str(err))
         return
-    table = Table(title=f"{path} ({dataset.layout} layout, {len(dataset)} usable items)")
+    where = escape(str(path))
+    table = Table(title=f"{where} ({dataset.layout} layout, {len(dataset)} usable items)")
     table.add_column("class")
     table.add_column("items", justify="right")
     table.add_column("groups", justify="right")
@@ -142,7 +143,7 @@ def extract(
     except KeyboardInterrupt:
         fail(INTERRUPTED, code=130)
         return
-    table = Table(title=f"features for {len(dataset)} items, cache {store.root}")
+    table = Table(title=f"features for {len(dataset)} items, cache {escape(str(store.root))}")
     for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
         table.add_column(col, justify="right" if col != "features" else "left")
     for name, res in ((image_backbone, images), (audio, sounds)):
@@ -264,7 +265,7 @@ def run(
         console.print(f"[dim]- {escape(note)}[/dim]")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in out.timings.items())
     console.print(f"time: {stages}")
-    console.print(f"run folder: [bold]{out.run_dir}[/bold] (report.html, report.md, "
+    console.print(f"run folder: [bold]{escape(str(out.run_dir))}[/bold] (report.html, report.md, "
                   f"metrics.json, plots/, best/)")
 
 
@@ -324,7 +325,7 @@ def predict(
     if pairs is not None:
         frame.to_csv(out, index=False)
         n_err = int((frame["error"] != "").sum())
-        console.print(f"{len(frame) - n_err} classified, {n_err} with errors -> {out}")
+        console.print(f"{len(frame) - n_err} classified, {n_err} with errors -> {escape(str(out))}")
         for row in frame[frame["error"] != ""].itertuples():
             console.print(f"[yellow]error[/yellow] {escape(row.error)}")
         return
@@ -335,7 +336,7 @@ def predict(
                   f"used: {row['modalities']})")
     for part in row["top_k"].split("; "):
         label, p = part.rsplit(" ", 1)
-        console.print(f"  {label:<20} {float(p):.3f}")
+        console.print(f"  {escape(label):<20} {float(p):.3f}")
 
 
 @data_app.command("download")
@@ -350,8 +351,8 @@ def data_download(
     except DownloadError as err:
         fail(str(err))
         return
-    console.print(f"reference data set ready at [bold]{root}[/bold]; next: "
-                  f"scenefusion run --data {root}")
+    console.print(f"reference data set ready at [bold]{escape(str(root))}[/bold]; next: "
+                  f"scenefusion run --data {escape(str(root))}")
 
 
 @data_app.command("from-video")
@@ -371,10 +372,10 @@ def data_from_video(
             err_console.print(f"[yellow]skipped[/yellow] {escape(str(err))}")
             continue
         total += len(written)
-        console.print(f"{path}: {len(written)} pairs")
+        console.print(f"{escape(str(path))}: {len(written)} pairs")
     if total == 0:
         fail("no pairs written", code=2)
-    console.print(f"{total} pairs in {out / label}; next: scenefusion data inspect {out}")
+    console.print(escape(f"{total} pairs in {out / label}; next: scenefusion data inspect {out}"))
 
 
 @data_app.command("demo")
@@ -387,7 +388,7 @@ def data_demo(
 
     make_pairs_folder(dest, classes=DEMO_CLASSES, groups_per_class=6, frames_per_group=6,
                       image_size=96, looks=DEMO_LOOKS, sounds=DEMO_SOUNDS)
-    console.print(f"synthetic demo data written to {dest}")
+    console.print(escape(f"synthetic demo data written to {dest}"))
 
 
 @app.command("evaluate")
@@ -403,7 +404,7 @@ def evaluate_run(
         fail(str(err))
         return
     print_results(results, f"{run_dir} ({results[0].n_test} test items)")
-    console.print(f"reports re-rendered in [bold]{run_dir}[/bold]")
+    console.print(f"reports re-rendered in [bold]{escape(str(run_dir))}[/bold]")
 
 
 @app.command("list")
