@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 def _default_n_jobs() -> int:
-    """Two workers: the reference machine has 2 cores; more only adds scheduling overhead."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """Every core: tree fitting parallelises well (a fixed cap would idle bigger machines)."""
+    return os.cpu_count() or 1
 
 
 class ClassicalClassifier(ClassifierMixin, BaseEstimator):
