@@ -65,6 +65,26 @@ class _ImageFiles(TorchDataset):
             return i, None, err.problem
 
 
+class _ChunkWriter:
+    """Buffers new features and stores them a chunk at a time: a killed run loses at most one
+    unflushed chunk, and the store is not flooded with one file per item."""
+
+    def __init__(self, table, flush_every: int) -> None:
+        self.table = table
+        self.flush_every = flush_every
+        self.keys: list[str] = []
+        self.rows: list[np.ndarray] = []
+
+    def add(self, key: str, row: np.ndarray) -> None:
+        self.keys.append(key)
+        self.rows.append(row)
+
+    def flush(self, force: bool = False) -> None:
+        if self.keys and (force or len(self.keys) >= self.flush_every):
+            self.table.put_many(self.keys, np.stack(self.rows))
+            self.keys, self.rows = [], []
+
+
 def _collate(batch):
     return batch
 
@@ -115,8 +135,7 @@ def extract_images(
             batch_size=batch_size,
             num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
         )
-        pending_keys: list[str] = []
-        pending_rows: list[np.ndarray] = []
+        writer = _ChunkWriter(table, flush_every)
         for batch in loader:
             good = [(todo[j], t) for j, t, _ in batch if t is not None]
             for j, _, problem in batch:
@@ -126,16 +145,12 @@ def extract_images(
                 emb = extractor.embed(torch.stack([t for _, t in good]))
                 for (i, _), row in zip(good, emb, strict=True):
                     features[i], ok[i] = row, True
-                    pending_keys.append(keys[i])
-                    pending_rows.append(row)
-            if len(pending_keys) >= flush_every:
-                table.put_many(pending_keys, np.stack(pending_rows))
-                pending_keys, pending_rows = [], []
+                    writer.add(keys[i], row)
+            writer.flush()
             done += len(batch)
             if progress:
                 progress(done, len(items))
-        if pending_keys:
-            table.put_many(pending_keys, np.stack(pending_rows))
+        writer.flush(force=True)
     computed = int(ok.sum()) - reused
     return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
 
@@ -167,8 +182,7 @@ def extract_audio(
     cached = table.get_many(k for k in keys if k is not None)
     features = np.zeros((len(items), params.frames, params.channels), np.float32)
     ok = np.zeros(len(items), bool)
-    pending_keys: list[str] = []
-    pending_rows: list[np.ndarray] = []
+    writer = _ChunkWriter(table, flush_every)
     computed = reused = 0
     for i, (item, key) in enumerate(zip(items, keys, strict=True)):
         if key in cached:
@@ -179,17 +193,13 @@ def extract_audio(
                 features[i] = mfcc_sequence(item.audio, params)
                 ok[i] = True
                 computed += 1
-                pending_keys.append(key)
-                pending_rows.append(features[i])
+                writer.add(key, features[i])
             except DataError as err:
                 skipped.append(Skip(err.path, err.problem))
-        if len(pending_keys) >= flush_every:
-            table.put_many(pending_keys, np.stack(pending_rows))
-            pending_keys, pending_rows = [], []
+        writer.flush()
         if progress:
             progress(i + 1, len(items))
-    if pending_keys:
-        table.put_many(pending_keys, np.stack(pending_rows))
+    writer.flush(force=True)
     return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
 
 
