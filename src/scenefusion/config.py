@@ -132,6 +132,13 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message says which file and which field."""
 
 
+def _problems(exc: ValidationError) -> str:
+    """Every validation problem as `dotted.path: message`, joined on one line."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+    )
+
+
 def load_config(path: Path | None) -> ExperimentConfig:
     """Read and validate a YAML config; None gives the default comparison grid."""
     if path is None:
@@ -148,10 +155,7 @@ def load_config(path: Path | None) -> ExperimentConfig:
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {_problems(exc)}") from None
     if config.data.path is not None and not config.data.path.is_absolute():
         config.data.path = (path.parent / config.data.path).resolve()
     return config
@@ -172,7 +176,4 @@ def with_overrides(config: ExperimentConfig, **overrides: object) -> ExperimentC
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"command-line option: {problems}") from None
+        raise ConfigError(f"command-line option: {_problems(exc)}") from None
