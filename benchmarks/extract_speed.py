@@ -26,16 +26,16 @@ from rich.table import Table
 
 from scenefusion.data import load_dataset
 from scenefusion.data.synthetic import make_pairs_folder
-from scenefusion.features import backbones
-from scenefusion.features.audio import AUDIO_EXTRACTORS, mfcc_sequence
+from scenefusion.features.audio import AUDIO_FEATURES
+from scenefusion.features.backbones import IMAGE_BACKBONES, WeightsNotFoundError, find_weights
 from scenefusion.features.extract import extract_audio, extract_images
-from scenefusion.features.image import IMAGE_BACKBONES, ImageExtractor
+from scenefusion.features.image import ImageExtractor
 from scenefusion.features.store import FeatureStore
 
 
 def model_throughput(extractor: ImageExtractor, batch: int, seconds: float = 4.0) -> float:
     """Images/s of preprocess-free embedding at one batch size (warm-up excluded)."""
-    x = torch.randn(batch, 3, extractor.info.input_size, extractor.info.input_size)
+    x = torch.randn(batch, 3, extractor.spec.input_size, extractor.spec.input_size)
     extractor.embed(x)
     extractor.embed(x)
     n, start = 0, time.perf_counter()
@@ -48,13 +48,13 @@ def model_throughput(extractor: ImageExtractor, batch: int, seconds: float = 4.0
 def weights_for(backbone_id: str, scratch: Path) -> tuple[Path | None, str]:
     """The real weight file when present; otherwise random weights of the same architecture,
     which run at the same speed (speed does not depend on the values), labelled as such."""
-    if backbone_id not in backbones.TORCHVISION_SPECS:
+    spec = IMAGE_BACKBONES.get(backbone_id)
+    if spec.weights.source == "package":
         return None, "shipped"
     try:
-        return backbones.find_torchvision_weights(backbone_id, allow_download=False), "official"
-    except backbones.WeightsNotFoundError:
-        spec = backbones.TORCHVISION_SPECS[backbone_id]
-        path = scratch / f"random-{spec.weight_file}"
+        return find_weights(spec, allow_download=False), "official"
+    except WeightsNotFoundError:
+        path = scratch / f"random-{spec.weights.file_name}"
         torch.manual_seed(0)
         torch.save(spec.builder().state_dict(), path)
         return path, "random (speed only)"
@@ -73,20 +73,20 @@ def main() -> None:
         "backbones": {}, "audio": {}, "cached_rerun": {},
     }
     table = Table(title="image backbones: images/s (model only, random input)")
-    for col in ("backbone", "weights", "engine", "batch 1", "batch 32", "batch 32 / batch 1"):
-        left = col in ("backbone", "weights", "engine")
+    for col in ("backbone", "weights", "runtime", "batch 1", "batch 32", "batch 32 / batch 1"):
+        left = col in ("backbone", "weights", "runtime")
         table.add_column(col, justify="left" if left else "right")
     with tempfile.TemporaryDirectory() as scratch:
         for backbone_id in IMAGE_BACKBONES:
             weights, kind = weights_for(backbone_id, Path(scratch))
             result["backbones"][backbone_id] = {"weights": kind}
-            for engine in ("onnx", "torch"):
-                extractor = ImageExtractor(backbone_id, weights, engine=engine,
+            for runtime in ("onnx", "torch"):
+                extractor = ImageExtractor(backbone_id, weights, runtime=runtime,
                                            cache_dir=Path(scratch))
                 one, many = model_throughput(extractor, 1), model_throughput(extractor, 32)
-                result["backbones"][backbone_id][engine] = {
+                result["backbones"][backbone_id][runtime] = {
                     "batch1": one, "batch32": many, "speedup": many / one}
-                table.add_row(backbone_id, kind, engine, f"{one:.1f}", f"{many:.1f}",
+                table.add_row(backbone_id, kind, runtime, f"{one:.1f}", f"{many:.1f}",
                               f"{many / one:.2f}x")
     console.print(table)
 
@@ -100,10 +100,11 @@ def main() -> None:
         stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t44)] * 2, axis=1).astype("float32")
         sf.write(tmp / "a44.wav", stereo, 44100)
         for name, path in (("16 kHz mono", tmp / "a16.wav"), ("44.1 kHz stereo", tmp / "a44.wav")):
-            mfcc_sequence(path, AUDIO_EXTRACTORS["mfcc"])
+            mfcc = AUDIO_FEATURES.get("mfcc")
+            mfcc(path)
             n, start = 0, time.perf_counter()
             while time.perf_counter() - start < 3:
-                mfcc_sequence(path, AUDIO_EXTRACTORS["mfcc"])
+                mfcc(path)
                 n += 1
             result["audio"][name] = n / (time.perf_counter() - start)
         console.print("MFCC (8x13 per 1 s clip): " + ", ".join(

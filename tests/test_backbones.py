@@ -15,17 +15,29 @@ import torch
 
 from scenefusion.features import backbones
 from scenefusion.features.backbones import (
-    TORCHVISION_SPECS,
+    IMAGE_BACKBONES,
     WeightsLoadError,
     WeightsMismatchError,
     WeightsNotFoundError,
-    find_torchvision_weights,
+    find_weights,
     inception_v3,
-    load_torchvision_weights,
+    load_weights,
+    variants_of,
 )
 
 LAYOUT_FILE = Path(__file__).parent / "data" / "torchvision_state_dict_layout.json"
 MODEL_IDS = ["vgg16", "vgg19", "resnet50", "inception_v3"]
+SPECS = {m: IMAGE_BACKBONES.get(m) for m in MODEL_IDS}
+
+
+def load_torchvision_weights(model_id, weights=None, **kw):
+    spec = IMAGE_BACKBONES.get(model_id)
+    return load_weights(spec, weights, variants=variants_of(spec), **kw)
+
+
+def find_torchvision_weights(model_id, weights=None, **kw):
+    spec = IMAGE_BACKBONES.get(model_id)
+    return find_weights(spec, weights, variants=variants_of(spec), **kw)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +61,7 @@ def layout() -> dict[str, list[list]]:
 @pytest.fixture(scope="module")
 def resnet_state() -> OrderedDict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return TORCHVISION_SPECS["resnet50"].builder().state_dict()
+    return SPECS["resnet50"].builder().state_dict()
 
 
 def _checkpoints(home: Path) -> Path:
@@ -59,7 +71,8 @@ def _checkpoints(home: Path) -> Path:
 
 
 def test_specs_match_official_weights() -> None:
-    assert set(TORCHVISION_SPECS) == set(MODEL_IDS)
+    torchvision = {e.id for e in IMAGE_BACKBONES.entries() if e.obj.weights.source == "torchvision"}
+    assert torchvision == {*MODEL_IDS, "resnet50.v1"}
     expected = {
         "vgg16": ("vgg16-397923af.pth", 256, 224, 4096),
         "vgg19": ("vgg19-dcbb9e9d.pth", 256, 224, 4096),
@@ -67,31 +80,37 @@ def test_specs_match_official_weights() -> None:
         "inception_v3": ("inception_v3_google-0cc3c7bd.pth", 342, 299, 2048),
     }
     for model_id, (file, resize, crop, dim) in expected.items():
-        spec = TORCHVISION_SPECS[model_id]
+        spec = SPECS[model_id]
         assert spec.id == model_id
-        assert (spec.weight_file, spec.resize_size, spec.input_size) == (file, resize, crop)
+        assert (spec.weights.file_name, spec.resize_size, spec.input_size) == (file, resize, crop)
         assert spec.embedding_dim == dim
-        assert spec.weight_url == f"https://download.pytorch.org/models/{file}"
-        assert spec.mean == (0.485, 0.456, 0.406) and spec.std == (0.229, 0.224, 0.225)
-        assert spec.embedding_layer_doc
-    resnet = TORCHVISION_SPECS["resnet50"]
-    assert resnet.resize_size_for("resnet50-0676ba61.pth") == 256  # IMAGENET1K_V1
-    assert resnet.resize_size_for(Path("/x/resnet50-11ad3fa6.pth")) == 232
+        assert spec.weights.url == f"https://download.pytorch.org/models/{file}"
+        p = spec.preprocessing
+        assert p.mean == (0.485, 0.456, 0.406) and p.std == (0.229, 0.224, 0.225)
+        assert spec.embedding_layer and spec.description
+
+
+def test_weight_variants_are_named_ids_not_guessed_from_file_names() -> None:
+    v1, v2 = IMAGE_BACKBONES.get("resnet50.v1"), IMAGE_BACKBONES.get("resnet50")
+    assert v1.weights.file_name == "resnet50-0676ba61.pth" and v1.resize_size == 256
+    assert v2.weights.file_name == "resnet50-11ad3fa6.pth" and v2.resize_size == 232
+    assert v1.builder is v2.builder and v1.content_key() != v2.content_key()
+    assert variants_of(v2) == [v1]
 
 
 @pytest.mark.parametrize("model_id", MODEL_IDS)
 def test_state_dict_layout_matches_torchvision(model_id: str, layout: dict) -> None:
-    model = TORCHVISION_SPECS[model_id].builder()
+    model = SPECS[model_id].builder()
     ours = [[k, list(v.shape)] for k, v in model.state_dict().items()]
     assert ours == layout[model_id]
 
 
 @pytest.mark.parametrize("model_id", MODEL_IDS)
 def test_load_random_weights_and_embed(model_id: str, tmp_path: Path) -> None:
-    spec = TORCHVISION_SPECS[model_id]
+    spec = SPECS[model_id]
     torch.manual_seed(0)
     state = spec.builder().state_dict()
-    path = tmp_path / spec.weight_file
+    path = tmp_path / spec.weights.file_name
     torch.save(state, path)
 
     model = load_torchvision_weights(model_id, weights=path, allow_download=False)
@@ -113,14 +132,14 @@ def test_load_random_weights_and_embed(model_id: str, tmp_path: Path) -> None:
 
 
 def test_missing_weights_offline_raises_helpful_error(_isolated_torch_home: Path) -> None:
-    spec = TORCHVISION_SPECS["vgg16"]
+    spec = SPECS["vgg16"]
     with pytest.raises(WeightsNotFoundError) as info:
         load_torchvision_weights("vgg16", allow_download=False)
     msg = str(info.value)
     folder = _isolated_torch_home / "hub" / "checkpoints"
-    assert spec.weight_file in msg
+    assert spec.weights.file_name in msg
     assert str(folder) in msg
-    assert spec.weight_url in msg
+    assert spec.weights.url in msg
     assert "--weights PATH" in msg
     assert isinstance(info.value, FileNotFoundError)
 
@@ -169,14 +188,15 @@ def test_weights_found_in_torch_home(_isolated_torch_home: Path, resnet_state: O
     assert find_torchvision_weights("resnet50", allow_download=False) == path
 
 
-def test_resnet50_v1_file_in_cache_is_accepted(
+def test_resnet50_v1_file_in_cache_loads_as_its_own_id(
     _isolated_torch_home: Path, resnet_state: OrderedDict
 ) -> None:
     path = _checkpoints(_isolated_torch_home) / "resnet50-0676ba61.pth"
     torch.save(resnet_state, path)
-    model = load_torchvision_weights("resnet50", allow_download=False)
-    assert model.weights_path == path
-    assert TORCHVISION_SPECS["resnet50"].resize_size_for(model.weights_path) == 256
+    assert load_torchvision_weights("resnet50.v1", allow_download=False).weights_path == path
+    # the V2 id does not silently take the V1 file (its preprocessing differs): it says which
+    with pytest.raises(WeightsNotFoundError, match="weights of 'resnet50.v1'; use --image"):
+        load_torchvision_weights("resnet50", allow_download=False)
 
 
 def test_explicit_missing_path_raises(tmp_path: Path) -> None:
@@ -185,7 +205,7 @@ def test_explicit_missing_path_raises(tmp_path: Path) -> None:
 
 
 def test_unknown_model_id() -> None:
-    with pytest.raises(KeyError, match="known: inception_v3, resnet50"):
+    with pytest.raises(KeyError, match="unknown image backbone 'alexnet'.*vgg19"):
         find_torchvision_weights("alexnet")
 
 

@@ -1,1 +1,5 @@
-"""Feature extraction: image backbones, MFCC sequences and the feature cache."""
+"""Features: image backbone embeddings, audio representations, the feature cache, extraction."""
+
+#: Images per backbone batch: the fastest measured on 2 cores with ONNX Runtime
+#: (benchmarks/README.md). The one default for extraction, run and predict.
+DEFAULT_BATCH_SIZE = 8

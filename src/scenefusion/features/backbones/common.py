@@ -1,0 +1,24 @@
+"""What the torchvision-layout backbones share: ImageNet statistics and weight init."""
+
+from __future__ import annotations
+
+from torch import nn
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+NUM_CLASSES = 1000
+
+
+def init_weights(model: nn.Module) -> None:
+    """Sensible random init for training from scratch; pretrained weights overwrite it."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)

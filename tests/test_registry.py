@@ -1,0 +1,59 @@
+"""The one registry shape every pluggable part uses, and the registries built with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenefusion.registry import Registry, UnknownIdError
+
+
+def test_register_get_list_describe():
+    reg: Registry[int] = Registry("thing")
+    reg.register("one", 1, description="the first")
+
+    @reg.register("two", description="the second")
+    def two() -> int:
+        return 2
+
+    assert reg.get("one") == 1 and reg.get("two") is two
+    assert reg.list() == ["one", "two"] and "one" in reg and len(reg) == 2
+    assert reg.describe() == {"one": "the first", "two": "the second"}
+
+
+def test_duplicates_and_missing_descriptions_are_refused():
+    reg: Registry[int] = Registry("thing")
+    reg.register("one", 1, description="the first")
+    with pytest.raises(ValueError, match="thing id 'one' is already registered"):
+        reg.register("one", 11, description="again")
+    with pytest.raises(ValueError, match="one non-empty line"):
+        reg.register("blank", 3, description="  ")
+    assert reg.get("one") == 1
+
+
+def test_unknown_id_names_the_valid_ones():
+    reg: Registry[int] = Registry("thing")
+    reg.register("one", 1, description="the first")
+    with pytest.raises(UnknownIdError, match="unknown thing 'nope'; choose one of one"):
+        reg.get("nope")
+    with pytest.raises(ValueError):  # configs catch bad input as ValueError
+        reg.get("nope")
+    with pytest.raises(KeyError):  # a failed lookup
+        reg.get("nope")
+
+
+def test_list_prints_every_registered_entry_with_its_description(monkeypatch):
+    from typer.testing import CliRunner
+
+    from scenefusion import cli
+    from scenefusion.features.audio import AUDIO_FEATURES
+    from scenefusion.features.backbones import IMAGE_BACKBONES
+    from scenefusion.models import FUSION, MODELS
+
+    monkeypatch.setattr(cli.console, "width", 400)  # one line per row: descriptions unwrapped
+    result = CliRunner().invoke(cli.app, ["list"])
+    assert result.exit_code == 0, result.output
+    for registry in (IMAGE_BACKBONES, AUDIO_FEATURES, MODELS, FUSION):
+        for entry in registry.entries():
+            assert f" {entry.id} " in result.output and entry.description in result.output
+    lstm_row = next(line for line in result.output.splitlines() if " lstm " in line)
+    assert "input: audio" in lstm_row  # which models take which input
