@@ -10,9 +10,12 @@ import pytest
 import torch
 from arrays import make_modalities
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
 from scenefusion.models import (
+    FUSION,
     FUSION_IDS,
     EarlyFusion,
     HybridFusion,
@@ -67,7 +70,8 @@ def test_fusion_ids():
     )
     for fid in FUSION_IDS:
         assert make_fusion(fid).fusion_id == fid
-    with pytest.raises(ValueError, match="unknown fusion id 'late:max'.*late:mean"):
+        assert FUSION.describe()[fid]  # one line each for `scenefusion list`
+    with pytest.raises(ValueError, match="unknown fusion method 'late:max'.*late:mean"):
         make_fusion("late:max")
 
 
@@ -243,17 +247,30 @@ def test_stacking_on_validation_predictions(data):
         model.fit(Xtr, ytr)
 
 
-def test_prefit_members_are_not_refitted(data):
+def test_frozen_members_are_not_refitted(data):
     (Xtr, ytr), (Xva, yva) = data["train"], data["val"]
-    members = {m: RecordingLogReg().fit(Xtr[m].reshape(len(ytr), -1), ytr) for m in Xtr}
-    members["audio"] = make_model("logreg").fit(Xtr["audio"], ytr)
+    fitted = {m: RecordingLogReg().fit(Xtr[m].reshape(len(ytr), -1), ytr) for m in Xtr}
+    fitted["audio"] = make_model("logreg").fit(Xtr["audio"], ytr)
+    members = {m: FrozenEstimator(est) for m, est in fitted.items()}
     EVENTS.clear()
-    model = LateFusion(members, "weighted", prefit=True).fit(Xtr, ytr, Xva, yva)
+    model = LateFusion(members, "weighted").fit(Xtr, ytr, Xva, yva)
     assert not [e for e in EVENTS if e[0] == "fit"]
-    assert model.members_["image"] is members["image"]
-    assert model.members_["audio"] is members["audio"]
-    with pytest.raises(ValueError, match="prefit=True"):
-        LateFusion({"image": "logreg"}, prefit=True).fit(Xtr, ytr)
+    assert model.members_["image"].estimator is fitted["image"]
+    assert model.members_["audio"].estimator is fitted["audio"]
+    with pytest.raises(NotFittedError):
+        LateFusion({"image": FrozenEstimator(make_model("logreg"))}).fit(Xtr, ytr)
+
+
+def test_out_of_fold_refits_frozen_members_from_scratch(data):
+    """OOF predictions must come from fold models, never from the frozen full-train member."""
+    (Xtr, ytr), _ = data["train"], data["val"]
+    frozen = FrozenEstimator(RecordingLogReg().fit(Xtr["image"].reshape(len(ytr), -1), ytr))
+    model = LateFusion({"image": frozen, "audio": "logreg"}, "stacking", cv=3)
+    EVENTS.clear()
+    model.fit(Xtr, ytr)
+    assert model.combiner_source_ == "oof"
+    assert len([e for e in EVENTS if e[0] == "fit"]) == 3  # one fresh image model per fold
+    assert model.members_["image"] is frozen
 
 
 # -- missing modality ------------------------------------------------------------------------
@@ -342,7 +359,7 @@ def test_audio_encoder_validation(ordered):
     no_embed = LogisticRegression().fit(Xtr["image"], ytr)
     with pytest.raises(ValueError, match="must expose embed.*LogisticRegression"):
         EarlyFusion(audio_encoder=no_embed).fit(Xtr, ytr)
-    with pytest.raises(ValueError, match="LSTMClassifier is not fitted"):
+    with pytest.raises(ValueError, match="LSTMModel is not fitted.*FrozenEstimator"):
         EarlyFusion(audio_encoder=make_model("lstm")).fit(Xtr, ytr)
     with pytest.raises(ValueError, match="lack 'audio'"):
         EarlyFusion(modalities=("image",), audio_encoder=lstm).fit(Xtr, ytr)
@@ -351,14 +368,15 @@ def test_audio_encoder_validation(ordered):
         EarlyFusion(audio_encoder=lstm).fit(pooled_audio, ytr)
 
 
-def test_clone_keeps_the_fitted_encoder(ordered):
+def test_clone_keeps_the_frozen_encoder(ordered):
     Xtr, ytr, Xte, _, lstm = ordered
-    model = EarlyFusion("logreg", pca_image=4, audio_encoder=lstm)
+    frozen = FrozenEstimator(lstm)
+    model = EarlyFusion("logreg", pca_image=4, audio_encoder=frozen)
     copy = clone(model)
-    assert copy is not model and copy.audio_encoder is lstm
+    assert copy is not model and copy.audio_encoder is frozen
     assert copy.get_params(deep=False).keys() == model.get_params(deep=False).keys()
     fitted = clone(model.fit(Xtr, ytr))  # cloning a fitted fusion also keeps the encoder
-    assert fitted.audio_encoder is lstm and not hasattr(fitted, "classifier_")
+    assert fitted.audio_encoder is frozen and not hasattr(fitted, "classifier_")
     np.testing.assert_array_equal(fitted.fit(Xtr, ytr).predict_proba(Xte), model.predict_proba(Xte))
     assert clone(EarlyFusion()).audio_encoder is None
 
@@ -367,11 +385,11 @@ def test_clone_keeps_the_fitted_encoder(ordered):
 def test_hybrid_out_of_fold_clones_keep_the_encoder(method, ordered):
     """Stacking/weighting without validation clone the early member once per fold."""
     Xtr, ytr, Xte, yte, lstm = ordered
-    early = EarlyFusion("logreg", audio_encoder=lstm)
+    early = EarlyFusion("logreg", audio_encoder=FrozenEstimator(lstm))
     model = HybridFusion(early, {"image": "logreg", "audio": "logreg"}, method, cv=3)
     model.fit(Xtr, ytr)
     assert model.combiner_source_ == "oof"
-    assert model.members_["early"].audio_encoder is lstm
+    assert model.members_["early"].audio_encoder.estimator is lstm
     check_proba(model.predict_proba(Xte), len(yte))
     assert (model.predict(Xte) == yte).mean() > 0.8
     P_oof = model._oof_proba(model._member_specs(), Xtr, ytr, None)["early"]

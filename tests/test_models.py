@@ -7,19 +7,21 @@ import pytest
 from arrays import make_modalities
 from sklearn.base import clone
 
+from scenefusion.features.audio import pool_sequence
 from scenefusion.models import (
-    MODEL_REGISTRY,
-    LSTMClassifier,
+    MODELS,
+    LSTMModel,
     accepts_sequences,
     available_models,
+    capabilities,
     make_model,
-    pool_sequence,
 )
 
 K = 3
 FAST = {  # keep every fit well under a second on 2 CPU cores
     "mlp": {"hidden_sizes": (32,), "max_epochs": 30, "patience": 5},
     "lstm": {"hidden_size": 16, "max_epochs": 30, "patience": 5},
+    "audio_cnn": {"channels": (8, 16), "max_epochs": 15, "patience": 5},
     "hgb": {"max_iter": 30},
     "rf": {"n_estimators": 50},
 }
@@ -47,15 +49,37 @@ def check_proba(P: np.ndarray, n: int, k: int = K) -> None:
 
 
 def test_registry_lists_all_ids():
-    assert set(available_models()) == {"svm", "logreg", "rf", "knn", "hgb", "mlp", "lstm"}
-    assert accepts_sequences(make_model("lstm"))
-    assert not any(accepts_sequences(make_model(m)) for m in available_models() if m != "lstm")
-    for model_id, cls in MODEL_REGISTRY.items():
-        assert cls.model_id == model_id
+    assert set(available_models()) == {"svm", "logreg", "rf", "knn", "hgb", "mlp", "lstm",
+                                       "audio_cnn"}
+    sequence_models = {"lstm", "audio_cnn"}
+    assert all(accepts_sequences(make_model(m)) for m in sequence_models)
+    assert not any(accepts_sequences(make_model(m)) for m in set(available_models())
+                   - sequence_models)
+    for entry in MODELS.entries():
+        assert entry.obj.model_id == entry.id
+        assert entry.description  # `scenefusion list` shows one per model
+
+
+def test_models_declare_capabilities_instead_of_being_sniffed():
+    caps = {m: capabilities(make_model(m)) for m in available_models()}
+    assert caps["lstm"].sequence_input and caps["lstm"].embedding
+    assert caps["lstm"].modalities == ("audio",)
+    assert all(c.uses_validation for c in caps.values())
+    assert {m for m, c in caps.items() if c.reports_progress} == {"mlp", "lstm", "audio_cnn"}
+    assert {m for m, c in caps.items() if c.embedding} == {"lstm", "audio_cnn"}
+    assert {m for m, c in caps.items() if c.tunable} == {"svm", "logreg", "rf", "knn", "hgb"}
+
+
+def test_classical_hyper_parameters_are_init_keywords():
+    """scikit-learn convention: every hyper-parameter is a get_params key, settable and cloned."""
+    model = make_model("svm", C=10.0)
+    assert model.get_params()["C"] == 10.0
+    assert clone(model.set_params(gamma=0.01)).get_params()["gamma"] == 0.01
+    assert make_model("rf").get_params()["n_estimators"] == 200
 
 
 def test_unknown_id_lists_valid_ids():
-    with pytest.raises(ValueError, match="unknown model id 'nope'") as err:
+    with pytest.raises(ValueError, match="unknown model 'nope'") as err:
         make_model("nope")
     for model_id in ("svm", "logreg", "rf", "knn", "hgb", "mlp", "lstm"):
         assert model_id in str(err.value)
@@ -143,7 +167,7 @@ def test_torch_models_clone_and_params():
 def test_lstm_embedding_and_variable_lengths(data):
     _, Atr, ytr = data["train"]
     _, Ate, _ = data["test"]
-    m = LSTMClassifier(hidden_size=8, bidirectional=True, max_epochs=5).fit(Atr, ytr)
+    m = LSTMModel(hidden_size=8, bidirectional=True, max_epochs=5).fit(Atr, ytr)
     E = m.embed(Ate)
     assert E.shape == (len(Ate), 16) and E.dtype == np.float32
     np.testing.assert_array_equal(m.transform(Ate), E)
@@ -157,5 +181,36 @@ def test_lstm_embedding_and_variable_lengths(data):
     check_proba(m.predict_proba(padded, lengths=lengths), len(Ate))
     # training with variable lengths works too
     lens = np.random.default_rng(0).integers(3, 9, size=len(Atr))
-    m2 = LSTMClassifier(hidden_size=8, max_epochs=3).fit(Atr, ytr, lengths=lens)
+    m2 = LSTMModel(hidden_size=8, max_epochs=3).fit(Atr, ytr, lengths=lens)
     check_proba(m2.predict_proba(Ate), len(Ate))
+
+
+def test_spec_augment_masks_shifts_and_is_seeded():
+    import torch
+
+    from scenefusion.models.cnn import spec_augment
+
+    x = torch.ones(4, 20, 16)
+    kw = {"gain": 0.0, "time_mask": 4, "freq_mask": 3, "shift": True}
+    a = spec_augment(x, torch.Generator().manual_seed(0), **kw)
+    b = spec_augment(x, torch.Generator().manual_seed(0), **kw)
+    assert a.shape == x.shape and torch.equal(a, b)  # same seed, same augmentation
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and (a == 0).any()  # masks, nothing else
+    ramp = torch.arange(20.0)[None, :, None].expand(2, 20, 3)
+    shifted = spec_augment(ramp, torch.Generator().manual_seed(1), gain=0.0, time_mask=0,
+                           freq_mask=0, shift=True)
+    assert torch.equal(shifted.sort(dim=1).values, ramp)  # circular: a permutation in time
+
+
+def test_audio_cnn_embedding_feeds_early_fusion(data):
+    from sklearn.frozen import FrozenEstimator
+
+    from scenefusion.models import EarlyFusion
+
+    (img, aud, y), (img_te, aud_te, y_te) = data["train"], data["test"]
+    cnn = fast_model("audio_cnn").fit(aud, y)
+    assert cnn.embed(aud_te).shape == (len(y_te), cnn.embedding_dim)
+    fused = EarlyFusion("logreg", audio_encoder=FrozenEstimator(cnn)).fit(
+        {"image": img, "audio": aud}, y)
+    assert fused.n_features_in_ == img.shape[1] + cnn.embedding_dim
+    assert (fused.predict({"image": img_te, "audio": aud_te}) == y_te).mean() > 0.6

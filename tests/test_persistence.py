@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import skops.io as sio
 from arrays import make_modalities
+from sklearn.frozen import FrozenEstimator
 
 from scenefusion.models import (
     EarlyFusion,
@@ -23,6 +24,7 @@ K = 3
 FAST = {
     "mlp": {"hidden_sizes": (16, 8), "max_epochs": 10},
     "lstm": {"hidden_size": 8, "bidirectional": True, "max_epochs": 8},
+    "audio_cnn": {"channels": (8, 16), "max_epochs": 4},
     "hgb": {"max_iter": 20},
     "rf": {"n_estimators": 20},
 }
@@ -132,9 +134,10 @@ def encoder(data):
 @pytest.mark.parametrize(
     "factory",
     [
-        lambda enc: EarlyFusion("logreg", pca_image=8, audio_encoder=enc),
+        lambda enc: EarlyFusion("logreg", pca_image=8, audio_encoder=FrozenEstimator(enc)),
         lambda enc: HybridFusion(
-            EarlyFusion("logreg", audio_encoder=enc), {"image": "logreg"}, "stacking", cv=3
+            EarlyFusion("logreg", audio_encoder=FrozenEstimator(enc)), {"image": "logreg"},
+            "stacking", cv=3,
         ),
     ],
     ids=["early", "hybrid-stacking"],
@@ -156,7 +159,8 @@ def test_fusion_with_audio_encoder_roundtrip(factory, encoder, data, tmp_path):
     assert (
         json.loads((early_dir / "audio_encoder" / "manifest.json").read_text())["kind"] == "torch"
     )
-    assert type(loaded.audio_encoder) is type(encoder)
+    assert isinstance(loaded.audio_encoder, FrozenEstimator)  # clones of the loaded model keep it
+    assert type(loaded.audio_encoder.estimator) is type(encoder)
     np.testing.assert_array_equal(
         loaded.audio_encoder.embed(Xte["audio"]), encoder.embed(Xte["audio"])
     )

@@ -1,56 +1,67 @@
 """Scene classifiers (classical and torch), fusion strategies and safe persistence.
 
-Importing this package registers every model id in :data:`MODEL_REGISTRY`.
+Importing this package registers every model id in :data:`MODELS` and every fusion id in
+:data:`FUSION`.
 """
 
 from scenefusion.models.base import (
-    MODEL_REGISTRY,
+    MODELS,
+    Capabilities,
     accepts_sequences,
     available_models,
+    capabilities,
+    fit_model,
     make_model,
-    pool_sequence,
     prepare_input,
 )
 from scenefusion.models.classical import (
-    ClassicalClassifier,
-    HGBClassifier,
-    KNNClassifier,
-    LogRegClassifier,
+    ClassicalModel,
+    HGBModel,
+    KNNModel,
+    LogRegModel,
     RandomForestModel,
-    SVMClassifier,
+    SVMModel,
 )
-from scenefusion.models.dense import MLPClassifier, TorchClassifier
+from scenefusion.models.cnn import AudioCNNModel
+from scenefusion.models.dense import MLPModel, TorchModel
 from scenefusion.models.fusion import (
+    FUSION,
     FUSION_IDS,
+    LATE_METHODS,
     EarlyFusion,
     HybridFusion,
     LateFusion,
     make_fusion,
 )
-from scenefusion.models.lstm import LSTMClassifier
+from scenefusion.models.lstm import LSTMModel
 from scenefusion.models.persistence import load_model, save_model
 
 __all__ = [
+    "FUSION",
     "FUSION_IDS",
-    "MODEL_REGISTRY",
-    "ClassicalClassifier",
+    "LATE_METHODS",
+    "MODELS",
+    "AudioCNNModel",
+    "Capabilities",
+    "ClassicalModel",
     "EarlyFusion",
-    "HGBClassifier",
+    "HGBModel",
     "HybridFusion",
-    "KNNClassifier",
-    "LSTMClassifier",
+    "KNNModel",
+    "LSTMModel",
     "LateFusion",
-    "LogRegClassifier",
-    "MLPClassifier",
+    "LogRegModel",
+    "MLPModel",
     "RandomForestModel",
-    "SVMClassifier",
-    "TorchClassifier",
+    "SVMModel",
+    "TorchModel",
     "accepts_sequences",
     "available_models",
+    "capabilities",
+    "fit_model",
     "load_model",
     "make_fusion",
     "make_model",
-    "pool_sequence",
     "prepare_input",
     "save_model",
 ]

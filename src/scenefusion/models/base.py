@@ -1,23 +1,32 @@
-"""Shared plumbing for every scenefusion classifier: the model registry and input helpers.
+"""Shared plumbing for every scenefusion classifier: the model registry, declared
+capabilities and input helpers.
 
 All models (scikit-learn pipelines and torch networks alike) expose one estimator API --
 ``fit(X, y, X_val=None, y_val=None)``, ``predict``, ``predict_proba``, ``classes_`` and
-``get_params`` -- so that fusion, evaluation and the CLI never need to know what they hold.
+``get_params`` -- and declare :class:`Capabilities`, so that fusion, evaluation and the CLI
+never need to know what they hold.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+from scipy import sparse
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
 
-logger = logging.getLogger(__name__)
+from scenefusion.features.audio import pool_sequence
+from scenefusion.registry import Registry
 
-#: Stable model id -> estimator class. Filled by the ``@register`` decorator when
+log = logging.getLogger(__name__)
+
+#: Stable model id -> estimator class; filled by :func:`register_model` when
 #: :mod:`scenefusion.models` is imported.
-MODEL_REGISTRY: dict[str, type] = {}
+MODELS: Registry[type] = Registry("model")
 
 #: Signature of the optional training-progress callback: ``(epoch, train_loss, val_loss)``.
 ProgressCallback = Callable[[int, float, float | None], None]
@@ -25,62 +34,108 @@ ProgressCallback = Callable[[int, float, float | None], None]
 T = TypeVar("T", bound=type)
 
 
-def register(model_id: str) -> Callable[[T], T]:
-    """Class decorator: make a model constructible by its stable string id."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What an estimator can do, declared by its class so that callers ask instead of guessing
+    from ``fit``'s signature or a display name.
+
+    ``sequence_input``: wants (N, T, C) sequences (2-D models get sequences pooled).
+    ``uses_validation``: ``fit(X, y, X_val, y_val)`` uses a validation set (early stopping,
+    tuning, combiner learning). ``reports_progress``: ``fit(..., progress=callback)``.
+    ``tunable``: ``tune=True`` runs a small grid search on the validation set.
+    ``embedding``: a fitted model has ``embed(X) -> (N, H)``, usable as a learned feature.
+    ``uses_groups``: ``fit(..., groups=...)`` keeps source groups together in inner folds.
+    ``modalities``: which inputs it is offered for in the comparison grid.
+    """
+
+    sequence_input: bool = False
+    uses_validation: bool = False
+    reports_progress: bool = False
+    tunable: bool = False
+    embedding: bool = False
+    uses_groups: bool = False
+    modalities: tuple[str, ...] = ("image", "audio")
+
+    def summary(self) -> str:
+        """Short human-readable list, e.g. 'audio; sequences, embedding'."""
+        flags = [name.replace("_", " ") for name in ("sequence_input", "embedding", "tunable")
+                 if getattr(self, name)]
+        return "; ".join(["+".join(self.modalities), ", ".join(flags)]).rstrip("; ")
+
+
+#: What a plain scikit-learn estimator (no declaration) can do: 2-D rows, fit(X, y) only.
+PLAIN = Capabilities()
+
+
+def capabilities(model: Any) -> Capabilities:
+    """The declared capabilities of ``model`` (also through ``FrozenEstimator``)."""
+    caps = getattr(model, "capabilities", None)
+    return caps if isinstance(caps, Capabilities) else PLAIN
+
+
+def register_model(model_id: str, description: str) -> Callable[[T], T]:
+    """Class decorator: make a model constructible by its stable id (see :data:`MODELS`)."""
 
     def decorator(cls: T) -> T:
-        if model_id in MODEL_REGISTRY and MODEL_REGISTRY[model_id] is not cls:
-            raise ValueError(f"model id {model_id!r} registered twice")
+        MODELS.register(model_id, cls, description=description)
         cls.model_id = model_id
-        MODEL_REGISTRY[model_id] = cls
         return cls
 
     return decorator
 
 
 def available_models() -> list[str]:
-    """Sorted list of registered model ids (imports the model modules so the list is complete)."""
+    """Registered model ids (imports the model modules so the list is complete)."""
     import scenefusion.models  # noqa: F401  (registration side effect)
 
-    return sorted(MODEL_REGISTRY)
+    return MODELS.list()
 
 
 def make_model(model_id: str, **params: Any) -> Any:
-    """Build an unfitted model from its stable id; unknown ids fail loudly, listing valid ones.
+    """Build an unfitted model from its stable id; keywords are its ``__init__`` arguments.
 
-    Keyword arguments are the model's constructor arguments. For the classical models any
-    keyword that is not a wrapper argument is treated as a hyper-parameter of the underlying
-    scikit-learn estimator (``make_model("svm", C=10)``).
+    Unknown ids and unknown hyper-parameters fail here, naming the valid ones, rather than
+    after the data have been loaded.
     """
-    valid = available_models()
-    if model_id not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model id {model_id!r}; valid ids: {', '.join(valid)}")
-    cls = MODEL_REGISTRY[model_id]
-    factory = getattr(cls, "from_config", None)
-    return factory(**params) if factory is not None else cls(**params)
+    available_models()
+    cls = MODELS.get(model_id)
+    try:
+        return cls(**params)
+    except TypeError:
+        valid = sorted(cls().get_params(deep=False))
+        bad = sorted(set(params) - set(valid))
+        raise ValueError(
+            f"invalid hyper-parameter(s) {bad} for model {model_id!r}; valid: {', '.join(valid)}"
+        ) from None
+
+
+def fit_model(model: Any, X: Any, y: np.ndarray, X_val: Any = None, y_val: Any = None,
+              *, progress: ProgressCallback | None = None, groups: np.ndarray | None = None
+              ) -> Any:
+    """Fit ``model``, passing the validation set, progress callback and groups only to models
+    whose declared capabilities say they use them."""
+    caps = capabilities(model)
+    kwargs: dict[str, Any] = {}
+    if caps.uses_validation and X_val is not None and y_val is not None:
+        kwargs.update(X_val=X_val, y_val=y_val)
+    if caps.reports_progress and progress is not None:
+        kwargs["progress"] = progress
+    if caps.uses_groups and groups is not None:
+        kwargs["groups"] = groups
+    return model.fit(X, y, **kwargs)
 
 
 def accepts_sequences(model: Any) -> bool:
     """True when ``model`` wants (N, T, C) sequences rather than (N, D) feature rows."""
-    return bool(getattr(model, "accepts_sequences", False))
+    return capabilities(model).sequence_input
 
 
-def pool_sequence(X: np.ndarray) -> np.ndarray:
-    """Summarise (N, T, C) sequences as (N, 4C) [mean | std | min | max] over time.
-
-    Lets order-agnostic classical models use audio MFCC sequences; the block order is fixed so
-    that downstream feature indices stay meaningful.
-    """
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 3:
-        raise ValueError(f"pool_sequence expects (N, T, C) sequences, got shape {X.shape}")
-    return np.concatenate(
-        [X.mean(axis=1), X.std(axis=1), X.min(axis=1), X.max(axis=1)], axis=1
-    ).astype(np.float32)
-
-
-def prepare_input(model: Any, X: np.ndarray) -> np.ndarray:
-    """Shape ``X`` for ``model``: pool sequences for 2-D models; sequence models need 3-D."""
+def prepare_input(model: Any, X: Any) -> Any:
+    """Shape ``X`` for ``model``: pool (N, T, C) sequences for 2-D models; sequence models
+    need 3-D. Anything else is passed on for scikit-learn's ``validate_data`` to check, so bad
+    input (1-D, sparse, NaN, empty) gets scikit-learn's standard messages."""
+    if sparse.issparse(X):
+        return X
     X = np.asarray(X)
     if accepts_sequences(model):
         if X.ndim != 3:
@@ -90,16 +145,20 @@ def prepare_input(model: Any, X: np.ndarray) -> np.ndarray:
         return X
     if X.ndim == 3:
         return pool_sequence(X)
-    if X.ndim != 2:
-        raise ValueError(f"expected (N, D) features or (N, T, C) sequences, got shape {X.shape}")
     return X
+
+
+def check_targets(y: Any) -> np.ndarray:
+    """Class labels as a 1-D array; a column vector is accepted with a warning and continuous
+    targets are refused ("Unknown label type"), as scikit-learn classifiers do."""
+    y = column_or_1d(y, warn=True)
+    check_classification_targets(y)
+    return y
 
 
 def encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return (classes_, y_encoded) with classes_ = np.unique(y), as scikit-learn does."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    y = check_targets(y)
     classes, y_enc = np.unique(y, return_inverse=True)
     return classes, y_enc.astype(np.int64)
 

@@ -22,12 +22,18 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from scenefusion.models.base import normalise_proba, prepare_input, register
+from scenefusion.models.base import (
+    Capabilities,
+    check_targets,
+    normalise_proba,
+    prepare_input,
+    register_model,
+)
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def _default_n_jobs() -> int:
@@ -35,65 +41,27 @@ def _default_n_jobs() -> int:
     return os.cpu_count() or 1
 
 
-class ClassicalClassifier(ClassifierMixin, BaseEstimator):
+class ClassicalModel(ClassifierMixin, BaseEstimator):
     """Base class: a scaled scikit-learn pipeline with optional validation-set grid search.
 
-    ``params`` holds the hyper-parameters of the final estimator (merged over
-    ``default_params``). With ``tune=True`` and a validation set, ``param_grid`` (or the
-    class's small ``default_grid``) is searched on that validation set via ``PredefinedSplit``,
-    and the winner is refit on the training rows only, so validation rows never leak into it.
+    Subclasses list their hyper-parameters as explicit ``__init__`` keywords (scikit-learn's
+    convention, so ``get_params``/``set_params``/``clone`` and configs see them) and name them
+    in ``hyper_parameters``; ``_make_estimator`` builds the final estimator from them. With
+    ``tune=True`` and a validation set, ``param_grid`` (or the class's small ``default_grid``)
+    is searched on that validation set via ``PredefinedSplit``, and the winner is refit on the
+    training rows only, so validation rows never leak into it.
     """
 
     model_id: ClassVar[str] = ""
-    accepts_sequences: ClassVar[bool] = False
-    default_params: ClassVar[dict[str, Any]] = {}
+    capabilities: ClassVar[Capabilities] = Capabilities(uses_validation=True, tunable=True)
+    hyper_parameters: ClassVar[tuple[str, ...]] = ()
     default_grid: ClassVar[dict[str, list[Any]]] = {}
     #: where estimator hyper-parameters live inside the pipeline (for GridSearchCV names)
     _grid_prefix: ClassVar[str] = "clf__"
-    _wrapper_args: ClassVar[tuple[str, ...]] = (
-        "params",
-        "tune",
-        "param_grid",
-        "tune_scoring",
-        "random_state",
-        "n_jobs",
-    )
-
-    def __init__(
-        self,
-        params: dict[str, Any] | None = None,
-        *,
-        tune: bool = False,
-        param_grid: dict[str, list[Any]] | None = None,
-        tune_scoring: str = "accuracy",
-        random_state: int | None = 0,
-        n_jobs: int | None = None,
-    ) -> None:
-        self.params = params
-        self.tune = tune
-        self.param_grid = param_grid
-        self.tune_scoring = tune_scoring
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-
-    # -- construction -------------------------------------------------------------------------
-    @classmethod
-    def from_config(cls, **kwargs: Any) -> ClassicalClassifier:
-        """Build from flat keywords: wrapper args by name, anything else is a hyper-parameter.
-
-        The estimator is constructed once here so that a misspelt hyper-parameter fails at
-        configuration time rather than after the data have been loaded.
-        """
-        wrapper = {k: kwargs.pop(k) for k in list(kwargs) if k in cls._wrapper_args}
-        params = dict(wrapper.pop("params", None) or {})
-        params.update(kwargs)
-        model = cls(params=params or None, **wrapper)
-        model._build(model.resolved_params())
-        return model
 
     def resolved_params(self) -> dict[str, Any]:
-        """Default hyper-parameters overridden by the user's ``params``."""
-        return {**self.default_params, **(self.params or {})}
+        """The estimator's hyper-parameters as set on this model."""
+        return {k: getattr(self, k) for k in self.hyper_parameters}
 
     def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:  # pragma: no cover
         raise NotImplementedError
@@ -112,26 +80,27 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
         y: np.ndarray,
         X_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
-    ) -> ClassicalClassifier:
+    ) -> ClassicalModel:
         """Fit on the training rows; the validation set is used only for ``tune=True``."""
-        X = prepare_input(self, X)
-        y = np.asarray(y)
+        X, y = validate_data(self, prepare_input(self, X), check_targets(y))
         params = self.resolved_params()
         if self.tune:
             if X_val is None or y_val is None:
-                logger.warning(
+                log.warning(
                     "%s: tune=True but no validation set given; using default hyper-parameters",
                     self.model_id,
                 )
             else:
                 with self._threads(X.size):
-                    params = self._tune(params, X, y, prepare_input(self, X_val), np.asarray(y_val))
+                    X_val = validate_data(self, prepare_input(self, X_val), reset=False)
+                    params = self._tune(params, X, y, X_val, np.asarray(y_val))
         params = self._adjust_params(params, len(X))
         with self._threads(X.size):
             self.pipeline_ = self._build(params).fit(X, y)
         self.best_params_ = params
         self.classes_ = self.pipeline_.classes_
-        self.n_features_in_ = X.shape[1]
+        if hasattr(self.pipeline_[-1], "n_iter_"):  # iterative solvers report their iterations
+            self.n_iter_ = self.pipeline_[-1].n_iter_
         return self
 
     def _tune(
@@ -158,7 +127,7 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
         search.fit(np.concatenate([X, X_val]), np.concatenate([y, y_val]))
         best = {k[len(self._grid_prefix) :]: v for k, v in search.best_params_.items()}
         self.cv_results_ = search.cv_results_
-        logger.info("%s: tuned on validation set -> %s", self.model_id, best)
+        log.info("%s: tuned on validation set -> %s", self.model_id, best)
         return {**params, **best}
 
     def _adjust_params(self, params: dict[str, Any], n_samples: int) -> dict[str, Any]:
@@ -172,25 +141,40 @@ class ClassicalClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(N, K) class probabilities, columns in ``classes_`` order."""
         check_is_fitted(self, "pipeline_")
-        X = prepare_input(self, X)
+        X = validate_data(self, prepare_input(self, X), reset=False)
         with self._threads(X.size):
             P = self.pipeline_.predict_proba(X)
         return normalise_proba(P)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable class (argmax of ``predict_proba``, so it agrees with fusion)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        P = self.predict_proba(X)
+        return self.classes_[np.argmax(P, axis=1)]
 
 
-@register("svm")
-class SVMClassifier(ClassicalClassifier):
+@register_model("svm", "RBF support vector machine with Platt-calibrated probabilities")
+class SVMModel(ClassicalModel):
     """RBF-kernel SVM with sigmoid (Platt) calibrated probabilities.
 
     Calibration uses ``CalibratedClassifierCV(SVC(), ensemble=False)``: the replacement that
     scikit-learn recommends for the deprecated ``SVC(probability=True)``.
     """
 
-    default_params: ClassVar[dict[str, Any]] = {"C": 1.0, "gamma": "scale", "kernel": "rbf"}
+    hyper_parameters: ClassVar[tuple[str, ...]] = ("C", "gamma", "kernel")
+
+    def __init__(self, C: float = 1.0, gamma: str | float = "scale", kernel: str = "rbf", *,
+                 tune: bool = False, param_grid: dict[str, list[Any]] | None = None,
+                 tune_scoring: str = "accuracy", random_state: int | None = 0,
+                 n_jobs: int | None = None) -> None:
+        self.C = C
+        self.gamma = gamma
+        self.kernel = kernel
+        self.tune = tune
+        self.param_grid = param_grid
+        self.tune_scoring = tune_scoring
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
     default_grid: ClassVar[dict[str, list[Any]]] = {"C": [0.1, 1.0, 10.0], "gamma": ["scale", 0.01]}
     _grid_prefix: ClassVar[str] = "clf__estimator__"
 
@@ -199,11 +183,23 @@ class SVMClassifier(ClassicalClassifier):
         return CalibratedClassifierCV(SVC(**params), method="sigmoid", cv=5, ensemble=False)
 
 
-@register("logreg")
-class LogRegClassifier(ClassicalClassifier):
+@register_model("logreg", "multinomial L2 logistic regression: fast, well-calibrated baseline")
+class LogRegModel(ClassicalModel):
     """Multinomial L2 logistic regression: the fast, well-calibrated linear baseline."""
 
-    default_params: ClassVar[dict[str, Any]] = {"C": 1.0, "max_iter": 2000}
+    hyper_parameters: ClassVar[tuple[str, ...]] = ("C", "max_iter")
+
+    def __init__(self, C: float = 1.0, max_iter: int = 2000, *, tune: bool = False,
+                 param_grid: dict[str, list[Any]] | None = None, tune_scoring: str = "accuracy",
+                 random_state: int | None = 0, n_jobs: int | None = None) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.tune = tune
+        self.param_grid = param_grid
+        self.tune_scoring = tune_scoring
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
     default_grid: ClassVar[dict[str, list[Any]]] = {"C": [0.01, 0.1, 1.0, 10.0]}
 
     def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:
@@ -211,11 +207,28 @@ class LogRegClassifier(ClassicalClassifier):
         return LogisticRegression(**params)
 
 
-@register("rf")
-class RandomForestModel(ClassicalClassifier):
+@register_model("rf", "random forest of 200 trees: robust non-linear baseline")
+class RandomForestModel(ClassicalModel):
     """Random forest: robust non-linear baseline needing almost no tuning."""
 
-    default_params: ClassVar[dict[str, Any]] = {"n_estimators": 200, "min_samples_leaf": 1}
+    hyper_parameters: ClassVar[tuple[str, ...]] = (
+        "n_estimators", "max_depth", "min_samples_leaf", "max_features")
+
+    def __init__(self, n_estimators: int = 200, max_depth: int | None = None,
+                 min_samples_leaf: int = 1, max_features: str | float | None = "sqrt", *,
+                 tune: bool = False, param_grid: dict[str, list[Any]] | None = None,
+                 tune_scoring: str = "accuracy", random_state: int | None = 0,
+                 n_jobs: int | None = None) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.tune = tune
+        self.param_grid = param_grid
+        self.tune_scoring = tune_scoring
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
     default_grid: ClassVar[dict[str, list[Any]]] = {
         "max_depth": [None, 10],
         "min_samples_leaf": [1, 3],
@@ -227,11 +240,23 @@ class RandomForestModel(ClassicalClassifier):
         return RandomForestClassifier(**params)
 
 
-@register("knn")
-class KNNClassifier(ClassicalClassifier):
+@register_model("knn", "distance-weighted k-nearest neighbours (k=7)")
+class KNNModel(ClassicalModel):
     """k-nearest neighbours (distance-weighted, so probabilities are less coarse)."""
 
-    default_params: ClassVar[dict[str, Any]] = {"n_neighbors": 7, "weights": "distance"}
+    hyper_parameters: ClassVar[tuple[str, ...]] = ("n_neighbors", "weights")
+
+    def __init__(self, n_neighbors: int = 7, weights: str = "distance", *, tune: bool = False,
+                 param_grid: dict[str, list[Any]] | None = None, tune_scoring: str = "accuracy",
+                 random_state: int | None = 0, n_jobs: int | None = None) -> None:
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+        self.tune = tune
+        self.param_grid = param_grid
+        self.tune_scoring = tune_scoring
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
     default_grid: ClassVar[dict[str, list[Any]]] = {"n_neighbors": [3, 5, 9, 15]}
 
     def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:
@@ -242,13 +267,13 @@ class KNNClassifier(ClassicalClassifier):
         """Never ask for more neighbours than there are training rows."""
         k = params.get("n_neighbors", 5)
         if k > n_samples:
-            logger.warning("knn: n_neighbors=%d > %d training rows; clipping", k, n_samples)
+            log.warning("knn: n_neighbors=%d > %d training rows; clipping", k, n_samples)
             params = {**params, "n_neighbors": n_samples}
         return params
 
 
-@register("hgb")
-class HGBClassifier(ClassicalClassifier):
+@register_model("hgb", "histogram gradient boosting: strong tabular learner, fast on CPU")
+class HGBModel(ClassicalModel):
     """Histogram gradient boosting: strong tabular learner, fast on CPU.
 
     Its OpenMP threads are capped at ``n_jobs``. When ``None``: one thread for small inputs
@@ -258,8 +283,23 @@ class HGBClassifier(ClassicalClassifier):
     """
 
     small_input_cells: ClassVar[int] = 1_000_000
+    hyper_parameters: ClassVar[tuple[str, ...]] = (
+        "max_iter", "learning_rate", "max_leaf_nodes", "l2_regularization")
 
-    default_params: ClassVar[dict[str, Any]] = {"max_iter": 100, "learning_rate": 0.1}
+    def __init__(self, max_iter: int = 100, learning_rate: float = 0.1, max_leaf_nodes: int = 31,
+                 l2_regularization: float = 0.0, *, tune: bool = False,
+                 param_grid: dict[str, list[Any]] | None = None, tune_scoring: str = "accuracy",
+                 random_state: int | None = 0, n_jobs: int | None = None) -> None:
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.l2_regularization = l2_regularization
+        self.tune = tune
+        self.param_grid = param_grid
+        self.tune_scoring = tune_scoring
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
     default_grid: ClassVar[dict[str, list[Any]]] = {
         "learning_rate": [0.05, 0.1],
         "max_leaf_nodes": [15, 31],

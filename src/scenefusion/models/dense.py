@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,18 +17,20 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from scenefusion.models.base import (
+    Capabilities,
     ProgressCallback,
+    check_targets,
     encode_labels,
     normalise_proba,
     prepare_input,
-    register,
+    register_model,
 )
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _EPS = 1e-6
 
@@ -49,6 +51,11 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return chunks
 
 
+#: A training-batch transform: (inputs, integer or soft targets, generator) -> the same.
+Augment = Callable[[tuple[torch.Tensor, ...], torch.Tensor, torch.Generator],
+                   tuple[tuple[torch.Tensor, ...], torch.Tensor]]
+
+
 def train_network(
     net: nn.Module,
     train_inputs: Sequence[torch.Tensor],
@@ -64,11 +71,14 @@ def train_network(
     patience: int,
     generator: torch.Generator,
     progress: ProgressCallback | None = None,
+    augment: Augment | None = None,
 ) -> tuple[list[dict[str, float | None]], int]:
     """Adam + (weighted) cross-entropy with early stopping on validation loss.
 
-    Restores the weights of the best validation epoch in place (or keeps the last epoch when
-    there is no validation set). Returns ``(history, best_epoch)``; epochs count from 1.
+    ``augment(inputs, targets, generator)``, when given, transforms each training batch (never
+    the validation one) and may return soft (N, K) targets (mixup). Restores the weights of the
+    best validation epoch in place (or keeps the last epoch when there is no validation set).
+    Returns ``(history, best_epoch)``; epochs count from 1.
     """
     criterion = nn.CrossEntropyLoss(weight=class_weights)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
@@ -80,7 +90,10 @@ def train_network(
         total = 0.0
         for idx in _batches(n, batch_size, generator):
             optimiser.zero_grad()
-            loss = criterion(net(*(t[idx] for t in train_inputs)), y_train[idx])
+            inputs, targets = tuple(t[idx] for t in train_inputs), y_train[idx]
+            if augment is not None:
+                inputs, targets = augment(inputs, targets, generator)
+            loss = criterion(net(*inputs), targets)
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(idx)
@@ -91,7 +104,7 @@ def train_network(
             with torch.inference_mode():
                 val_loss = float(criterion(net(*val_inputs), y_val))
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-        logger.debug("epoch %d train_loss=%.4f val_loss=%s", epoch, train_loss, val_loss)
+        log.debug("epoch %d train_loss=%.4f val_loss=%s", epoch, train_loss, val_loss)
         if progress is not None:
             progress(epoch, train_loss, val_loss)
         if val_loss is None:
@@ -102,7 +115,7 @@ def train_network(
         else:
             stale += 1
             if stale >= patience:
-                logger.info("early stopping at epoch %d (best epoch %d)", epoch, best_epoch)
+                log.info("early stopping at epoch %d (best epoch %d)", epoch, best_epoch)
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
@@ -112,7 +125,7 @@ def train_network(
     return history, best_epoch
 
 
-class TorchClassifier(ClassifierMixin, BaseEstimator):
+class TorchModel(ClassifierMixin, BaseEstimator):
     """Base for torch models: label encoding, hold-out split, class weights, seeding.
 
     Subclasses provide ``_fit_scaler``, ``_tensors`` (standardise + tensorise inputs) and
@@ -121,7 +134,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     """
 
     model_id: ClassVar[str] = ""
-    accepts_sequences: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities(uses_validation=True,
+                                                        reports_progress=True)
 
     # -- hooks --------------------------------------------------------------------------------
     def _fit_scaler(self, X: np.ndarray, lengths: np.ndarray | None) -> None:  # pragma: no cover
@@ -133,6 +147,10 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     def _build_network(self, n_classes: int) -> nn.Module:  # pragma: no cover
         raise NotImplementedError
 
+    def _augmenter(self, n_classes: int) -> Augment | None:
+        """Training-batch augmentation (none by default; see the audio CNN)."""
+        return None
+
     # -- training -----------------------------------------------------------------------------
     def _split_holdout(self, y_enc: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Stratified slice of train for early stopping when no validation set is given."""
@@ -140,7 +158,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         idx = np.arange(n)
         n_val = int(round(self.val_fraction * n))
         if self.val_fraction <= 0 or n_val < 2 or n - n_val < 2:
-            logger.info("no validation data: training for max_epochs without early stopping")
+            log.info("no validation data: training for max_epochs without early stopping")
             return idx, None
         try:
             tr, va = train_test_split(idx, test_size=n_val, stratify=y_enc, random_state=seed)
@@ -161,12 +179,13 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         seed = _seed(self.random_state)
         self.classes_, y_enc = encode_labels(y)
         if len(self.classes_) < 2:
-            raise ValueError("need at least two classes to train a classifier")
+            raise ValueError(f"need at least 2 classes to train a classifier, got 1 class "
+                             f"({self.classes_[0]!r})")
         if X_val is not None and y_val is not None:
             y_val = np.asarray(y_val)
             known = np.isin(y_val, self.classes_)
             if not known.all():
-                logger.warning("dropping %d validation rows of unseen classes", (~known).sum())
+                log.warning("dropping %d validation rows of unseen classes", (~known).sum())
             X_va, yv_enc = X_val[known], np.searchsorted(self.classes_, y_val[known])
             lv = None if val_lengths is None else np.asarray(val_lengths)[known]
             X_tr, y_tr, lt = X, y_enc, lengths
@@ -184,8 +203,12 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             w = np.ones(len(self.classes_))
             w[present] = compute_class_weight("balanced", classes=present, y=y_tr)
             weights = torch.as_tensor(w, dtype=torch.float32)
+        elif isinstance(self.class_weight, dict):  # {label: weight}, unlisted classes weigh 1
+            w = [float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()]
+            weights = torch.as_tensor(w, dtype=torch.float32)
         elif self.class_weight is not None:
-            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+            raise ValueError("class_weight must be 'balanced', a {label: weight} dict or None, "
+                             f"got {self.class_weight!r}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
@@ -204,6 +227,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                 patience=self.patience,
                 generator=generator,
                 progress=progress,
+                augment=self._augmenter(len(self.classes_)),
             )
         self.network_ = net
         self.history_ = history
@@ -221,7 +245,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray, **kwargs: Any) -> np.ndarray:
         """Most probable class label."""
-        return self.classes_[np.argmax(self.predict_proba(X, **kwargs), axis=1)]
+        P = self.predict_proba(X, **kwargs)
+        return self.classes_[np.argmax(P, axis=1)]
 
 
 class _MLPNet(nn.Module):
@@ -238,8 +263,8 @@ class _MLPNet(nn.Module):
         return self.layers(x)
 
 
-@register("mlp")
-class MLPClassifier(TorchClassifier):
+@register_model("mlp", "torch multi-layer perceptron (BatchNorm, dropout, early stopping)")
+class MLPModel(TorchModel):
     """Multi-layer perceptron on (N, D) features (image embeddings, pooled audio, fused rows).
 
     Linear -> BatchNorm -> ReLU -> Dropout blocks, Adam, class-balanced cross-entropy and early
@@ -257,7 +282,7 @@ class MLPClassifier(TorchClassifier):
         max_epochs: int = 100,
         patience: int = 10,
         val_fraction: float = 0.15,
-        class_weight: str | None = "balanced",
+        class_weight: str | dict | None = "balanced",
         random_state: int | None = 0,
     ) -> None:
         self.hidden_sizes = hidden_sizes
@@ -276,9 +301,7 @@ class MLPClassifier(TorchClassifier):
         self.scale_ = np.maximum(X.std(axis=0), _EPS).astype(np.float32)
 
     def _tensors(self, X: np.ndarray, lengths: np.ndarray | None) -> tuple[torch.Tensor, ...]:
-        X = prepare_input(self, X).astype(np.float32)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
+        X = validate_data(self, prepare_input(self, X), reset=False, dtype=np.float32)
         return (torch.from_numpy((X - self.mean_) / self.scale_),)
 
     def _build_network(self, n_classes: int) -> nn.Module:
@@ -291,12 +314,12 @@ class MLPClassifier(TorchClassifier):
         X_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
         progress: ProgressCallback | None = None,
-    ) -> MLPClassifier:
+    ) -> MLPModel:
         """Train with early stopping; ``progress(epoch, train_loss, val_loss)`` is optional."""
-        X = prepare_input(self, X).astype(np.float32)
-        self.n_features_in_ = X.shape[1]
-        X_val = None if X_val is None else prepare_input(self, X_val).astype(np.float32)
-        self._fit_torch(X, np.asarray(y), X_val, y_val, progress=progress)
+        X, y = validate_data(self, prepare_input(self, X), check_targets(y), dtype=np.float32)
+        if X_val is not None:
+            X_val = validate_data(self, prepare_input(self, X_val), reset=False, dtype=np.float32)
+        self._fit_torch(X, y, X_val, y_val, progress=progress)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

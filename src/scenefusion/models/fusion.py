@@ -9,16 +9,17 @@ training rows, never on in-sample or test predictions.
 
 from __future__ import annotations
 
-import inspect
+import functools
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
@@ -26,24 +27,32 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from scenefusion.features.audio import pool_sequence
 from scenefusion.models.base import (
+    Capabilities,
     accepts_sequences,
+    fit_model,
     make_model,
     normalise_proba,
-    pool_sequence,
     prepare_input,
 )
+from scenefusion.registry import Registry
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 Modalities = Mapping[str, np.ndarray | None]
 
-LATE_METHODS: tuple[str, ...] = ("mean", "weighted", "product", "stacking")
-FUSION_IDS: tuple[str, ...] = (
-    "early",
-    *(f"late:{m}" for m in LATE_METHODS),
-    *(f"hybrid:{m}" for m in LATE_METHODS),
-)
+#: How late and hybrid fusion combine member probabilities, with what each does.
+LATE_METHODS: dict[str, str] = {
+    "mean": "average of the members' probabilities",
+    "weighted": "weighted average, weights searched on validation predictions",
+    "product": "normalised product (geometric mean) of the members' probabilities",
+    "stacking": "logistic-regression meta-learner on validation (or out-of-fold) predictions",
+}
+
+#: What every fusion estimator can do: learn combiners on a validation set; keep groups
+#: together in out-of-fold predictions.
+FUSION_CAPABILITIES = Capabilities(uses_validation=True, uses_groups=True)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -69,14 +78,12 @@ def _resolve(model: Any) -> Any:
     return make_model(model) if isinstance(model, str) else model
 
 
-def _fit_member(
-    est: Any, X: Any, y: np.ndarray, X_val: Any = None, y_val: np.ndarray | None = None
-) -> Any:
-    """Fit, passing the validation set only to estimators whose ``fit`` accepts it."""
-    if X_val is not None and y_val is not None:
-        if "X_val" in inspect.signature(est.fit).parameters:
-            return est.fit(X, y, X_val=X_val, y_val=y_val)
-    return est.fit(X, y)
+def _refittable(model: Any) -> Any:
+    """An unfitted copy of a member for out-of-fold refits: a frozen (prefit) member is
+    unwrapped first, because cloning a ``FrozenEstimator`` returns the fitted model itself."""
+    if isinstance(model, FrozenEstimator):
+        model = model.estimator
+    return clone(_resolve(model))
 
 
 def _align(P: np.ndarray, member_classes: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -111,18 +118,23 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
     (``audio_repr="pooled"``) or flattened (``"flatten"``); 2-D audio (e.g. the LSTM's
     ``embed``) is used as is. Any 2-D registry model (or scikit-learn classifier) classifies.
 
-    ``audio_encoder`` (optional) is an already *fitted* estimator with ``embed(X) -> (N, H)``
-    for (N, T, C) sequences, typically a fitted :class:`~scenefusion.models.lstm.LSTMClassifier`.
-    The ``"audio"`` modality is then mapped through ``audio_encoder.embed`` (before its scaler)
-    instead of being pooled, so early fusion uses the features the LSTM learned from the MFCC
-    order rather than order-free statistics. The encoder is never refitted here: the caller
-    trained it on the same training rows, and whether to refit it per fold is the caller's
-    decision. Clones share it by reference (see :meth:`__sklearn_clone__`), so the out-of-fold
-    predictions of a ``HybridFusion`` early member use an encoder that has seen the held-out
-    folds' labels; for strictly leakage-free stacking, refit the encoder per fold yourself.
+    Like scikit-learn's ``ColumnTransformer`` + classifier, each modality has its own fitted
+    transformer (``transformers_``) and one classifier sees their concatenation.
+
+    ``audio_encoder`` (optional) is an already *fitted* model with ``embed(X) -> (N, H)`` for
+    (N, T, C) sequences (a model declaring the ``embedding`` capability, e.g. a fitted
+    :class:`~scenefusion.models.lstm.LSTMModel`), wrapped in
+    ``sklearn.frozen.FrozenEstimator`` so that clones keep it fitted. The ``"audio"`` modality
+    is then mapped through ``audio_encoder.embed`` (before its scaler) instead of being pooled,
+    so early fusion uses the features the LSTM learned from the MFCC order rather than
+    order-free statistics. The encoder is never refitted here: the caller trained it on the
+    same training rows. Because clones share it, the out-of-fold predictions of a
+    ``HybridFusion`` early member use an encoder that has seen the held-out folds' labels; for
+    strictly leakage-free stacking, refit the encoder per fold yourself.
     """
 
     fusion_id: ClassVar[str] = "early"
+    capabilities: ClassVar[Capabilities] = FUSION_CAPABILITIES
     #: The modality that ``audio_encoder`` embeds.
     ENCODED_MODALITY: ClassVar[str] = "audio"
 
@@ -144,19 +156,6 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.audio_encoder = audio_encoder
 
-    def __sklearn_clone__(self) -> EarlyFusion:
-        """Clone every parameter except ``audio_encoder``, which is kept by reference.
-
-        The default ``clone`` would replace the fitted encoder by an unfitted copy, breaking
-        every clone that HybridFusion/cross-validation makes. The encoder is only read
-        (``embed``), never fitted here, so sharing it is safe.
-        """
-        params = {
-            k: v if k == "audio_encoder" else clone(v, safe=False)
-            for k, v in self.get_params(deep=False).items()
-        }
-        return type(self)(**params)
-
     def _check_encoder(self) -> None:
         """Fail early (at fit) with a clear message when ``audio_encoder`` cannot be used."""
         enc = self.audio_encoder
@@ -172,7 +171,8 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
             check_is_fitted(enc)
         except NotFittedError as err:
             raise ValueError(
-                f"audio_encoder {name} is not fitted: fit it on the training rows first "
+                f"audio_encoder {name} is not fitted: fit it on the training rows first and "
+                "pass it as FrozenEstimator(model) so that clones keep it fitted "
                 "(EarlyFusion never fits or refits the encoder)"
             ) from err
         except TypeError:
@@ -249,7 +249,7 @@ class EarlyFusion(ClassifierMixin, BaseEstimator):
         F_val = None
         if X_val is not None and y_val is not None:
             F_val = self.transform(_check_mapping(X_val, "X_val"))
-        self.classifier_ = _fit_member(clf, F, np.asarray(y), F_val, y_val)
+        self.classifier_ = fit_model(clf, F, np.asarray(y), F_val, y_val)
         self.classes_ = np.asarray(self.classifier_.classes_)
         return self
 
@@ -277,6 +277,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
     """Shared machinery of late and hybrid fusion: members, combiners, fallback."""
 
     _family: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = FUSION_CAPABILITIES
 
     # subclasses define the members and what each needs
     def _member_specs(self) -> dict[str, Any]:  # pragma: no cover
@@ -326,7 +327,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         splits = self._cv_splits(y, groups)
         out: dict[str, np.ndarray] = {}
         for name, spec in specs.items():
-            est = clone(_resolve(spec))
+            est = _refittable(spec)
             inp = self._member_input(name, est, X)
             if isinstance(inp, np.ndarray):
                 P = cross_val_predict(est, inp, y, cv=splits, method="predict_proba")
@@ -354,7 +355,8 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         y_val: np.ndarray | None = None,
         groups: np.ndarray | None = None,
     ) -> _ProbabilityFusion:
-        """Fit members (unless ``prefit``) on train, then the combiner.
+        """Fit members on train (a ``FrozenEstimator`` member is used as it is), then the
+        combiner.
 
         ``weighted`` tunes weights on validation predictions (or out-of-fold train predictions
         when no validation set is given). ``stacking`` trains its meta-learner on out-of-fold
@@ -362,7 +364,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         predictions (``stack_on="val"``). Test data are never involved.
         """
         if self.method not in LATE_METHODS:
-            raise ValueError(f"method must be one of {LATE_METHODS}, got {self.method!r}")
+            raise ValueError(f"method must be one of {tuple(LATE_METHODS)}, got {self.method!r}")
         X = _check_mapping(X)
         y = np.asarray(y)
         self.classes_ = np.unique(y)
@@ -384,15 +386,9 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         self.member_names_ = list(specs)
         self.members_: dict[str, Any] = {}
         for name, spec in specs.items():
-            if self.prefit:
-                if isinstance(spec, str):
-                    raise ValueError(f"prefit=True but member {name!r} is an id, not a model")
-                check_is_fitted(spec)
-                self.members_[name] = spec
-                continue
-            est = clone(_resolve(spec))
+            est = clone(_resolve(spec))  # a FrozenEstimator clones to itself: kept as fitted
             val_in = self._member_input(name, est, X_val) if has_val else None
-            self.members_[name] = _fit_member(
+            self.members_[name] = fit_model(
                 est, self._member_input(name, est, X), y, val_in, y_val if has_val else None
             )
         self.weights_: dict[str, float] | None = None
@@ -432,7 +428,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
             if best_key is None or key > best_key:
                 best_key, best_w = key, w
         weights = {n: float(v) for n, v in zip(self.member_names_, best_w, strict=True)}
-        logger.info("%s: tuned weights %s (acc=%.3f)", self.fusion_id, weights, best_key[0])
+        log.info("%s: tuned weights %s (acc=%.3f)", self.fusion_id, weights, best_key[0])
         return weights
 
     def _meta_features(self, probas: dict[str, np.ndarray]) -> np.ndarray:
@@ -479,7 +475,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         self.last_missing_modalities_ = missing
         complete = len(available) == len(self.member_names_)
         if not complete:
-            logger.warning(
+            log.warning(
                 "%s: modalities %s missing; falling back to members %s (renormalised%s)",
                 self.fusion_id,
                 list(missing),
@@ -496,9 +492,9 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
 class LateFusion(_ProbabilityFusion):
     """Decision-level fusion of one model per modality (``models`` keyed by modality name).
 
-    Members may be model ids, unfitted estimators (cloned and fitted here) or, with
-    ``prefit=True``, fitted estimators used as they are. Sequence audio is pooled automatically
-    for 2-D members and passed whole to sequence models (``lstm``).
+    Members may be model ids, unfitted estimators (cloned and fitted here) or fitted ones
+    wrapped in ``sklearn.frozen.FrozenEstimator``, used as they are. Sequence audio is pooled
+    automatically for 2-D members and passed whole to sequence models (``lstm``).
     """
 
     _family: ClassVar[str] = "late"
@@ -508,7 +504,6 @@ class LateFusion(_ProbabilityFusion):
         models: Mapping[str, Any] | None = None,
         method: str = "mean",
         *,
-        prefit: bool = False,
         weight_step: float = 0.1,
         cv: int = 5,
         stack_on: str = "oof",
@@ -518,7 +513,6 @@ class LateFusion(_ProbabilityFusion):
     ) -> None:
         self.models = models
         self.method = method
-        self.prefit = prefit
         self.weight_step = weight_step
         self.cv = cv
         self.stack_on = stack_on
@@ -551,7 +545,6 @@ class HybridFusion(_ProbabilityFusion):
         *,
         modalities: Sequence[str] = ("image", "audio"),
         pca_image: int | None = None,
-        prefit: bool = False,
         weight_step: float = 0.1,
         cv: int = 5,
         stack_on: str = "oof",
@@ -564,7 +557,6 @@ class HybridFusion(_ProbabilityFusion):
         self.method = method
         self.modalities = modalities
         self.pca_image = pca_image
-        self.prefit = prefit
         self.weight_step = weight_step
         self.cv = cv
         self.stack_on = stack_on
@@ -600,12 +592,19 @@ class HybridFusion(_ProbabilityFusion):
         return X if name == self.EARLY else prepare_input(member, X[name])
 
 
+#: Fusion id -> factory of an unfitted fusion estimator (keywords go to its ``__init__``).
+FUSION: Registry[Callable[..., Any]] = Registry("fusion method")
+FUSION.register("early", EarlyFusion,
+                description="concatenate per-modality standardised features, one classifier")
+for _method, _what in LATE_METHODS.items():
+    FUSION.register(f"late:{_method}", functools.partial(LateFusion, method=_method),
+                    description=f"one model per modality, combined by {_what}")
+for _method, _what in LATE_METHODS.items():
+    FUSION.register(f"hybrid:{_method}", functools.partial(HybridFusion, method=_method),
+                    description=f"early-fused model + one model per modality, combined by {_what}")
+FUSION_IDS: tuple[str, ...] = tuple(FUSION.list())
+
+
 def make_fusion(fusion_id: str, **kwargs: Any) -> EarlyFusion | LateFusion | HybridFusion:
-    """Build an unfitted fusion model from its stable id (see ``FUSION_IDS``)."""
-    if fusion_id not in FUSION_IDS:
-        raise ValueError(f"unknown fusion id {fusion_id!r}; valid ids: {', '.join(FUSION_IDS)}")
-    if fusion_id == "early":
-        return EarlyFusion(**kwargs)
-    family, method = fusion_id.split(":", 1)
-    cls = LateFusion if family == "late" else HybridFusion
-    return cls(method=method, **kwargs)
+    """Build an unfitted fusion model from its stable id (see :data:`FUSION`)."""
+    return FUSION.get(fusion_id)(**kwargs)

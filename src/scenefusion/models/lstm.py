@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from scenefusion.models.base import ProgressCallback, register
-from scenefusion.models.dense import _EPS, TorchClassifier
+from scenefusion.models.base import Capabilities, ProgressCallback, register_model
+from scenefusion.models.dense import _EPS, TorchModel
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def _check_lengths(lengths: np.ndarray | None, n: int, t: int) -> np.ndarray:
@@ -60,8 +60,8 @@ class _LSTMNet(nn.Module):
         return self.head(self.embed(x, lengths))
 
 
-@register("lstm")
-class LSTMClassifier(TorchClassifier):
+@register_model("lstm", "LSTM over audio sequences; its last hidden state is a learned embedding")
+class LSTMModel(TorchModel):
     """LSTM over (N, T, C) sequences; the last hidden state feeds a linear softmax head.
 
     Variable-length rows are supported through ``lengths`` (packed sequences). Each coefficient
@@ -70,7 +70,9 @@ class LSTMClassifier(TorchClassifier):
     embedding for early fusion.
     """
 
-    accepts_sequences: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        sequence_input=True, uses_validation=True, reports_progress=True, embedding=True,
+        modalities=("audio",))
 
     def __init__(
         self,
@@ -142,7 +144,7 @@ class LSTMClassifier(TorchClassifier):
         lengths: np.ndarray | None = None,
         val_lengths: np.ndarray | None = None,
         progress: ProgressCallback | None = None,
-    ) -> LSTMClassifier:
+    ) -> LSTMModel:
         """Train with early stopping; ``progress(epoch, train_loss, val_loss)`` is optional."""
         X = self._as_sequences(X)
         self.n_features_in_ = X.shape[2]

@@ -31,13 +31,14 @@ import sklearn
 import skops.io as sio
 import torch
 from safetensors.torch import load_file, save_file
+from sklearn.frozen import FrozenEstimator
 
-from scenefusion.models.base import MODEL_REGISTRY
-from scenefusion.models.classical import ClassicalClassifier
-from scenefusion.models.dense import TorchClassifier
+from scenefusion.models.base import MODELS
+from scenefusion.models.classical import ClassicalModel
+from scenefusion.models.dense import TorchModel
 from scenefusion.models.fusion import EarlyFusion, HybridFusion, LateFusion
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 FORMAT = "scenefusion-model"
 FORMAT_VERSION = 1
@@ -132,7 +133,7 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         )
     saved = manifest.get("versions", {}).get("scikit-learn")
     if saved and saved != sklearn.__version__:
-        logger.warning(
+        log.warning(
             "%s was saved with scikit-learn %s, running %s", path, saved, sklearn.__version__
         )
     return manifest
@@ -163,10 +164,22 @@ def _load_skops(path: Path, extra_trusted: Iterable[str] = ()) -> Any:
 
 
 def _model_class(model_id: str, base: type) -> type:
-    cls = MODEL_REGISTRY.get(model_id)
+    cls = MODELS.get(model_id) if model_id in MODELS else None
     if cls is None or not issubclass(cls, base):
         raise ValueError(f"manifest names unknown {base.__name__} id {model_id!r}")
     return cls
+
+
+def _unfrozen(model: Any) -> Any:
+    """The fitted model inside a ``FrozenEstimator`` (prefit fusion members, encoders)."""
+    return model.estimator if isinstance(model, FrozenEstimator) else model
+
+
+def _classical_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Manifest params -> keywords; models saved before hyper-parameters became explicit
+    ``__init__`` keywords kept them in one ``params`` dict."""
+    params = dict(params)
+    return {**params, **(params.pop("params", None) or {})}
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -174,9 +187,10 @@ def save_model(model: Any, directory: Path | str) -> Path:
     """Save a fitted model or fusion object to ``directory`` (created; files overwritten)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    model = _unfrozen(model)
     if not hasattr(model, "classes_"):
         raise ValueError(f"{type(model).__name__} is not fitted; nothing to save")
-    if isinstance(model, ClassicalClassifier):
+    if isinstance(model, ClassicalModel):
         _dump_skops(model.pipeline_, directory / "pipeline.skops")
         _write_manifest(
             directory,
@@ -186,7 +200,7 @@ def save_model(model: Any, directory: Path | str) -> Path:
             params=model.get_params(deep=False),
             state={"best_params": model.best_params_, "n_features_in": model.n_features_in_},
         )
-    elif isinstance(model, TorchClassifier):
+    elif isinstance(model, TorchModel):
         tensors = {
             f"net.{k}": v.detach().contiguous() for k, v in model.network_.state_dict().items()
         }
@@ -252,13 +266,13 @@ def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()
     kind, params, state = manifest["kind"], manifest.get("params", {}), manifest.get("state", {})
     extra = tuple(extra_trusted_types)
     if kind == "classical":
-        model = _model_class(manifest["model_id"], ClassicalClassifier)(**params)
+        model = _model_class(manifest["model_id"], ClassicalModel)(**_classical_params(params))
         model.pipeline_ = _load_skops(directory / "pipeline.skops", extra)
         model.classes_ = np.asarray(model.pipeline_.classes_)
         model.best_params_ = state["best_params"]
         model.n_features_in_ = state["n_features_in"]
     elif kind == "torch":
-        model = _model_class(manifest["model_id"], TorchClassifier)(**params)
+        model = _model_class(manifest["model_id"], TorchModel)(**params)
         tensors = load_file(str(directory / "weights.safetensors"))
         model.classes_ = _classes(manifest)
         model.n_features_in_ = state["n_features_in"]
@@ -274,15 +288,18 @@ def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()
         encoder = None
         if state.get("audio_encoder"):  # the manifest decides, not a possibly stale folder
             encoder = load_model(directory / "audio_encoder", extra_trusted_types=extra)
-        model = EarlyFusion(model=classifier, audio_encoder=encoder, **params)
+        model = EarlyFusion(model=classifier, **params,
+                            audio_encoder=None if encoder is None else FrozenEstimator(encoder))
         model.transformers_ = _load_skops(directory / "transformers.skops", extra)
         model.classifier_ = classifier
         model.classes_ = _classes(manifest)
         model.n_features_in_ = state["n_features_in"]
     elif kind in ("late", "hybrid"):
         names = state["member_names"]
+        params = {k: v for k, v in params.items() if k != "prefit"}  # older manifests had it
         members = {
-            name: load_model(directory / "members" / str(i), extra_trusted_types=extra)
+            name: FrozenEstimator(load_model(directory / "members" / str(i),
+                                             extra_trusted_types=extra))
             for i, name in enumerate(names)
         }
         if kind == "late":
@@ -300,5 +317,5 @@ def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()
         model.meta_ = _load_skops(meta, extra) if meta.is_file() else None
     else:
         raise ValueError(f"{directory}: unknown model kind {kind!r}")
-    logger.info("loaded %s model %s from %s", kind, manifest.get("model_id"), directory)
+    log.info("loaded %s model %s from %s", kind, manifest.get("model_id"), directory)
     return model
