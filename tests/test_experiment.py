@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 from scenefusion.cli import app
 from scenefusion.config import ConfigError, load_config
 from scenefusion.data.download import DownloadError, download_reference
-from scenefusion.data.synthetic import make_pairs_folder, make_reference_like
-from scenefusion.experiment import DEMO_LOOKS, DEMO_SOUNDS
+from scenefusion.data.synthetic import DEMO_RECIPE, make_pairs_folder, make_reference_like
 
 runner = CliRunner()
 
@@ -42,8 +41,8 @@ def write_config(tmp_path: Path, data: Path, **extra) -> Path:
 def demo_pairs(tmp_path_factory) -> Path:
     return make_pairs_folder(tmp_path_factory.mktemp("demo") / "pairs",
                              classes=("BEACH", "CITY", "FOREST", "RESTAURANT"),
-                             groups_per_class=6, frames_per_group=4, looks=DEMO_LOOKS,
-                             sounds=DEMO_SOUNDS)
+                             groups_per_class=6, frames_per_group=4, looks=DEMO_RECIPE["looks"],
+                             sounds=DEMO_RECIPE["sounds"])
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +68,25 @@ def test_unknown_model_and_backbone_are_named(tmp_path):
     with pytest.raises(ConfigError, match="unknown image model.*xgboost"):
         load_config(path)
     path.write_text("features:\n  image_backbones: [vgg99]\n")
-    with pytest.raises(ConfigError, match="unknown backbone.*vgg99"):
+    with pytest.raises(ConfigError, match="unknown image backbone .vgg99.; choose one of eff"):
         load_config(path)
+
+
+def test_a_model_is_offered_only_for_the_input_it_takes(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  image: [lstm]\n")
+    with pytest.raises(ConfigError, match="'lstm' does not take image input.*image models"):
+        load_config(path)
+    path.write_text("models:\n  params: {svm: {C: 10, nope: 1}}\n")
+    with pytest.raises(ConfigError, match=r"hyper-parameter\(s\) \['nope'\] for model 'svm'"):
+        load_config(path)
+
+
+def test_engine_is_read_as_runtime_with_a_warning(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("features:\n  engine: torch\n")
+    with pytest.warns(DeprecationWarning, match="features.runtime"):
+        assert load_config(path).features.runtime == "torch"
 
 
 def test_empty_model_list_is_rejected(tmp_path):
@@ -104,8 +120,11 @@ def test_run_writes_every_artefact_and_prints_the_table(finished_run):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     names = [r["name"] for r in metrics["results"]]
-    kinds = {n.split(":")[0] for n in names}
+    kinds = {r["extra"]["family"] for r in metrics["results"]}  # structured, never parsed
     assert kinds == {"image", "audio", "early", "late", "hybrid"}
+    late = next(r["extra"] for r in metrics["results"] if r["extra"]["family"] == "late")
+    assert late["backbone"] == "effnet_lite0" and late["audio_feature"] == "mfcc"
+    assert [m.split(":")[0] for m in late["members"]] == ["image", "audio"]
     assert len(names) == 2 + 2 + 2 + 4 + 1  # early: pooled MFCC and LSTM embedding
     assert len(list((run_dir / "plots").glob("confusion_*.png"))) == len(names)
     assert len(list((run_dir / "reports").glob("*.txt"))) == len(names)
@@ -190,7 +209,7 @@ def test_run_on_reference_layout(tmp_path):
 
 def test_command_line_overrides_are_validated(tmp_path):
     result = runner.invoke(app, ["run", "--image-backbone", "vgg99", "--cache", str(tmp_path)])
-    assert result.exit_code == 1 and "unknown backbone" in result.output
+    assert result.exit_code == 1 and "unknown image backbone" in result.output
     result = runner.invoke(app, ["run", "--split", "random", "--cache", str(tmp_path)])
     assert result.exit_code == 1 and "split.strategy" in result.output
 
@@ -238,7 +257,6 @@ def test_late_fusion_bundle_falls_back_to_the_present_modality(tmp_path, demo_pa
     # a late-fusion bundle trained on precomputed toy features is enough to check the plumbing
     import numpy as np
 
-    from scenefusion.experiment import Candidate
     from scenefusion.models import LateFusion, make_model
     from scenefusion.predict import load_bundle, predict_pairs, save_bundle
 
@@ -248,8 +266,7 @@ def test_late_fusion_bundle_falls_back_to_the_present_modality(tmp_path, demo_pa
     aud = rng.normal(y[:, None, None], 0.3, (40, 8, 13)).astype("float32")
     model = LateFusion({"image": make_model("logreg"), "audio": make_model("logreg")}).fit(
         {"image": img, "audio": aud}, y)
-    cand = Candidate("late:mean:t", "late", model, "effnet_lite0", 1.0, 0.1, np.zeros((1, 2)))
-    info = {"name": cand.name, "kind": "late", "classes": ["A", "B"],
+    info = {"name": "late:mean:t", "kind": "late", "classes": ["A", "B"],
             "image_backbone": "effnet_lite0", "image_weights": None, "audio_features": "mfcc",
             "audio_source": "raw-audio"}
     save_bundle(model, info, tmp_path / "b")

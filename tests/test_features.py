@@ -13,14 +13,15 @@ from typer.testing import CliRunner
 from scenefusion.cli import app
 from scenefusion.data import load_pairs_folder
 from scenefusion.features.audio import (
-    AUDIO_EXTRACTORS,
+    AUDIO_FEATURES,
     SequenceStandardizer,
     mfcc_seconds,
     mfcc_sequence,
-    pooled_summary,
+    pool_sequence,
 )
+from scenefusion.features.backbones import IMAGE_BACKBONES
 from scenefusion.features.extract import extract_audio, extract_images
-from scenefusion.features.image import IMAGE_BACKBONES, ImageExtractor, preprocess
+from scenefusion.features.image import ImageExtractor, preprocess
 from scenefusion.features.store import FeatureStore
 
 
@@ -54,26 +55,56 @@ def test_vgg16_through_registry_with_weights_file(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "vgg16-random.pth"
     torch.save(backbones.vgg16().state_dict(), path)
-    extractor = ImageExtractor("vgg16", weights=path, engine="torch")
+    extractor = ImageExtractor("vgg16", weights=path, runtime="torch")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 260, 3), np.uint8))
     emb = extractor.embed(extractor.preprocess(image)[None])
     assert emb.shape == (1, 4096) and np.all(emb >= 0)  # fc7 after ReLU
-    assert extractor.params_key().startswith("vgg16-random.pth")
+    key = extractor.params_key()
+    assert key != ImageExtractor("vgg16", runtime="torch").params_key()  # the user file counts
+    torch.save(backbones.vgg16().state_dict(), path)  # other weights, same file name
+    assert ImageExtractor("vgg16", weights=path, runtime="torch").params_key() != key
+
+
+@pytest.mark.parametrize("backbone_id", IMAGE_BACKBONES.list())
+def test_every_registered_backbone_embeds(backbone_id, tmp_path):
+    """timm-style: every registry entry builds, preprocesses and embeds (random weights saved
+    in the entry's own format stand in where the official file is absent)."""
+    spec = IMAGE_BACKBONES.get(backbone_id)
+    weights = None
+    if spec.weights.source != "package":
+        torch.manual_seed(0)
+        weights = tmp_path / spec.weights.file_name
+        torch.save(spec.builder().state_dict(), weights)
+    extractor = ImageExtractor(backbone_id, weights=weights, runtime="torch", cache_dir=tmp_path)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 90, 3), np.uint8))
+    x = extractor.preprocess(image)
+    assert x.shape == (3, spec.input_size, spec.input_size)
+    emb = extractor.embed(x[None])
+    assert emb.shape == (1, spec.embedding_dim) and emb.dtype == np.float32
+    assert np.isfinite(emb).all()
+
+
+def test_cache_key_follows_runtime_and_preprocessing():
+    onnx, eager = ImageExtractor("effnet_lite0", runtime="onnx"), ImageExtractor(
+        "effnet_lite0", runtime="torch")
+    assert onnx.params_key() != eager.params_key()
+    v1, v2 = ImageExtractor("resnet50.v1"), ImageExtractor("resnet50")
+    assert v1.params_key() != v2.params_key()  # same architecture, other weights and resize
 
 
 def test_preprocess_gives_input_size_for_any_aspect():
     for backbone_id in ("effnet_lite2", "inception_v3"):
-        info = IMAGE_BACKBONES[backbone_id]
+        spec = IMAGE_BACKBONES.get(backbone_id)
         for shape in ((64, 200, 3), (300, 90, 3)):
             img = Image.fromarray(np.zeros(shape, np.uint8))
-            assert preprocess(img, info).shape == (3, info.input_size, info.input_size)
+            assert preprocess(img, spec).shape == (3, spec.input_size, spec.input_size)
 
 
 def test_torchvision_backbone_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr("torch.hub.download_url_to_file", _offline)
     with pytest.raises(FileNotFoundError, match=r"vgg19-dcbb9e9d\.pth") as err:
-        ImageExtractor("vgg19").params_key()
+        ImageExtractor("vgg19").embed(torch.zeros(1, 3, 224, 224))
     assert str(tmp_path / "hub" / "checkpoints") in str(err.value)
 
 
@@ -103,7 +134,7 @@ def test_short_clip_loops_and_long_recording_splits_into_seconds(tmp_path):
 
 
 def test_deltas_triple_the_channels(tmp_path):
-    seq = mfcc_sequence(_tone(tmp_path / "a.wav", 1.0), AUDIO_EXTRACTORS["mfcc_deltas"])
+    seq = mfcc_sequence(_tone(tmp_path / "a.wav", 1.0), AUDIO_FEATURES.get("mfcc_deltas").params)
     assert seq.shape == (8, 39)
 
 
@@ -116,9 +147,9 @@ def test_standardizer_uses_training_statistics_only():
     assert scaler.transform(test).mean() > 10  # not re-centred on test data
 
 
-def test_pooled_summary_is_mean_std_min_max():
+def test_pool_sequence_is_mean_std_min_max():
     x = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
-    pooled = pooled_summary(x)
+    pooled = pool_sequence(x)
     assert pooled.shape == (2, 8)
     np.testing.assert_allclose(pooled[0], [2, 3, x[0, :, 0].std(), x[0, :, 1].std(), 0, 1, 4, 5])
 
@@ -186,21 +217,23 @@ def test_extract_cli_reports_computed_and_reused(pairs_root, tmp_path):
     assert "│        0 │     36 │" in second.output
 
 
-def test_onnx_and_torch_engines_agree_and_export_is_cached(tmp_path):
-    onnx = ImageExtractor("effnet_lite0", engine="onnx", cache_dir=tmp_path)
-    eager = ImageExtractor("effnet_lite0", engine="torch", cache_dir=tmp_path)
+def test_onnx_and_torch_runtimes_agree_and_export_is_cached(tmp_path):
+    onnx = ImageExtractor("effnet_lite0", runtime="onnx", cache_dir=tmp_path)
+    eager = ImageExtractor("effnet_lite0", runtime="torch", cache_dir=tmp_path)
     batch = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     a, b = onnx.embed(batch), eager.embed(batch)
     np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(b).max())
     assert onnx.onnx_path().is_file() and onnx.onnx_path().parent == tmp_path / "onnx"
-    again = ImageExtractor("effnet_lite0", engine="onnx", cache_dir=tmp_path)
+    again = ImageExtractor("effnet_lite0", runtime="onnx", cache_dir=tmp_path)
     np.testing.assert_array_equal(again.embed(batch), a)
     assert again._model is None  # the cached graph was used: torch model never built
 
 
-def test_unknown_engine_is_rejected():
-    with pytest.raises(ValueError, match="unknown engine 'tpu'"):
-        ImageExtractor("effnet_lite0", engine="tpu")
+def test_unknown_runtime_is_rejected_and_engine_still_works():
+    with pytest.raises(ValueError, match="unknown runtime 'tpu'"):
+        ImageExtractor("effnet_lite0", runtime="tpu")
+    with pytest.warns(DeprecationWarning, match="runtime"):
+        assert ImageExtractor("effnet_lite0", engine="torch").runtime == "torch"
 
 
 def test_interrupted_extract_says_it_can_resume(pairs_root, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .data import DataError, load_dataset
+from .features import DEFAULT_BATCH_SIZE
 
 app = typer.Typer(help="Scene classification from images and the audio recorded with them.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -108,50 +109,53 @@ def _rate_updater(bar: Progress, task, start: float):
 @app.command("extract")
 def extract(
     path: Annotated[Path, typer.Argument(help="Data folder or manifest CSV.")],
-    image_backbone: Annotated[str, typer.Option(help="Image backbone id.")] = "effnet_lite0",
-    audio: Annotated[str, typer.Option(help="Audio features: mfcc, mfcc_deltas, mfcc40.")] = "mfcc",
+    image_backbone: Annotated[
+        list[str] | None, typer.Option(help="Image backbone id(s), repeatable; see `list`.")
+    ] = None,
+    audio: Annotated[str, typer.Option(help="Audio feature id; see `list`.")] = "mfcc",
     weights: Annotated[
-        Path | None, typer.Option(help="Weight file for a torchvision backbone.")
+        Path | None, typer.Option(help="Weight file for a (single) torchvision backbone.")
     ] = None,
     cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    engine: Annotated[str, typer.Option(help="auto, onnx or torch.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULT_BATCH_SIZE,
+    runtime: Annotated[str, typer.Option(help="auto, onnx or torch.")] = "auto",
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Embedding threads (default: usable cores).")
+    ] = None,
     layout: Annotated[str, typer.Option(help="auto, reference, manifest or pairs.")] = "auto",
     classes: ClassesOpt = None,
 ) -> None:
-    """Compute and cache image embeddings and MFCC sequences; reuse whatever is cached."""
-    import time
-
-    from .features.extract import extract_audio, extract_images
-    from .features.image import ImageExtractor
+    """Compute and cache image embeddings and audio features; reuse whatever is cached."""
+    from .features.extract import extract_dataset
     from .features.store import FeatureStore
 
+    backbones = image_backbone or ["effnet_lite0"]
+    if weights is not None and len(backbones) != 1:
+        fail("--weights needs exactly one --image-backbone")
     try:
         dataset = load_dataset(path, layout=layout, classes=_classes(classes), check_files=False)
         store = FeatureStore(cache)
-        extractor = ImageExtractor(image_backbone, weights, engine=engine, cache_dir=store.root)
         with progress_bar() as bar:
-            task = bar.add_task(f"image: {image_backbone}", total=len(dataset), rate="")
-            images = extract_images(dataset.items, extractor, store, batch_size=batch_size,
-                                    progress=_rate_updater(bar, task, time.perf_counter()))
-            task = bar.add_task(f"audio: {audio}", total=len(dataset), rate="")
-            sounds = extract_audio(dataset.items, store, audio,
-                                   progress=_rate_updater(bar, task, time.perf_counter()))
-    except (DataError, ValueError, FileNotFoundError, RuntimeError) as err:
+            out = extract_dataset(dataset, store, backbones, audio,
+                                  image_weights={backbones[0]: weights} if weights else None,
+                                  runtime=runtime, threads=threads, batch_size=batch_size,
+                                  progress=_stage_progress(bar))
+    except (DataError, ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
         return
     except KeyboardInterrupt:
         fail(INTERRUPTED, code=130)
         return
+    shapes = {f"audio:{audio}": out.audio.shape[1:],
+              **{f"image:{b}": v.shape[1:] for b, v in out.images.items()}}
     table = Table(title=f"features for {len(dataset)} items, cache {escape(str(store.root))}")
     for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
         table.add_column(col, justify="right" if col != "features" else "left")
-    for name, res in ((image_backbone, images), (audio, sounds)):
-        shape = "x".join(str(s) for s in res.features.shape[1:])
-        table.add_row(name, shape, str(res.computed), str(res.reused), str(len(res.skipped)),
-                      f"{res.seconds:.1f}")
+    for name, row in out.extraction.items():
+        table.add_row(escape(name), "x".join(str(s) for s in shapes[name]), str(row["computed"]),
+                      str(row["reused"]), str(row["skipped"]), f"{row['seconds']:.1f}")
     console.print(table)
-    for s in dataset.skipped + images.skipped + sounds.skipped:
+    for s in dataset.skipped + out.skipped:
         console.print(f"[yellow]skipped[/yellow] {escape(s.path)}: {escape(s.reason)}")
 
 
@@ -162,13 +166,14 @@ def _stage_progress(bar: Progress):
     tasks: dict[str, tuple[int, float]] = {}
 
     def update(stage: str, done: int, total: int) -> None:
-        key = stage.split(":")[0] if stage.startswith("training") else stage
+        training = stage.startswith("training")
+        key = "training" if training else stage
         if key not in tasks:
             tasks[key] = (bar.add_task(escape(stage), total=total, rate=""), time.perf_counter())
         task, start = tasks[key]
         rate = done / max(time.perf_counter() - start, 1e-9)
         bar.update(task, completed=done, total=total, description=escape(stage),
-                   rate=f"{rate:,.1f}/s" if not stage.startswith("training") else "")
+                   rate="" if training else f"{rate:,.1f} items/s")
 
     return update
 
@@ -243,18 +248,19 @@ def run(
     except ConfigError as err:
         fail(str(err))
         return
-    if cfg.data.path is None:
-        from .data.download import cached_reference_root
-
-        cached = cached_reference_root()
-        err_console.print(
-            f"no data configured: using the reference data set downloaded to {cached}"
-            if cached else "[yellow]no data configured: running on the synthetic demo data set "
-            "(see `scenefusion data download` for the reference data)[/yellow]")
     try:
+        if cfg.data.path is None:
+            from .data.download import cached_reference_root
+
+            cached = cached_reference_root()
+            err_console.print(
+                escape(f"no data configured: using the reference data set downloaded to {cached}")
+                if cached else "[yellow]no data configured: running on the synthetic demo data "
+                "set (see `scenefusion data download` for the reference data)[/yellow]")
         with progress_bar() as bar:
             out = run_experiment(cfg, progress=_stage_progress(bar))
-    except (DataError, SplitError, ValueError, FileNotFoundError, WeightsLoadError) as err:
+    except (DataError, SplitError, ValueError, KeyError, FileNotFoundError,
+            WeightsLoadError) as err:
         fail(str(err))
         return
     except KeyboardInterrupt:
@@ -286,32 +292,21 @@ def predict(
     top_k: Annotated[int, typer.Option(min=1)] = 3,
 ) -> None:
     """Classify one image/audio pair (prints top-k), many (--pairs), or a video (--video)."""
-    import tempfile
-
-    from .data.video import video_to_pairs
-    from .predict import load_bundle, pairs_in_folder, pairs_in_manifest, predict_pairs
+    from .predict import load_bundle, predict_pairs, predict_video, read_pairs
 
     if pairs is None and video is None and image is None and audio is None:
         fail("give --image and/or --audio, --pairs DIR|CSV, or --video FILE")
     try:
         bundle = load_bundle(model)
-        with tempfile.TemporaryDirectory() as tmp:
-            if video is not None:
-                frames_dir = Path(tmp)
-                video_to_pairs(video, frames_dir, "video")
-                images, audios = pairs_in_folder(frames_dir)
-            elif pairs is not None:
-                images, audios = (pairs_in_manifest(pairs) if pairs.suffix.lower() == ".csv"
-                                  else pairs_in_folder(pairs))
-            else:
-                images, audios = [image], [audio]
+        if video is not None:
+            frame = predict_video(bundle, video, top_k=top_k)
+        else:
+            images, audios = read_pairs(pairs) if pairs is not None else ([image], [audio])
             frame = predict_pairs(bundle, images, audios, top_k=top_k)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(str(err))
         return
     if video is not None:
-        frame.insert(0, "second", range(len(frame)))
-        frame = frame.drop(columns=["image", "audio"])
         frame.to_csv(out, index=False)
         good = frame[frame["error"] == ""]
         if good.empty:
@@ -383,11 +378,9 @@ def data_demo(
     dest: Annotated[Path, typer.Argument(help="Folder to create.")],
 ) -> None:
     """Write the SYNTHETIC demo pairs folder (for trying the tool; not real scenes)."""
-    from .data.synthetic import make_pairs_folder
-    from .experiment import DEMO_CLASSES, DEMO_LOOKS, DEMO_SOUNDS
+    from .data.synthetic import make_demo
 
-    make_pairs_folder(dest, classes=DEMO_CLASSES, groups_per_class=6, frames_per_group=6,
-                      image_size=96, looks=DEMO_LOOKS, sounds=DEMO_SOUNDS)
+    make_demo(dest)
     console.print(escape(f"synthetic demo data written to {dest}"))
 
 
@@ -409,18 +402,24 @@ def evaluate_run(
 
 @app.command("list")
 def list_components() -> None:
-    """The ids a config or option accepts: backbones, audio features, models, fusion modes."""
-    from .features.audio import AUDIO_EXTRACTORS
-    from .features.image import IMAGE_BACKBONES
-    from .models import FUSION_IDS, available_models
+    """Every id a config or option accepts, with what it is: backbones, audio features,
+    models (and which input each takes), fusion methods."""
+    from .features.audio import AUDIO_FEATURES
+    from .features.backbones import IMAGE_BACKBONES
+    from .models import FUSION, MODELS, capabilities
 
     table = Table(title="scenefusion ids")
-    table.add_column("kind")
-    table.add_column("ids")
-    table.add_row("image backbones", ", ".join(
-        f"{b} ({info.dim}-d, {info.input_size}px)" for b, info in IMAGE_BACKBONES.items()))
-    table.add_row("audio features", ", ".join(
-        f"{a} ({p.frames}x{p.channels})" for a, p in AUDIO_EXTRACTORS.items()))
-    table.add_row("models", ", ".join(available_models()))
-    table.add_row("fusion", ", ".join(FUSION_IDS))
+    for col in ("kind", "id", "what it is"):
+        table.add_column(col, overflow="fold")
+    for e in IMAGE_BACKBONES.entries():
+        table.add_row("image backbone", e.id, escape(
+            f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"))
+    for e in AUDIO_FEATURES.entries():
+        shape = "x".join(str(n) for n in e.obj.shape)
+        table.add_row("audio feature", e.id, escape(f"{e.description} ({shape} per item)"))
+    for e in MODELS.entries():
+        table.add_row("model", e.id, escape(
+            f"{e.description} [input: {capabilities(e.obj).summary()}]"))
+    for e in FUSION.entries():
+        table.add_row("fusion", e.id, escape(e.description))
     console.print(table)

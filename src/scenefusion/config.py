@@ -3,11 +3,24 @@ each run folder so that a result can always be traced back to exactly what produ
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .features import DEFAULT_BATCH_SIZE
+
+log = logging.getLogger(__name__)
 
 IMAGE_MODELS = ["logreg", "svm", "rf", "knn", "hgb", "mlp"]
 AUDIO_MODELS = ["lstm", "logreg", "svm", "rf", "hgb"]
@@ -40,32 +53,48 @@ class FeaturesConfig(_Strict):
     image_backbones: list[str] = ["effnet_lite0"]
     image_weights: dict[str, Path] = {}
     audio: str = "mfcc"
-    batch_size: int = Field(8, ge=1)  # fastest on 2 cores with ONNX Runtime (benchmarks/README.md)
-    engine: Literal["auto", "onnx", "torch"] = Field(
+    # fastest on 2 cores with ONNX Runtime (benchmarks/README.md)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
+    runtime: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Backbone runtime: ONNX Runtime (auto, when installed) or torch."
     )
+    threads: int | None = Field(
+        None, ge=1, description="Threads for embedding images; None = the cores this process "
+        "may use.",
+    )
     cache_dir: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_is_runtime(cls, data: Any) -> Any:
+        """`engine` was this setting's name before 0.2; accepted with a warning."""
+        if isinstance(data, dict) and "engine" in data:
+            data = dict(data)
+            if "runtime" in data:
+                raise ValueError("give features.runtime only (engine is its old name)")
+            warnings.warn("features.engine is deprecated: use features.runtime",
+                          DeprecationWarning, stacklevel=2)
+            log.warning("config: features.engine is deprecated, read as features.runtime")
+            data["runtime"] = data.pop("engine")
+        return data
 
     @field_validator("image_backbones")
     @classmethod
     def _known_backbones(cls, value: list[str]) -> list[str]:
-        from .features.image import IMAGE_BACKBONES
+        from .features.backbones import IMAGE_BACKBONES
 
-        unknown = [v for v in value if v not in IMAGE_BACKBONES]
-        if unknown:
-            raise ValueError(f"unknown backbone(s) {unknown}; choose from {list(IMAGE_BACKBONES)}")
         if not value:
             raise ValueError("at least one image backbone is needed")
+        for v in value:
+            IMAGE_BACKBONES.get(v)  # raises, naming the valid ids
         return value
 
     @field_validator("audio")
     @classmethod
     def _known_audio(cls, value: str) -> str:
-        from .features.audio import AUDIO_EXTRACTORS
+        from .features.audio import AUDIO_FEATURES
 
-        if value not in AUDIO_EXTRACTORS:
-            valid = list(AUDIO_EXTRACTORS)
-            raise ValueError(f"unknown audio features {value!r}; choose from {valid}")
+        AUDIO_FEATURES.get(value)
         return value
 
 
@@ -115,13 +144,19 @@ class ExperimentConfig(_Strict):
     @field_validator("models")
     @classmethod
     def _known_models(cls, value: ModelsConfig) -> ModelsConfig:
-        from .models import available_models
+        from .models import MODELS, available_models, capabilities, make_model
 
-        valid = set(available_models())
+        valid = available_models()
         for side in ("image", "audio"):
-            unknown = [m for m in getattr(value, side) if m not in valid]
-            if unknown:
-                raise ValueError(f"unknown {side} model(s) {unknown}; choose from {sorted(valid)}")
+            for m in getattr(value, side):
+                if m not in valid:
+                    raise ValueError(f"unknown {side} model {m!r}; choose from {valid}")
+                if side not in capabilities(MODELS.get(m)).modalities:
+                    takes = [k for k in valid if side in capabilities(MODELS.get(k)).modalities]
+                    raise ValueError(f"model {m!r} does not take {side} input; "
+                                     f"{side} models: {takes}")
+        for m, params in value.params.items():
+            make_model(m, **params)  # unknown ids and hyper-parameters fail here, named
         return value
 
     def to_yaml(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import pandas as pd
 import torch
 
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
-from .features.audio import AUDIO_EXTRACTORS, mfcc_sequence
+from .features import DEFAULT_BATCH_SIZE
+from .features.audio import AUDIO_FEATURES
 from .features.image import ImageExtractor
 from .models import load_model, save_model
 
@@ -66,7 +68,7 @@ def load_bundle(path: Path) -> Bundle:
 
 
 def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
-                  batch_size: int = 16) -> dict[int, np.ndarray]:
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, np.ndarray]:
     """Embeddings by row; an unreadable image marks its row's error instead of failing all."""
     weights = bundle.info.get("image_weights")
     extractor = ImageExtractor(bundle.info["image_backbone"], Path(weights) if weights else None)
@@ -106,11 +108,11 @@ def predict_pairs(
     if bundle.kind != "audio":
         wanted = {i: Path(p) for i, p in enumerate(images) if p is not None}
         feats["image"] = _embed_images(bundle, wanted, rows)
-    params = AUDIO_EXTRACTORS[bundle.info.get("audio_features", "mfcc")]
+    audio_feature = AUDIO_FEATURES.get(bundle.info.get("audio_features", "mfcc"))
     for i, path in enumerate(audios):
         if path is not None and bundle.kind != "image" and not rows[i]["error"]:
             try:
-                feats["audio"][i] = mfcc_sequence(Path(path), params)
+                feats["audio"][i] = audio_feature(Path(path))
             except DataError as err:
                 rows[i]["error"] = str(err)
     patterns: dict[tuple[str, ...], list[int]] = {}
@@ -145,6 +147,25 @@ def predict_pairs(
         if col not in frame:
             frame[col] = None
     return frame[["image", "audio", "predicted", "probability", "top_k", "modalities", "error"]]
+
+
+def predict_video(bundle: Bundle, video: Path, top_k: int = 3) -> pd.DataFrame:
+    """Classify a video second by second (a frame + its second of audio): one row per second,
+    with the same columns as :func:`predict_pairs` less the temporary file paths."""
+    from .data.video import video_to_pairs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        video_to_pairs(video, Path(tmp), "video")
+        images, audios = pairs_in_folder(Path(tmp))
+        frame = predict_pairs(bundle, images, audios, top_k=top_k)
+    frame.insert(0, "second", range(len(frame)))
+    return frame.drop(columns=["image", "audio"])
+
+
+def read_pairs(path: Path) -> tuple[list[Path | None], list[Path | None]]:
+    """Image and audio paths of many pairs: a CSV manifest or a folder matched by file name."""
+    path = Path(path)
+    return pairs_in_manifest(path) if path.suffix.lower() == ".csv" else pairs_in_folder(path)
 
 
 def pairs_in_folder(folder: Path) -> tuple[list[Path | None], list[Path | None]]:

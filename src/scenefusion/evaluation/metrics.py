@@ -25,7 +25,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: Columns of :func:`comparison_table`, in order.
 COMPARISON_COLUMNS: list[str] = [
@@ -308,7 +308,7 @@ def evaluate(
         # Warns when y_pred has classes absent from y_true; that is expected here.
         bal_acc = balanced_accuracy_score(y, y_pred)
     for w in caught:
-        logger.debug("%s: balanced_accuracy_score: %s", name, w.message)
+        log.debug("%s: balanced_accuracy_score: %s", name, w.message)
     report = classification_report(
         y, y_pred, labels=labels, target_names=names, zero_division=0, digits=4
     )
@@ -323,7 +323,7 @@ def evaluate(
         unit = "group"
     if n_bootstrap > 0:
         if n_groups is not None and n_groups < 2:
-            logger.warning("%s: only %d group(s); the bootstrap CI is degenerate", name, n_groups)
+            log.warning("%s: only %d group(s); the bootstrap CI is degenerate", name, n_groups)
         correct = (y_pred == y).astype(np.float64)
         stats = bootstrap_accuracy(correct, g, n_bootstrap=n_bootstrap, seed=seed)
         alpha = (1.0 - ci_level) / 2.0
@@ -354,7 +354,7 @@ def evaluate(
         bootstrap_unit=unit,
         n_groups=n_groups,
     )
-    logger.info(
+    log.info(
         "%s: accuracy=%.4f [%s] macro_f1=%.4f n=%d",
         name,
         result.accuracy,

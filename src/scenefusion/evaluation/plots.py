@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 
 from .metrics import EvaluationResult, comparison_table
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # Metrics where smaller is better (sorted ascending in the comparison chart).
 _LOWER_IS_BETTER = {"log_loss"}
@@ -44,7 +44,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", bbox_inches="tight")
     fig.clear()  # drop artists now instead of waiting for GC
-    logger.debug("wrote %s", out)
+    log.debug("wrote %s", out)
     return out
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from .metrics import EvaluationResult, comparison_table
 from .plots import plot_comparison, plot_confusion_matrix
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 METRICS_FILENAME = "metrics.json"
 SCHEMA_VERSION = 1
@@ -379,7 +379,7 @@ def write_reports(
     html_path = out / "report.html"
     _write_text_atomic(html_path, page)
     paths["report_html"] = html_path
-    logger.info("wrote reports for %d runs to %s", len(results), out)
+    log.info("wrote reports for %d runs to %s", len(results), out)
     return paths
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
 
 from ..data.validate import read_audio
-
-FRAMES_PER_SECOND = 8
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,13 @@ class MfccParams:
     deltas: bool = False
 
     @property
+    def frames_per_second(self) -> int:
+        """Sequence steps per second of audio (8 with the reference 0.125 s hop)."""
+        return int(round(1.0 / self.hop_s))
+
+    @property
     def frames(self) -> int:
-        return int(round(self.clip_seconds / self.hop_s))
+        return self.frames_per_second * self.clip_seconds
 
     @property
     def channels(self) -> int:
@@ -47,11 +53,56 @@ class MfccParams:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-AUDIO_EXTRACTORS = {
-    "mfcc": MfccParams(),
-    "mfcc_deltas": MfccParams(deltas=True),
-    "mfcc40": MfccParams(n_mfcc=40),
-}
+@dataclass(frozen=True)
+class LogMelParams:
+    """Log-mel spectrogram frames: a richer spectral picture than 13 MFCCs (what generalised
+    to unheard recordings in issue 9's probe). Hashed into the feature-cache key."""
+
+    sample_rate: int = 16000
+    n_mels: int = 64
+    window_s: float = 0.025
+    hop_s: float = 0.010
+    fmin: float = 50.0
+    fmax: float = 8000.0
+    clip_seconds: int = 1
+    #: subtract each clip's mean per band: removes a recording's fixed colouration (microphone,
+    #: distance) that otherwise identifies the recording rather than the scene
+    per_clip_norm: bool = False
+
+    @property
+    def frames_per_second(self) -> int:
+        return int(round(1.0 / self.hop_s))
+
+    @property
+    def frames(self) -> int:
+        return self.frames_per_second * self.clip_seconds
+
+    @property
+    def channels(self) -> int:
+        return self.n_mels
+
+
+def logmel_frames(audio: np.ndarray, params: LogMelParams) -> np.ndarray:
+    """(frames, n_mels) log-compressed mel energies (dB re 1.0) of a mono clip."""
+    hop = int(round(params.hop_s * params.sample_rate))
+    win = int(round(params.window_s * params.sample_rate))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mel = librosa.feature.melspectrogram(
+            y=audio, sr=params.sample_rate, n_fft=win, hop_length=hop, win_length=win,
+            n_mels=params.n_mels, fmin=params.fmin, fmax=params.fmax, center=True, power=2.0,
+        )
+    return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T.astype(np.float32)
+
+
+def logmel_sequence(path: Path, params: LogMelParams = LogMelParams()) -> np.ndarray:
+    """A file's fixed-length (100 * clip_seconds, n_mels) log-mel sequence (raises DataError)."""
+    audio, _ = read_audio(path, target_sr=params.sample_rate)
+    clip = fit_clip(audio, params.clip_seconds * params.sample_rate)
+    frames = logmel_frames(clip, params)[: params.frames]
+    if params.per_clip_norm:
+        frames = frames - frames.mean(axis=0, keepdims=True)
+    return frames
 
 
 def fit_clip(audio: np.ndarray, n_samples: int) -> np.ndarray:
@@ -83,20 +134,21 @@ def mfcc_frames(audio: np.ndarray, params: MfccParams) -> np.ndarray:
     return mfcc.T.astype(np.float32)
 
 
-def mfcc_sequence(path: Path, params: MfccParams = AUDIO_EXTRACTORS["mfcc"]) -> np.ndarray:
+def mfcc_sequence(path: Path, params: MfccParams = MfccParams()) -> np.ndarray:
     """A file's fixed-length (8 * clip_seconds, channels) MFCC sequence (raises DataError)."""
     audio, _ = read_audio(path, target_sr=params.sample_rate)
     clip = fit_clip(audio, params.clip_seconds * params.sample_rate)
     return mfcc_frames(clip, params)[: params.frames]
 
 
-def mfcc_seconds(path: Path, params: MfccParams = AUDIO_EXTRACTORS["mfcc"]) -> np.ndarray:
+def mfcc_seconds(path: Path, params: MfccParams = MfccParams()) -> np.ndarray:
     """A long recording as (n_seconds, 8, channels): one reference-style item per whole second."""
     audio, _ = read_audio(path, target_sr=params.sample_rate)
     n_seconds = max(1, len(audio) // params.sample_rate)
     audio = fit_clip(audio, n_seconds * params.sample_rate)
-    frames = mfcc_frames(audio, params)[: n_seconds * FRAMES_PER_SECOND]
-    return frames.reshape(n_seconds, FRAMES_PER_SECOND, -1)
+    per_second = params.frames_per_second
+    frames = mfcc_frames(audio, params)[: n_seconds * per_second]
+    return frames.reshape(n_seconds, per_second, -1)
 
 
 class SequenceStandardizer:
@@ -116,8 +168,65 @@ class SequenceStandardizer:
         return self.fit(X).transform(X)
 
 
-def pooled_summary(X: np.ndarray) -> np.ndarray:
-    """(N, T, C) -> (N, 4C) mean, std, min, max per coefficient, for classical models."""
-    from ..models.base import pool_sequence  # one implementation, shared with the models
+def pool_sequence(X: np.ndarray) -> np.ndarray:
+    """Summarise (N, T, C) sequences as (N, 4C) [mean | std | min | max] over time.
 
-    return pool_sequence(X)
+    Lets order-agnostic classical models use audio sequences; the block order is fixed so that
+    downstream feature indices stay meaningful.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3:
+        raise ValueError(f"pool_sequence expects (N, T, C) sequences, got shape {X.shape}")
+    return np.concatenate(
+        [X.mean(axis=1), X.std(axis=1), X.min(axis=1), X.max(axis=1)], axis=1
+    ).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AudioFeature:
+    """An audio representation: its parameters and the function from a file to its array.
+
+    ``key()`` identifies the numbers it produces (the function and every parameter), so the
+    feature cache never serves values computed differently.
+    """
+
+    params: MfccParams | LogMelParams
+    extract: Callable[[Path, Any], np.ndarray]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Per-item array shape: (frames, channels) for a sequence."""
+        return (self.params.frames, self.params.channels)
+
+    def key(self) -> str:
+        blob = json.dumps({"fn": f"{self.extract.__module__}.{self.extract.__qualname__}",
+                           **asdict(self.params)}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def __call__(self, path: Path) -> np.ndarray:
+        return self.extract(path, self.params)
+
+
+#: Audio feature id -> :class:`AudioFeature`; configs and the CLI use these ids.
+AUDIO_FEATURES: Registry[AudioFeature] = Registry("audio feature")
+AUDIO_FEATURES.register(
+    "mfcc", AudioFeature(MfccParams(), mfcc_sequence),
+    description="13 MFCCs x 8 frames per second (0.25 s window, 0.125 s hop): the reference "
+    "data set's representation",
+)
+AUDIO_FEATURES.register(
+    "mfcc_deltas", AudioFeature(MfccParams(deltas=True), mfcc_sequence),
+    description="13 MFCCs with first and second deltas (39 channels), 8 frames per second",
+)
+AUDIO_FEATURES.register(
+    "mfcc40", AudioFeature(MfccParams(n_mfcc=40), mfcc_sequence),
+    description="40 MFCCs x 8 frames per second: a finer spectral envelope",
+)
+AUDIO_FEATURES.register(
+    "logmel", AudioFeature(LogMelParams(), logmel_sequence),
+    description="64-band log-mel spectrogram, 25 ms windows, 10 ms hop (100 frames per second)",
+)
+AUDIO_FEATURES.register(
+    "logmel_norm", AudioFeature(LogMelParams(per_clip_norm=True), logmel_sequence),
+    description="log-mel with each clip's mean per band removed (less recording colouration)",
+)

@@ -19,9 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from ..data.items import Item, Skip
+from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
-from .audio import AUDIO_EXTRACTORS, MfccParams, mfcc_sequence
+from . import DEFAULT_BATCH_SIZE
+from .audio import AUDIO_FEATURES
 from .image import ImageExtractor
 from .store import FeatureStore, content_hash
 
@@ -105,7 +106,7 @@ def extract_images(
     items: list[Item],
     extractor: ImageExtractor,
     store: FeatureStore,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     num_workers: int | None = None,
     flush_every: int = 256,
     progress: Progress | None = None,
@@ -162,13 +163,10 @@ def extract_audio(
     flush_every: int = 256,
     progress: Progress | None = None,
 ) -> Extracted:
-    """(N, T, C) MFCC sequences. Items with precomputed MFCCs (reference layout) use those."""
+    """(N, T, C) audio feature sequences. Items with precomputed MFCCs (reference layout) use
+    those: they are all the audio that layout ships."""
     start = time.perf_counter()
-    if extractor_id not in AUDIO_EXTRACTORS:
-        raise ValueError(
-            f"unknown audio features {extractor_id!r}; choose one of {', '.join(AUDIO_EXTRACTORS)}"
-        )
-    params: MfccParams = AUDIO_EXTRACTORS[extractor_id]
+    feature = AUDIO_FEATURES.get(extractor_id)
     precomputed = [it.mfcc is not None for it in items]
     if all(precomputed) and items:
         seqs = np.stack([it.mfcc for it in items]).astype(np.float32)
@@ -176,11 +174,11 @@ def extract_audio(
                          time.perf_counter() - start)
     if any(precomputed):
         raise ValueError("mixing precomputed MFCC rows and audio files in one data set")
-    table = store.table(extractor_id, params.key())
+    table = store.table(extractor_id, feature.key())
     skipped: list[Skip] = []
     keys = _keys(items, "audio", skipped)
     cached = table.get_many(k for k in keys if k is not None)
-    features = np.zeros((len(items), params.frames, params.channels), np.float32)
+    features = np.zeros((len(items), *feature.shape), np.float32)
     ok = np.zeros(len(items), bool)
     writer = _ChunkWriter(table, flush_every)
     computed = reused = 0
@@ -190,7 +188,7 @@ def extract_audio(
             reused += 1
         elif key is not None:
             try:
-                features[i] = mfcc_sequence(item.audio, params)
+                features[i] = feature(item.audio)
                 ok[i] = True
                 computed += 1
                 writer.add(key, features[i])
@@ -203,4 +201,66 @@ def extract_audio(
     return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
 
 
-__all__ = ["Extracted", "extract_audio", "extract_images", "item_key"]
+@dataclass
+class DatasetFeatures:
+    """Features of the usable items of a data set (those every extractor could read)."""
+
+    dataset: Dataset
+    images: dict[str, np.ndarray]
+    audio: np.ndarray
+    skipped: list[Skip]
+    extraction: dict[str, dict[str, float]]
+    notes: list[str] = field(default_factory=list)
+
+
+StageProgress = Callable[[str, int, int], None]
+
+
+def extract_dataset(
+    dataset: Dataset,
+    store: FeatureStore,
+    image_backbones: list[str],
+    audio: str = "mfcc",
+    *,
+    image_weights: dict[str, Path] | None = None,
+    runtime: str = "auto",
+    threads: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: StageProgress | None = None,
+) -> DatasetFeatures:
+    """Every extractor through the cache (audio first, then each backbone); items that any of
+    them cannot read are dropped and reported. ``progress(stage, done, total)`` per stage."""
+    def reporter(label: str) -> Progress | None:
+        return (lambda d, t: progress(label, d, t)) if progress else None
+
+    sounds = extract_audio(dataset.items, store, audio, progress=reporter(f"audio: {audio}"))
+    images = {}
+    for b in image_backbones:
+        extractor = ImageExtractor(b, (image_weights or {}).get(b), runtime=runtime,
+                                   cache_dir=store.root, threads=threads)
+        images[b] = extract_images(dataset.items, extractor, store, batch_size=batch_size,
+                                   progress=reporter(f"image: {b}"))
+    ok = sounds.ok.copy()
+    for res in images.values():
+        ok &= res.ok
+    keep = np.flatnonzero(ok)
+    notes = []
+    if len(keep) < len(dataset):
+        notes.append(f"{len(dataset) - len(keep)} item(s) had no usable features and were left out")
+    extraction = {
+        name: {"computed": r.computed, "reused": r.reused, "seconds": r.seconds,
+               "skipped": len(r.skipped)}
+        for name, r in [(f"audio:{audio}", sounds), *((f"image:{b}", r) for b, r in images.items())]
+    }
+    return DatasetFeatures(
+        dataset=dataset.subset(keep),
+        images={b: r.features[keep] for b, r in images.items()},
+        audio=sounds.features[keep],
+        skipped=sounds.skipped + [s for r in images.values() for s in r.skipped],
+        extraction=extraction,
+        notes=notes,
+    )
+
+
+__all__ = ["DatasetFeatures", "Extracted", "extract_audio", "extract_dataset", "extract_images",
+           "item_key"]
