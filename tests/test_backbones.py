@@ -105,7 +105,8 @@ def test_state_dict_layout_matches_torchvision(model_id: str, layout: dict) -> N
     assert ours == layout[model_id]
 
 
-@pytest.mark.parametrize("model_id", MODEL_IDS)
+# VGG's embedding through a weight file is covered by test_features' loop over every backbone.
+@pytest.mark.parametrize("model_id", ["resnet50", "inception_v3"])
 def test_load_random_weights_and_embed(model_id: str, tmp_path: Path) -> None:
     spec = SPECS[model_id]
     torch.manual_seed(0)

@@ -61,7 +61,8 @@ def test_vgg16_through_registry_with_weights_file(tmp_path):
     assert emb.shape == (1, 4096) and np.all(emb >= 0)  # fc7 after ReLU
     key = extractor.params_key()
     assert key != ImageExtractor("vgg16", runtime="torch").params_key()  # the user file counts
-    torch.save(backbones.vgg16().state_dict(), path)  # other weights, same file name
+    with open(path, "ab") as fh:  # other bytes, same file name: other embeddings
+        fh.write(b"\0")
     assert ImageExtractor("vgg16", weights=path, runtime="torch").params_key() != key
 
 
@@ -82,6 +83,8 @@ def test_every_registered_backbone_embeds(backbone_id, tmp_path):
     emb = extractor.embed(x[None])
     assert emb.shape == (1, spec.embedding_dim) and emb.dtype == np.float32
     assert np.isfinite(emb).all()
+    if weights is not None:  # the given file is what was loaded
+        assert extractor.model.weights_path == weights
 
 
 def test_cache_key_follows_runtime_and_preprocessing():

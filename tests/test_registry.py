@@ -57,3 +57,22 @@ def test_list_prints_every_registered_entry_with_its_description(monkeypatch):
             assert f" {entry.id} " in result.output and entry.description in result.output
     lstm_row = next(line for line in result.output.splitlines() if " lstm " in line)
     assert "input: audio" in lstm_row  # which models take which input
+
+
+def test_diff_runs_finds_every_changed_figure_and_ignores_timings(tmp_path):
+    import json
+
+    from scenefusion.evaluation.compare import diff_runs
+
+    row = {"name": "image:x+logreg", "accuracy": 0.75, "confusion_matrix": [[3, 1], [0, 4]],
+           "extra": {"val_accuracy": 0.8, "fit_seconds": 1.0}}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"results": [row]}))
+    faster = {**row, "extra": {"val_accuracy": 0.8, "fit_seconds": 9.0, "family": "image"}}
+    b.write_text(json.dumps({"results": [faster]}))
+    assert diff_runs(a, b) == []  # timings and new metadata are not results
+    changed = {**row, "confusion_matrix": [[3, 1], [1, 3]]}
+    b.write_text(json.dumps({"results": [changed, {**row, "name": "new"}]}))
+    problems = diff_runs(a, b)
+    assert any("confusion_matrix[1][0]: 0 != 1" in p for p in problems)
+    assert any("row only in" in p and "new" in p for p in problems)
