@@ -125,6 +125,8 @@ def test_run_writes_every_artefact_and_prints_the_table(finished_run):
     late = next(r["extra"] for r in metrics["results"] if r["extra"]["family"] == "late")
     assert late["backbone"] == "effnet_lite0" and late["audio_feature"] == "mfcc"
     assert [m.split(":")[0] for m in late["members"]] == ["image", "audio"]
+    assert set(late["member_weights"]) == {"image", "audio"}  # each modality's pull, reported
+    assert "member weights of late:" in (run_dir / "report.md").read_text()
     assert len(names) == 2 + 2 + 2 + 4 + 1  # early: pooled MFCC and LSTM embedding
     assert len(list((run_dir / "plots").glob("confusion_*.png"))) == len(names)
     assert len(list((run_dir / "reports").glob("*.txt"))) == len(names)

@@ -398,3 +398,16 @@ def test_hybrid_out_of_fold_clones_keep_the_encoder(method, ordered):
     P = model.predict_proba({"image": Xte["image"]})
     check_proba(P, len(yte))
     assert model.last_used_members_ == ("image",)
+
+
+@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking"])
+def test_member_weights_sum_to_one_and_follow_the_combiner(method, data):
+    (Xtr, ytr), (Xva, yva) = data["train"], data["val"]
+    model = LateFusion({"image": "logreg", "audio": "logreg"}, method, stack_on="oof")
+    weights = model.fit(Xtr, ytr, Xva, yva).member_weights()
+    assert set(weights) == {"image", "audio"}
+    assert abs(sum(weights.values()) - 1) < 1e-3 and min(weights.values()) >= 0
+    if method == "weighted":
+        assert weights == {n: round(w, 4) for n, w in model.weights_.items()}
+    if method in ("mean", "product"):
+        assert weights == {"image": 0.5, "audio": 0.5}

@@ -331,6 +331,10 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
                          n_bootstrap=config.evaluation.n_bootstrap, seed=config.seed)
             r.extra.update(val_accuracy=c.val_accuracy, val_log_loss=c.val_log_loss,
                            fit_seconds=round(c.fit_seconds, 3), **c.spec.fields())
+            if hasattr(c.model, "member_weights"):
+                r.extra["member_weights"] = weights = c.model.member_weights()
+                notes.append(f"member weights of {c.name}: " + ", ".join(
+                    f"{m} {w:.2f}" for m, w in weights.items()))
             results.append(r)
         best = max(candidates, key=lambda c: c.val_rank) if grid.has_val else candidates[0]
         notes.append(f"best by validation accuracy: {best.name} (saved as best/)")

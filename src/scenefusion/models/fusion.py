@@ -431,6 +431,24 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         log.info("%s: tuned weights %s (acc=%.3f)", self.fusion_id, weights, best_key[0])
         return weights
 
+    def member_weights(self) -> dict[str, float]:
+        """How much each member counts in the fused probabilities, summing to 1: the tuned
+        weights (``weighted``), equal shares (``mean``, ``product``), or each member's share of
+        the stacking meta-learner's absolute coefficients. Shown in reports, so a weak
+        modality's pull on a fused run is visible."""
+        check_is_fitted(self, "members_")
+        names = self.member_names_
+        if self.method == "weighted" and self.weights_ is not None:
+            raw = np.array([self.weights_[n] for n in names], dtype=float)
+        elif self.method == "stacking" and self.meta_ is not None:
+            coef = np.abs(np.atleast_2d(self.meta_.coef_))
+            raw = np.array([b.sum() for b in np.array_split(coef, len(names), axis=1)])
+        else:
+            raw = np.ones(len(names))
+        total = raw.sum()
+        shares = raw / total if total > 0 else np.full(len(names), 1.0 / len(names))
+        return {n: round(float(w), 4) for n, w in zip(names, shares, strict=True)}
+
     def _meta_features(self, probas: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([probas[n] for n in self.member_names_], axis=1)
 
