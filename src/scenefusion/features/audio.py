@@ -23,8 +23,24 @@ from ..data.validate import read_audio
 from ..registry import Registry
 
 
+class _Framed:
+    """Sequence geometry shared by every framed representation: steps per second follow the
+    hop, so a clip of ``clip_seconds`` is ``frames`` steps."""
+
+    hop_s: float
+    clip_seconds: int
+
+    @property
+    def frames_per_second(self) -> int:
+        return int(round(1.0 / self.hop_s))
+
+    @property
+    def frames(self) -> int:
+        return self.frames_per_second * self.clip_seconds
+
+
 @dataclass(frozen=True)
-class MfccParams:
+class MfccParams(_Framed):
     """Everything that changes the numbers; hashed into the feature-cache key."""
 
     sample_rate: int = 16000
@@ -36,15 +52,6 @@ class MfccParams:
     deltas: bool = False
 
     @property
-    def frames_per_second(self) -> int:
-        """Sequence steps per second of audio (8 with the reference 0.125 s hop)."""
-        return int(round(1.0 / self.hop_s))
-
-    @property
-    def frames(self) -> int:
-        return self.frames_per_second * self.clip_seconds
-
-    @property
     def channels(self) -> int:
         return self.n_mfcc * (3 if self.deltas else 1)
 
@@ -54,7 +61,7 @@ class MfccParams:
 
 
 @dataclass(frozen=True)
-class LogMelParams:
+class LogMelParams(_Framed):
     """Log-mel spectrogram frames: a richer spectral picture than 13 MFCCs (what generalised
     to unheard recordings in issue 9's probe). Hashed into the feature-cache key."""
 
@@ -68,14 +75,6 @@ class LogMelParams:
     #: subtract each clip's mean per band: removes a recording's fixed colouration (microphone,
     #: distance) that otherwise identifies the recording rather than the scene
     per_clip_norm: bool = False
-
-    @property
-    def frames_per_second(self) -> int:
-        return int(round(1.0 / self.hop_s))
-
-    @property
-    def frames(self) -> int:
-        return self.frames_per_second * self.clip_seconds
 
     @property
     def channels(self) -> int:

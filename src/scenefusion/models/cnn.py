@@ -127,13 +127,6 @@ class AudioCNNModel(TorchModel):
         self.mixup_alpha = mixup_alpha
         self.random_state = random_state
 
-    @staticmethod
-    def _as_sequences(X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 3:
-            raise ValueError(f"audio_cnn needs (N, T, C) sequences, got shape {X.shape}")
-        return X
-
     def _fit_scaler(self, X: np.ndarray, lengths: np.ndarray | None) -> None:
         steps = X.reshape(-1, X.shape[2])
         self.mean_ = steps.mean(axis=0).astype(np.float32)

@@ -147,6 +147,13 @@ class TorchModel(ClassifierMixin, BaseEstimator):
     def _build_network(self, n_classes: int) -> nn.Module:  # pragma: no cover
         raise NotImplementedError
 
+    def _as_sequences(self, X: np.ndarray) -> np.ndarray:
+        """(N, T, C) float32 for sequence models; anything else is a clear error."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 3:
+            raise ValueError(f"{self.model_id} needs (N, T, C) sequences, got shape {X.shape}")
+        return X
+
     def _augmenter(self, n_classes: int) -> Augment | None:
         """Training-batch augmentation (none by default; see the audio CNN)."""
         return None

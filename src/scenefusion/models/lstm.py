@@ -102,13 +102,6 @@ class LSTMModel(TorchModel):
         self.class_weight = class_weight
         self.random_state = random_state
 
-    @staticmethod
-    def _as_sequences(X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 3:
-            raise ValueError(f"lstm needs (N, T, C) sequences, got shape {X.shape}")
-        return X
-
     def _fit_scaler(self, X: np.ndarray, lengths: np.ndarray | None) -> None:
         lengths = _check_lengths(lengths, len(X), X.shape[1])
         valid = np.arange(X.shape[1])[None, :] < lengths[:, None]  # (N, T) mask
