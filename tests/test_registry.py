@@ -76,3 +76,36 @@ def test_diff_runs_finds_every_changed_figure_and_ignores_timings(tmp_path):
     problems = diff_runs(a, b)
     assert any("confusion_matrix[1][0]: 0 != 1" in p for p in problems)
     assert any("row only in" in p and "new" in p for p in problems)
+
+
+@pytest.mark.parametrize("feature_id", __import__(
+    "scenefusion.features.audio", fromlist=["AUDIO_FEATURES"]).AUDIO_FEATURES.list())
+def test_every_audio_feature_gives_its_declared_shape(feature_id, tmp_path):
+    """Every registry entry, on a real-rate stereo file: declared shape, finite, cache key."""
+    import numpy as np
+    import soundfile as sf
+
+    from scenefusion.features.audio import AUDIO_FEATURES
+
+    t = np.arange(44100) / 44100
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).normal(size=t.size)
+    sf.write(tmp_path / "a.wav", np.stack([wave, wave], axis=1).astype("float32"), 44100)
+    feature = AUDIO_FEATURES.get(feature_id)
+    array = feature(tmp_path / "a.wav")
+    assert array.shape == feature.shape and np.isfinite(array).all()
+    assert len(feature.key()) == 12
+
+
+def test_layers_import_downwards_only():
+    """features never imports models, data never imports features (ARCHITECTURE.md)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "scenefusion"
+    forbidden = {"data": ("features", "models", "evaluation", "experiment", "predict", "cli"),
+                 "features": ("models", "evaluation", "experiment", "predict", "cli")}
+    for layer, above in forbidden.items():
+        for path in (root / layer).rglob("*.py"):
+            for name in re.findall(r"^\s*from\s+(?:scenefusion|\.+)\.?(\w+)", path.read_text(),
+                                   re.M):
+                assert name not in above, f"{path.relative_to(root)} imports {name}"

@@ -1,4 +1,7 @@
-"""Command line: parses, calls the library, shows results with rich. No logic lives here."""
+"""Command line: parses, calls the library, shows results with rich. No logic lives here.
+
+One file of ~400 lines on purpose: each command is a short parse-call-render function, and
+keeping them together shows every option a user has in one place."""
 
 from __future__ import annotations
 

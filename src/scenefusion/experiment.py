@@ -1,6 +1,7 @@
 """Run one experiment end to end: data -> split -> features -> models -> fusion -> reports.
 
-The only module that knows every stage. Model selection (which unimodal model feeds late
+The only module that knows every stage (hence just over 400 lines: grid, run folder and
+report re-rendering belong together). Model selection (which unimodal model feeds late
 fusion, which run is saved as `best`) uses validation accuracy, never test accuracy, so the
 test split stays an honest estimate for every row of the comparison table.
 """

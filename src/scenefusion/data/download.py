@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..features.store import default_cache_dir
+from ..paths import default_cache_dir
 from .datasets import REFERENCE_CSV
 
 log = logging.getLogger(__name__)

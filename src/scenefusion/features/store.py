@@ -17,17 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import ENV_CACHE, default_cache_dir  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
-
-ENV_CACHE = "SCENEFUSION_CACHE"
-
-
-def default_cache_dir() -> Path:
-    """`$SCENEFUSION_CACHE`, else `$XDG_CACHE_HOME/scenefusion`, else `~/.cache/scenefusion`."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "scenefusion"
 
 
 def content_hash(path: Path) -> str:

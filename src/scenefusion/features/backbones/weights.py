@@ -18,7 +18,6 @@ from .spec import BackboneSpec
 log = logging.getLogger(__name__)
 
 
-
 class WeightsNotFoundError(FileNotFoundError):
     """The official weight file is neither given, nor cached, nor downloadable."""
 
