@@ -253,6 +253,13 @@ def test_predict_pairs_writes_csv_and_reports_bad_rows(finished_run, demo_pairs,
     assert "broken.png" in result.output
     good = frame[frame["error"] == ""]
     assert len(good) == 2 and set(good["predicted"]) <= {"BEACH", "CITY", "FOREST", "RESTAURANT"}
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "broken.png").write_bytes(b"nope")
+    result = runner.invoke(app, ["predict", "--model", str(run_dir), "--pairs", str(only_bad),
+                                 "--out", str(tmp_path / "bad.csv")])
+    assert result.exit_code == 2 and "no pair could be classified" in result.output
+    assert (tmp_path / "bad.csv").is_file()  # the error rows are still written
 
 
 def test_late_fusion_bundle_falls_back_to_the_present_modality(tmp_path, demo_pairs):

@@ -326,6 +326,8 @@ def predict(
         console.print(f"{len(frame) - n_err} classified, {n_err} with errors -> {escape(str(out))}")
         for row in frame[frame["error"] != ""].itertuples():
             console.print(f"[yellow]error[/yellow] {escape(row.error)}")
+        if n_err == len(frame):  # scripts must not read "nothing classified" as success
+            fail(f"no pair could be classified (errors in {out})", code=2)
         return
     row = frame.iloc[0]
     if row["error"]:

@@ -392,6 +392,9 @@ def _run_dir(config: ExperimentConfig) -> Path:
     while run_dir.exists():
         n += 1
         run_dir = Path(config.output.runs_dir) / f"{name}-{n}"
+    if n > 1:
+        log.warning("run folder %s exists: writing to %s", Path(config.output.runs_dir) / name,
+                    run_dir)
     run_dir.mkdir(parents=True)
     return run_dir
 
