@@ -19,8 +19,11 @@ from rich.table import Table
 from .data import DataError, load_dataset
 from .features import DEFAULT_BATCH_SIZE
 
-app = typer.Typer(help="Scene classification from images and the audio recorded with them.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Scene classification from images and the audio recorded with them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 data_app = typer.Typer(help="Inspect, generate and download data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
@@ -38,8 +41,12 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 
 def progress_bar() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err_console,
         transient=True,
     )
 
@@ -53,7 +60,8 @@ def fail(message: str, code: int = 1) -> None:
 
 
 ClassesOpt = Annotated[
-    str | None, typer.Option(help="Comma-separated class list; other labels are skipped.")
+    str | None,
+    typer.Option(metavar="LIST", help="Comma-separated class list; other labels are skipped."),
 ]
 
 
@@ -63,8 +71,12 @@ def _classes(value: str | None) -> list[str] | None:
 
 @data_app.command("inspect")
 def data_inspect(
-    path: Annotated[Path, typer.Argument(help="Data folder (pairs or reference layout) or CSV.")],
-    layout: Annotated[str, typer.Option(help="auto, reference, manifest or pairs.")] = "auto",
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="Data folder (pairs or reference layout) or CSV.")
+    ],
+    layout: Annotated[
+        str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest or pairs.")
+    ] = "auto",
     classes: ClassesOpt = None,
 ) -> None:
     """Count items per class and group; list every skipped input and why."""
@@ -72,7 +84,9 @@ def data_inspect(
         with progress_bar() as bar:
             task = bar.add_task("checking files", total=None, rate="")
             dataset = load_dataset(
-                path, layout=layout, classes=_classes(classes),
+                path,
+                layout=layout,
+                classes=_classes(classes),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except DataError as err:
@@ -111,21 +125,28 @@ def _rate_updater(bar: Progress, task, start: float):
 
 @app.command("extract")
 def extract(
-    path: Annotated[Path, typer.Argument(help="Data folder or manifest CSV.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Data folder or manifest CSV.")],
     image_backbone: Annotated[
-        list[str] | None, typer.Option(help="Image backbone id(s), repeatable; see `list`.")
+        list[str] | None,
+        typer.Option(metavar="ID", help="Image backbone id(s), repeatable; see `list`."),
     ] = None,
-    audio: Annotated[str, typer.Option(help="Audio feature id; see `list`.")] = "mfcc",
+    audio: Annotated[
+        str, typer.Option(metavar="ID", help="Audio feature id; see `list`.")
+    ] = "mfcc",
     weights: Annotated[
-        Path | None, typer.Option(help="Weight file for a (single) torchvision backbone.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Weight file for a (single) torchvision backbone."),
     ] = None,
-    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULT_BATCH_SIZE,
-    runtime: Annotated[str, typer.Option(help="auto, onnx or torch.")] = "auto",
+    cache: Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N")] = DEFAULT_BATCH_SIZE,
+    runtime: Annotated[str, typer.Option(metavar="RUNTIME", help="auto, onnx or torch.")] = "auto",
     threads: Annotated[
-        int | None, typer.Option(min=1, help="Embedding threads (default: usable cores).")
+        int | None,
+        typer.Option(metavar="N", min=1, help="Embedding threads (default: usable cores)."),
     ] = None,
-    layout: Annotated[str, typer.Option(help="auto, reference, manifest or pairs.")] = "auto",
+    layout: Annotated[
+        str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest or pairs.")
+    ] = "auto",
     classes: ClassesOpt = None,
 ) -> None:
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
@@ -139,24 +160,39 @@ def extract(
         dataset = load_dataset(path, layout=layout, classes=_classes(classes), check_files=False)
         store = FeatureStore(cache)
         with progress_bar() as bar:
-            out = extract_dataset(dataset, store, backbones, audio,
-                                  image_weights={backbones[0]: weights} if weights else None,
-                                  runtime=runtime, threads=threads, batch_size=batch_size,
-                                  progress=_stage_progress(bar))
+            out = extract_dataset(
+                dataset,
+                store,
+                backbones,
+                audio,
+                image_weights={backbones[0]: weights} if weights else None,
+                runtime=runtime,
+                threads=threads,
+                batch_size=batch_size,
+                progress=_stage_progress(bar),
+            )
     except (DataError, ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
         return
     except KeyboardInterrupt:
         fail(INTERRUPTED, code=130)
         return
-    shapes = {f"audio:{audio}": out.audio.shape[1:],
-              **{f"image:{b}": v.shape[1:] for b, v in out.images.items()}}
+    shapes = {
+        f"audio:{audio}": out.audio.shape[1:],
+        **{f"image:{b}": v.shape[1:] for b, v in out.images.items()},
+    }
     table = Table(title=f"features for {len(dataset)} items, cache {escape(str(store.root))}")
     for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
         table.add_column(col, justify="right" if col != "features" else "left")
     for name, row in out.extraction.items():
-        table.add_row(escape(name), "x".join(str(s) for s in shapes[name]), str(row["computed"]),
-                      str(row["reused"]), str(row["skipped"]), f"{row['seconds']:.1f}")
+        table.add_row(
+            escape(name),
+            "x".join(str(s) for s in shapes[name]),
+            str(row["computed"]),
+            str(row["reused"]),
+            str(row["skipped"]),
+            f"{row['seconds']:.1f}",
+        )
     console.print(table)
     for s in dataset.skipped + out.skipped:
         console.print(f"[yellow]skipped[/yellow] {escape(s.path)}: {escape(s.reason)}")
@@ -175,8 +211,13 @@ def _stage_progress(bar: Progress):
             tasks[key] = (bar.add_task(escape(stage), total=total, rate=""), time.perf_counter())
         task, start = tasks[key]
         rate = done / max(time.perf_counter() - start, 1e-9)
-        bar.update(task, completed=done, total=total, description=escape(stage),
-                   rate="" if training else f"{rate:,.1f} items/s")
+        bar.update(
+            task,
+            completed=done,
+            total=total,
+            description=escape(stage),
+            rate="" if training else f"{rate:,.1f} items/s",
+        )
 
     return update
 
@@ -195,41 +236,68 @@ def print_table(table, title: str) -> None:
     shortened so that run names stay readable; the caption says so.
     """
     wide = console.width >= 110
-    headers = (["accuracy", "95% CI", "macro P", "macro R", "macro F1", "log-loss", "val acc"]
-               if wide else ["acc", "95% CI", "F1", "logloss", "val"])
-    caption = None if wide else ("acc: test accuracy, F1: macro F1, val: validation accuracy; "
-                                 "macro P/R in report.md")
+    headers = (
+        ["accuracy", "95% CI", "macro P", "macro R", "macro F1", "log-loss", "val acc"]
+        if wide
+        else ["acc", "95% CI", "F1", "logloss", "val"]
+    )
+    caption = (
+        None
+        if wide
+        else ("acc: test accuracy, F1: macro F1, val: validation accuracy; macro P/R in report.md")
+    )
     out = Table(title=title, caption=caption, pad_edge=False)
     out.add_column("name", overflow="fold", min_width=20)
     for c in headers:
         out.add_column(c, justify="right", no_wrap=True)
     for row in table.itertuples(index=False):
-        ci = "" if row.ci_low is None or row.ci_low != row.ci_low else (
-            f"{row.ci_low:.3f}-{row.ci_high:.3f}")
+        ci = (
+            ""
+            if row.ci_low is None or row.ci_low != row.ci_low
+            else (f"{row.ci_low:.3f}-{row.ci_high:.3f}")
+        )
         val = getattr(row, "val_accuracy", None)
         pr = [f"{row.macro_precision:.3f}", f"{row.macro_recall:.3f}"] if wide else []
-        out.add_row(escape(row.name), f"{row.accuracy:.3f}", ci, *pr, f"{row.macro_f1:.3f}",
-                    f"{row.log_loss:.3f}", "" if val is None or val != val else f"{val:.3f}")
+        out.add_row(
+            escape(row.name),
+            f"{row.accuracy:.3f}",
+            ci,
+            *pr,
+            f"{row.macro_f1:.3f}",
+            f"{row.log_loss:.3f}",
+            "" if val is None or val != val else f"{val:.3f}",
+        )
     console.print(out)
 
 
 @app.command("run")
 def run(
-    config: Annotated[Path | None, typer.Argument(help="Experiment YAML; default grid if omitted.")]
-    = None,
-    data: Annotated[Path | None, typer.Option(help="Data path (overrides the config).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Argument(metavar="CONFIG", help="Experiment YAML; default grid if omitted."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Data path (overrides the config).")
+    ] = None,
     image_backbone: Annotated[
-        list[str] | None, typer.Option(help="Backbone id(s), repeatable (overrides the config).")
+        list[str] | None,
+        typer.Option(metavar="ID", help="Backbone id(s), repeatable (overrides the config)."),
     ] = None,
     weights: Annotated[
-        Path | None, typer.Option(help="Weight file for the (single) torchvision backbone.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Weight file for the (single) torchvision backbone."),
     ] = None,
     split: Annotated[
-        str | None, typer.Option(help="group (default, leak-free) or frame (leaky, comparison).")
+        str | None,
+        typer.Option(
+            metavar="SPLIT", help="group (default, leak-free) or frame (leaky, comparison)."
+        ),
     ] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where run folders go.")] = None,
-    name: Annotated[str | None, typer.Option(help="Run folder name.")] = None,
-    cache: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Where run folders go.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Run folder name.")] = None,
+    cache: Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")] = None,
 ) -> None:
     """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
     from .config import ConfigError, load_config, with_overrides
@@ -243,10 +311,16 @@ def run(
         if weights is not None and len(backbones) != 1:
             fail("--weights needs exactly one --image-backbone")
         cfg = with_overrides(
-            cfg, **{"data.path": data, "features.image_backbones": image_backbone or None,
-                    "features.image_weights": {backbones[0]: weights} if weights else None,
-                    "split.strategy": split, "output.runs_dir": runs_dir, "output.name": name,
-                    "features.cache_dir": cache},
+            cfg,
+            **{
+                "data.path": data,
+                "features.image_backbones": image_backbone or None,
+                "features.image_weights": {backbones[0]: weights} if weights else None,
+                "split.strategy": split,
+                "output.runs_dir": runs_dir,
+                "output.name": name,
+                "features.cache_dir": cache,
+            },
         )
     except ConfigError as err:
         fail(str(err))
@@ -258,12 +332,20 @@ def run(
             cached = cached_reference_root()
             err_console.print(
                 escape(f"no data configured: using the reference data set downloaded to {cached}")
-                if cached else "[yellow]no data configured: running on the synthetic demo data "
-                "set (see `scenefusion data download` for the reference data)[/yellow]")
+                if cached
+                else "[yellow]no data configured: running on the synthetic demo data "
+                "set (see `scenefusion data download` for the reference data)[/yellow]"
+            )
         with progress_bar() as bar:
             out = run_experiment(cfg, progress=_stage_progress(bar))
-    except (DataError, SplitError, ValueError, KeyError, FileNotFoundError,
-            WeightsLoadError) as err:
+    except (
+        DataError,
+        SplitError,
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        WeightsLoadError,
+    ) as err:
         fail(str(err))
         return
     except KeyboardInterrupt:
@@ -274,25 +356,35 @@ def run(
         console.print(f"[dim]- {escape(note)}[/dim]")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in out.timings.items())
     console.print(f"time: {stages}")
-    console.print(f"run folder: [bold]{escape(str(out.run_dir))}[/bold] (report.html, report.md, "
-                  f"metrics.json, plots/, best/)")
+    console.print(
+        f"run folder: [bold]{escape(str(out.run_dir))}[/bold] (report.html, report.md, "
+        f"metrics.json, plots/, best/)"
+    )
 
 
 @app.command("predict")
 def predict(
-    model: Annotated[Path, typer.Option(help="A saved bundle: RUN_DIR/best (or RUN_DIR).")],
-    image: Annotated[Path | None, typer.Option(help="One image.")] = None,
-    audio: Annotated[Path | None, typer.Option(help="The audio recorded with it.")] = None,
+    model: Annotated[
+        Path, typer.Option(metavar="DIR", help="A saved bundle: RUN_DIR/best (or RUN_DIR).")
+    ],
+    image: Annotated[Path | None, typer.Option(metavar="FILE", help="One image.")] = None,
+    audio: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="The audio recorded with it.")
+    ] = None,
     pairs: Annotated[
-        Path | None, typer.Option(help="A folder of pairs (matched by file name) or a CSV with "
-                                       "image/audio columns.")
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="A folder of pairs (matched by file name) or a CSV with image/audio columns.",
+        ),
     ] = None,
     video: Annotated[
-        Path | None, typer.Option(help="A video: classified second by second.")
+        Path | None, typer.Option(metavar="FILE", help="A video: classified second by second.")
     ] = None,
-    out: Annotated[Path, typer.Option(help="CSV written for --pairs / --video.")] = Path(
-        "predictions.csv"),
-    top_k: Annotated[int, typer.Option(min=1)] = 3,
+    out: Annotated[
+        Path, typer.Option(metavar="FILE", help="CSV written for --pairs / --video.")
+    ] = Path("predictions.csv"),
+    top_k: Annotated[int, typer.Option(min=1, metavar="K")] = 3,
 ) -> None:
     """Classify one image/audio pair (prints top-k), many (--pairs), or a video (--video)."""
     from .predict import load_bundle, predict_pairs, predict_video, read_pairs
@@ -315,8 +407,10 @@ def predict(
         if good.empty:
             fail("no second of the video could be classified")
         counts = good["predicted"].value_counts()
-        console.print(f"[bold]{escape(str(counts.index[0]))}[/bold] in {counts.iloc[0]} of "
-                      f"{len(frame)} seconds ({escape(bundle.info['name'])}); per second -> {out}")
+        console.print(
+            f"[bold]{escape(str(counts.index[0]))}[/bold] in {counts.iloc[0]} of "
+            f"{len(frame)} seconds ({escape(bundle.info['name'])}); per second -> {out}"
+        )
         for label, n in counts.iloc[1:].items():
             console.print(f"  {escape(str(label)):<20} {n} s")
         return
@@ -332,8 +426,10 @@ def predict(
     row = frame.iloc[0]
     if row["error"]:
         fail(row["error"])
-    console.print(f"[bold]{escape(row['predicted'])}[/bold]  ({escape(bundle.info['name'])}, "
-                  f"used: {row['modalities']})")
+    console.print(
+        f"[bold]{escape(row['predicted'])}[/bold]  ({escape(bundle.info['name'])}, "
+        f"used: {row['modalities']})"
+    )
     for part in row["top_k"].split("; "):
         label, p = part.rsplit(" ", 1)
         console.print(f"  {escape(label):<20} {float(p):.3f}")
@@ -341,7 +437,9 @@ def predict(
 
 @data_app.command("download")
 def data_download(
-    dest: Annotated[Path | None, typer.Option(help="Copy the data set here.")] = None,
+    dest: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Copy the data set here.")
+    ] = None,
 ) -> None:
     """Fetch the reference data set from Kaggle with kagglehub (needs network access)."""
     from .data.download import DownloadError, download_reference
@@ -351,15 +449,21 @@ def data_download(
     except DownloadError as err:
         fail(str(err))
         return
-    console.print(f"reference data set ready at [bold]{escape(str(root))}[/bold]; next: "
-                  f"scenefusion run --data {escape(str(root))}")
+    console.print(
+        f"reference data set ready at [bold]{escape(str(root))}[/bold]; next: "
+        f"scenefusion run --data {escape(str(root))}"
+    )
 
 
 @data_app.command("from-video")
 def data_from_video(
-    videos: Annotated[list[Path], typer.Argument(help="Video file(s) of one scene class.")],
-    label: Annotated[str, typer.Option(help="Class name for these videos.")],
-    out: Annotated[Path, typer.Option(help="Pairs folder to add to (OUT/<label>/...).")],
+    videos: Annotated[
+        list[Path], typer.Argument(metavar="VIDEO...", help="Video file(s) of one scene class.")
+    ],
+    label: Annotated[str, typer.Option(metavar="CLASS", help="Class name for these videos.")],
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Pairs folder to add to (OUT/<label>/...).")
+    ],
 ) -> None:
     """Cut videos into one image + 1 s of audio per second, as a pairs folder."""
     from .data.video import video_to_pairs
@@ -380,7 +484,7 @@ def data_from_video(
 
 @data_app.command("demo")
 def data_demo(
-    dest: Annotated[Path, typer.Argument(help="Folder to create.")],
+    dest: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to create.")],
 ) -> None:
     """Write the SYNTHETIC demo pairs folder (for trying the tool; not real scenes)."""
     from .data.synthetic import make_demo
@@ -391,7 +495,9 @@ def data_demo(
 
 @app.command("evaluate")
 def evaluate_run(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `scenefusion run`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `scenefusion run`.")
+    ],
 ) -> None:
     """Re-render a saved run's reports, plots and table without retraining."""
     from .experiment import rerender_reports
@@ -417,14 +523,18 @@ def list_components() -> None:
     for col in ("kind", "id", "what it is"):
         table.add_column(col, overflow="fold")
     for e in IMAGE_BACKBONES.entries():
-        table.add_row("image backbone", e.id, escape(
-            f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"))
+        table.add_row(
+            "image backbone",
+            e.id,
+            escape(f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"),
+        )
     for e in AUDIO_FEATURES.entries():
         shape = "x".join(str(n) for n in e.obj.shape)
         table.add_row("audio feature", e.id, escape(f"{e.description} ({shape} per item)"))
     for e in MODELS.entries():
-        table.add_row("model", e.id, escape(
-            f"{e.description} [input: {capabilities(e.obj).summary()}]"))
+        table.add_row(
+            "model", e.id, escape(f"{e.description} [input: {capabilities(e.obj).summary()}]")
+        )
     for e in FUSION.entries():
         table.add_row("fusion", e.id, escape(e.description))
     console.print(table)
