@@ -228,6 +228,13 @@ def test_row_normalize_handles_empty_rows() -> None:
     np.testing.assert_array_equal(out, [[0.5, 0.5], [0.0, 0.0]])
 
 
+def test_confusion_cells_show_counts_beside_shares() -> None:
+    from scenefusion.evaluation.plots import cell_text
+
+    assert cell_text(0.5, 6, normalize=True) == "0.50\n(6)"
+    assert cell_text(6.0, 6, normalize=False) == "6"
+
+
 def test_plot_confusion_matrix_png(tmp_path: Path) -> None:
     r = _three_results()[0]
     p1 = plot_confusion_matrix(r, r.class_names, tmp_path / "a" / "cm.png")

@@ -55,6 +55,12 @@ def row_normalize(cm: np.ndarray) -> np.ndarray:
     return np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
 
 
+def cell_text(value: float, count: int, normalize: bool) -> str:
+    """A confusion-matrix cell: the recall share with the item count under it (a share alone
+    hides whether 1.00 means 1 item or 500), or the count alone."""
+    return f"{value:.2f}\n({count})" if normalize else str(count)
+
+
 def plot_confusion_matrix(
     result_or_cm: EvaluationResult | np.ndarray,
     class_names: Sequence[str],
@@ -65,7 +71,8 @@ def plot_confusion_matrix(
     """Save a confusion-matrix heatmap (rows = true class, columns = predicted) as PNG.
 
     Row-normalised by default so each diagonal cell reads as that class's recall, which is
-    comparable across classes of very different support; raw counts with ``normalize=False``.
+    comparable across classes of very different support, with each cell's count under it;
+    counts only with ``normalize=False``.
     """
     if isinstance(result_or_cm, EvaluationResult):
         cm = np.asarray(result_or_cm.confusion_matrix)
@@ -93,7 +100,7 @@ def plot_confusion_matrix(
         lbl.set_rotation_mode("anchor")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    suffix = " (row-normalised)" if normalize else " (counts)"
+    suffix = " (row-normalised; counts in brackets)" if normalize else " (counts)"
     ax.set_title((title or "confusion matrix") + suffix)
 
     fontsize = max(5.0, min(10.0, 120.0 / k))
@@ -101,7 +108,7 @@ def plot_confusion_matrix(
     for i in range(k):
         for j in range(k):
             v = values[i, j]
-            text = f"{v:.2f}" if normalize else f"{int(cm[i, j])}"
+            text = cell_text(v, int(cm[i, j]), normalize)
             ax.text(
                 j,
                 i,
