@@ -233,6 +233,43 @@ def test_predict_one_pair_and_one_modality(finished_run, demo_pairs):
                                "--audio", str(audio)])
     assert both.exit_code == 0, both.output
     assert both.output.split()[0] in {"BEACH", "CITY", "FOREST", "RESTAURANT"}
+    for modality in ("image", "audio"):  # every run saves a fallback per modality
+        assert (run_dir / f"best-{modality}" / "bundle.json").is_file()
+
+
+def test_one_modality_falls_back_to_the_best_single_modality_model(finished_run, demo_pairs,
+                                                                  tmp_path):
+    """A best/ that needs audio (here: the run's audio model, standing in for early fusion),
+    given an image alone or a pair with a corrupt sound: best-image/ classifies it, and the
+    output says so."""
+    import shutil
+
+    from scenefusion.predict import load_bundle, predict_pairs
+
+    run_dir, _, _ = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "best-audio", run / "best")
+    shutil.copytree(run_dir / "best-image", run / "best-image")
+    bundle, image_only = load_bundle(run / "best"), load_bundle(run / "best-image")
+    assert "audio" in bundle.required()
+    image = demo_pairs / "CITY" / "city1_002.png"
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not audio")
+    frame = predict_pairs(bundle, [image, image], [None, broken])
+    assert (frame["error"] == "").all(), frame["error"].tolist()
+    assert (frame["model"] == image_only.info["name"]).all()
+    assert (frame["modalities"] == "image").all()
+    assert frame["warning"].str.contains("needs image; used image:|needs audio; used image:").all()
+    assert "broken.wav" in frame["warning"][1]
+    result = runner.invoke(app, ["predict", "--model", str(run / "best"), "--image", str(image)])
+    assert result.exit_code == 0, result.output
+    assert "note:" in result.output and "needs audio; used image:" in result.output
+    answer = next(line for line in result.output.splitlines() if image_only.info["name"] in line
+                  and "used:" in line)
+    assert answer.split()[0] in {"BEACH", "CITY", "FOREST", "RESTAURANT"}
+    shutil.rmtree(run / "best-image")  # without a fallback, the old clear error remains
+    frame = predict_pairs(load_bundle(run / "best"), [image], [None])
+    assert frame["error"][0].endswith("needs audio")
 
 
 def test_predict_pairs_writes_csv_and_reports_bad_rows(finished_run, demo_pairs, tmp_path):

@@ -420,14 +420,20 @@ def predict(
         console.print(f"{len(frame) - n_err} classified, {n_err} with errors -> {escape(str(out))}")
         for row in frame[frame["error"] != ""].itertuples():
             console.print(f"[yellow]error[/yellow] {escape(row.error)}")
+        n_fallback = int(frame["warning"].str.contains("; used ", regex=False).sum())
+        if n_fallback:
+            console.print(f"{n_fallback} pair(s) with one usable modality were classified by a "
+                          "single-modality model of the same run (see the warning column)")
         if n_err == len(frame):  # scripts must not read "nothing classified" as success
             fail(f"no pair could be classified (errors in {out})", code=2)
         return
     row = frame.iloc[0]
     if row["error"]:
         fail(row["error"])
+    if row["warning"]:
+        err_console.print(f"[yellow]note:[/yellow] {escape(row['warning'])}")
     console.print(
-        f"[bold]{escape(row['predicted'])}[/bold]  ({escape(bundle.info['name'])}, "
+        f"[bold]{escape(row['predicted'])}[/bold]  ({escape(row['model'])}, "
         f"used: {row['modalities']})"
     )
     for part in row["top_k"].split("; "):

@@ -339,19 +339,27 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
             results.append(r)
         best = max(candidates, key=lambda c: c.val_rank) if grid.has_val else candidates[0]
         notes.append(f"best by validation accuracy: {best.name} (saved as best/)")
-        run_dir = _write_run(config, dataset, split, best, results,
-                             notes + _data_notes(dataset, skipped))
+        # predict falls back to these for pairs with only one (readable) modality
+        single = {m: _pick(candidates, m) for m in ("image", "audio")}
+        notes += [f"best {m}-only by validation accuracy: {c.name} (saved as best-{m}/)"
+                  for m, c in single.items()]
+        run_dir = _write_run(config, dataset, split, {"best": best} | {
+            f"best-{m}": c for m, c in single.items()}, results,
+            notes + _data_notes(dataset, skipped))
     (run_dir / "timings.json").write_text(json.dumps(
         {"stages": timer.seconds, "extraction": features.extraction}, indent=2))
     return RunOutput(run_dir, results, comparison_table(results), best.name, timer.seconds,
                      notes, skipped, features.extraction)
 
 
-def _write_run(config: ExperimentConfig, dataset: Dataset, split: Split, best: Candidate,
-               results: list[EvaluationResult], notes: list[str]) -> Path:
-    """The run folder: best/ bundle, split.json, config.yaml, metrics, reports and plots."""
+def _write_run(config: ExperimentConfig, dataset: Dataset, split: Split,
+               bundles: dict[str, Candidate], results: list[EvaluationResult],
+               notes: list[str]) -> Path:
+    """The run folder: model bundles (best/, best-image/, best-audio/), split.json,
+    config.yaml, metrics, reports and plots."""
     run_dir = _run_dir(config)
-    save_bundle(best.model, _bundle_info(best, dataset, config), run_dir / "best")
+    for folder, candidate in bundles.items():
+        save_bundle(candidate.model, _bundle_info(candidate, dataset, config), run_dir / folder)
     test_groups = sorted(set(dataset.groups[split.test].tolist()))
     record = split.to_dict() | {"test_groups": test_groups,
                                 "dataset_fingerprint": dataset.fingerprint()}

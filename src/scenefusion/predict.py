@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class Bundle:
     directory: Path
     info: dict[str, Any]
     model: Any
+    _fallbacks: dict[str, Bundle | None] = field(default_factory=dict, repr=False)
 
     @property
     def classes(self) -> list[str]:
@@ -47,6 +48,15 @@ class Bundle:
     def required(self) -> set[str]:
         """Modalities every prediction needs (late/hybrid need at least one of the two)."""
         return NEEDS.get(self.kind, set())
+
+    def fallback(self, modality: str) -> Bundle | None:
+        """The best single-modality model a run saved beside this one (``best-image/``,
+        ``best-audio/``), for pairs that have only ``modality``; None when there is none."""
+        if modality not in self._fallbacks:
+            folder = self.directory.parent / f"best-{modality}"
+            found = (folder / BUNDLE_FILE).is_file() and folder != self.directory
+            self._fallbacks[modality] = load_bundle(folder) if found else None
+        return self._fallbacks[modality]
 
 
 def save_bundle(model: Any, info: dict[str, Any], directory: Path) -> Path:
@@ -69,7 +79,7 @@ def load_bundle(path: Path) -> Bundle:
 
 def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
                   batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, np.ndarray]:
-    """Embeddings by row; an unreadable image marks its row's error instead of failing all."""
+    """Embeddings by row; an unreadable image is noted in its row instead of failing all."""
     weights = bundle.info.get("image_weights")
     extractor = ImageExtractor(bundle.info["image_backbone"], Path(weights) if weights else None)
     tensors: dict[int, torch.Tensor] = {}
@@ -77,7 +87,7 @@ def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
         try:
             tensors[i] = extractor.preprocess(open_image_rgb(Path(path)))
         except DataError as err:
-            rows[i]["error"] = str(err)
+            rows[i]["problems"].append(str(err))
     out: dict[int, np.ndarray] = {}
     keys = list(tensors)
     for start in range(0, len(keys), batch_size):
@@ -93,7 +103,13 @@ def predict_pairs(
     audios: list[Path | None],
     top_k: int = 3,
 ) -> pd.DataFrame:
-    """One row per pair: predicted class, top-k probabilities, modalities used, or the error."""
+    """One row per pair: predicted class, top-k probabilities, modalities and model used, any
+    warning, or the error.
+
+    A pair that lacks (or has an unreadable) modality this model needs is classified by the
+    best single-modality model of the same run (``best-image/`` / ``best-audio/`` beside this
+    bundle) when there is one; the ``model`` and ``warning`` columns say so.
+    """
     if len(images) != len(audios):
         raise ValueError("images and audios must be lists of the same length")
     n = len(images)
@@ -101,30 +117,42 @@ def predict_pairs(
         log.warning("this model learned from the reference CSV's precomputed MFCCs; MFCCs from "
                     "raw audio match their shape but may differ in scale")
     rows: list[dict[str, Any]] = [
-        {"image": str(i) if i else "", "audio": str(a) if a else "", "error": ""}
+        {"image": str(i) if i else "", "audio": str(a) if a else "", "error": "", "warning": "",
+         "problems": []}
         for i, a in zip(images, audios, strict=True)
     ]
     feats: dict[str, dict[int, np.ndarray]] = {"image": {}, "audio": {}}
+    tried = {"image": {"image"}, "audio": {"audio"}}.get(bundle.kind, {"image", "audio"})
     if bundle.kind != "audio":
         wanted = {i: Path(p) for i, p in enumerate(images) if p is not None}
         feats["image"] = _embed_images(bundle, wanted, rows)
     audio_feature = AUDIO_FEATURES.get(bundle.info.get("audio_features", "mfcc"))
     for i, path in enumerate(audios):
-        if path is not None and bundle.kind != "image" and not rows[i]["error"]:
+        if path is not None and bundle.kind != "image":
             try:
                 feats["audio"][i] = audio_feature(Path(path))
             except DataError as err:
-                rows[i]["error"] = str(err)
+                rows[i]["problems"].append(str(err))
     patterns: dict[tuple[str, ...], list[int]] = {}
+    fallback_rows: dict[str, list[int]] = {}
     for i in range(n):
-        if rows[i]["error"]:
-            continue
         have = tuple(m for m in ("image", "audio") if i in feats[m])
         missing = bundle.required() - set(have)
+        problems = rows[i]["problems"]
         if missing or not have:
             need = ", ".join(sorted(missing)) if missing else "an image or an audio file"
-            rows[i]["error"] = f"model {bundle.info['name']} needs {need}"
+            reason = f"model {bundle.info['name']} needs {need}"
+            # what the pair offers: decoded here, or given but not this model's input
+            given = {"image": images[i] is not None, "audio": audios[i] is not None}
+            usable = [m for m in ("image", "audio")
+                      if i in feats[m] or (given[m] and m not in tried)]
+            if len(usable) == 1 and bundle.fallback(usable[0]) is not None:
+                rows[i]["warning"] = "; ".join([*problems, reason])
+                fallback_rows.setdefault(usable[0], []).append(i)
+            else:
+                rows[i]["error"] = "; ".join(problems) or reason
             continue
+        rows[i]["warning"] = "; ".join(problems)
         patterns.setdefault(have, []).append(i)
     classes = np.array(bundle.classes)
     for have, idx in patterns.items():
@@ -142,11 +170,22 @@ def predict_pairs(
             rows[i]["probability"] = float(proba[row_i, top[0]])
             rows[i]["top_k"] = "; ".join(f"{classes[t]} {proba[row_i, t]:.3f}" for t in top)
             rows[i]["modalities"] = "+".join(used)
-    frame = pd.DataFrame(rows)
-    for col in ("predicted", "probability", "top_k", "modalities"):
+            rows[i]["model"] = bundle.info["name"]
+    for modality, idx in fallback_rows.items():
+        only = [(images[i] if modality == "image" else None,
+                 audios[i] if modality == "audio" else None) for i in idx]
+        sub = predict_pairs(bundle.fallback(modality), [p[0] for p in only],
+                            [p[1] for p in only], top_k=top_k)
+        for i, result in zip(idx, sub.to_dict("records"), strict=True):
+            for col in ("predicted", "probability", "top_k", "modalities", "model", "error"):
+                rows[i][col] = result[col]
+            rows[i]["warning"] += f"; used {result['model']}"
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "problems"} for r in rows])
+    for col in ("predicted", "probability", "top_k", "modalities", "model"):
         if col not in frame:
             frame[col] = None
-    return frame[["image", "audio", "predicted", "probability", "top_k", "modalities", "error"]]
+    return frame[["image", "audio", "predicted", "probability", "top_k", "modalities", "model",
+                  "warning", "error"]]
 
 
 def predict_video(bundle: Bundle, video: Path, top_k: int = 3) -> pd.DataFrame:
