@@ -405,7 +405,7 @@ def predict(
         frame.to_csv(out, index=False)
         good = frame[frame["error"] == ""]
         if good.empty:
-            fail("no second of the video could be classified")
+            fail("no second of the video could be classified", code=2)
         counts = good["predicted"].value_counts()
         console.print(
             f"[bold]{escape(str(counts.index[0]))}[/bold] in {counts.iloc[0]} of "
