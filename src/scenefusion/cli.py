@@ -326,16 +326,12 @@ def run(
         fail(str(err))
         return
     try:
-        if cfg.data.path is None:
-            from .data.download import cached_reference_root
+        if cfg.data.path is None:  # say which data before the long work starts
+            from .experiment import resolve_data
 
-            cached = cached_reference_root()
-            err_console.print(
-                escape(f"no data configured: using the reference data set downloaded to {cached}")
-                if cached
-                else "[yellow]no data configured: running on the synthetic demo data "
-                "set (see `scenefusion data download` for the reference data)[/yellow]"
-            )
+            _, note = resolve_data(cfg)
+            err_console.print(f"[yellow]no data configured:[/yellow] {escape(note)}")
+            err_console.print("(see `scenefusion data download` for the reference data)")
         with progress_bar() as bar:
             out = run_experiment(cfg, progress=_stage_progress(bar))
     except (

@@ -18,9 +18,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import DEFAULT_BATCH_SIZE  # noqa: F401  (re-exported: the one default batch size)
+from ..paths import default_cache_dir
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
-from .store import default_cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import ENV_CACHE, default_cache_dir  # noqa: F401  (re-exported)
+from ..paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 

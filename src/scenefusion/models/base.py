@@ -57,7 +57,7 @@ class Capabilities:
     modalities: tuple[str, ...] = ("image", "audio")
 
     def summary(self) -> str:
-        """Short human-readable list, e.g. 'audio; sequences, embedding'."""
+        """Short human-readable list, e.g. 'audio; sequence input, embedding'."""
         flags = [name.replace("_", " ") for name in ("sequence_input", "embedding", "tunable")
                  if getattr(self, name)]
         return "; ".join(["+".join(self.modalities), ", ".join(flags)]).rstrip("; ")
