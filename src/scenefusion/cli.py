@@ -89,7 +89,7 @@ def data_inspect(
                 classes=_classes(classes),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    except DataError as err:
+    except (DataError, ValueError) as err:
         fail(str(err))
         return
     where = escape(str(path))
@@ -99,7 +99,7 @@ def data_inspect(
     table.add_column("groups", justify="right")
     groups = dataset.groups_per_class()
     for name, count in dataset.class_counts().items():
-        table.add_row(name, str(count), str(groups[name]))
+        table.add_row(escape(name), str(count), str(groups[name]))
     console.print(table)
     console.print(f"groups (source videos): {len(set(dataset.groups))}, {dataset.group_source}")
     if dataset.skipped:
@@ -152,13 +152,21 @@ def extract(
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
     from .features.extract import extract_dataset
     from .features.store import FeatureStore
+    from .files import ensure_writable_dir
 
     backbones = image_backbone or ["effnet_lite0"]
     if weights is not None and len(backbones) != 1:
         fail("--weights needs exactly one --image-backbone")
     try:
         dataset = load_dataset(path, layout=layout, classes=_classes(classes), check_files=False)
+    except (DataError, ValueError) as err:
+        fail(str(err))
+        return
+    if len(dataset) == 0:
+        fail(f"{path}: no usable items (see `scenefusion data inspect {path}`)", code=2)
+    try:
         store = FeatureStore(cache)
+        ensure_writable_dir(store.root, "feature cache")
         with progress_bar() as bar:
             out = extract_dataset(
                 dataset,
@@ -302,7 +310,7 @@ def run(
     """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
     from .config import ConfigError, load_config, with_overrides
     from .data import SplitError
-    from .experiment import run_experiment
+    from .experiment import NoUsableData, run_experiment
     from .features.backbones import WeightsLoadError
 
     try:
@@ -334,6 +342,9 @@ def run(
             err_console.print("(see `scenefusion data download` for the reference data)")
         with progress_bar() as bar:
             out = run_experiment(cfg, progress=_stage_progress(bar))
+    except NoUsableData as err:
+        fail(str(err), code=2)
+        return
     except (
         DataError,
         SplitError,
@@ -383,11 +394,14 @@ def predict(
     top_k: Annotated[int, typer.Option(min=1, metavar="K")] = 3,
 ) -> None:
     """Classify one image/audio pair (prints top-k), many (--pairs), or a video (--video)."""
+    from .files import ensure_writable_file
     from .predict import load_bundle, predict_pairs, predict_video, read_pairs
 
     if pairs is None and video is None and image is None and audio is None:
         fail("give --image and/or --audio, --pairs DIR|CSV, or --video FILE")
     try:
+        if pairs is not None or video is not None:  # before any work that fills it
+            ensure_writable_file(out, "--out file")
         bundle = load_bundle(model)
         if video is not None:
             frame = predict_video(bundle, video, top_k=top_k)

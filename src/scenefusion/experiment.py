@@ -23,7 +23,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import log_loss
 
 from .config import ExperimentConfig
-from .data import Dataset, Split, load_dataset, make_split
+from .data import DataError, Dataset, Split, load_dataset, make_split
 from .data.download import cached_reference_root
 from .data.synthetic import DEMO_NOTE, demo_data_path
 from .evaluation import (
@@ -35,6 +35,7 @@ from .evaluation import (
 )
 from .features.extract import DatasetFeatures, extract_dataset
 from .features.store import FeatureStore
+from .files import FileProblem, ensure_writable_dir, read_json_object
 from .models import EarlyFusion, HybridFusion, LateFusion, capabilities, fit_model, make_model
 from .predict import save_bundle
 
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: (stage description, done, total) -> None; the CLI turns it into progress bars.
 Progress = Callable[[str, int, int], None]
+
+#: A file in a run folder that is still being written or whose run stopped early.
+INCOMPLETE_MARKER = "INCOMPLETE"
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -310,8 +314,29 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
     timer = _Timer()
     notes: list[str] = []
     store = FeatureStore(config.features.cache_dir)
+    # Output folders and data are checked before minutes of work; the run folder then exists
+    # from the first expensive step, marked incomplete until its last file is written.
+    ensure_writable_dir(store.root, "feature cache")
+    ensure_writable_dir(config.output.runs_dir, "runs folder")
     with timer("data"):
         dataset = _load(config, notes, progress)
+        require_trainable(dataset)
+    run_dir = _run_dir(config)
+    marker = run_dir / INCOMPLETE_MARKER
+    marker.write_text("this run has not finished: its results are missing or partial\n")
+    try:
+        out = _run_into(run_dir, config, dataset, store, timer, notes, progress)
+    except BaseException as exc:
+        marker.write_text(f"this run stopped before finishing: {type(exc).__name__}: {exc}\n")
+        log.warning("the run stopped; its folder %s is marked incomplete (%s)", run_dir,
+                    INCOMPLETE_MARKER)
+        raise
+    marker.unlink()
+    return out
+
+
+def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, store: FeatureStore,
+              timer: _Timer, notes: list[str], progress: Progress | None) -> RunOutput:
     with timer("features"):
         features = extract_features(config, dataset, store, progress)
     notes += features.notes
@@ -343,7 +368,7 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
         single = {m: _pick(candidates, m) for m in ("image", "audio")}
         notes += [f"best {m}-only by validation accuracy: {c.name} (saved as best-{m}/)"
                   for m, c in single.items()]
-        run_dir = _write_run(config, dataset, split, {"best": best} | {
+        _write_run(run_dir, config, dataset, split, {"best": best} | {
             f"best-{m}": c for m, c in single.items()}, results,
             notes + _data_notes(dataset, skipped))
     (run_dir / "timings.json").write_text(json.dumps(
@@ -352,12 +377,11 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
                      notes, skipped, features.extraction)
 
 
-def _write_run(config: ExperimentConfig, dataset: Dataset, split: Split,
+def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split: Split,
                bundles: dict[str, Candidate], results: list[EvaluationResult],
-               notes: list[str]) -> Path:
+               notes: list[str]) -> None:
     """The run folder: model bundles (best/, best-image/, best-audio/), split.json,
     config.yaml, metrics, reports and plots."""
-    run_dir = _run_dir(config)
     for folder, candidate in bundles.items():
         save_bundle(candidate.model, _bundle_info(candidate, dataset, config), run_dir / folder)
     test_groups = sorted(set(dataset.groups[split.test].tolist()))
@@ -367,16 +391,18 @@ def _write_run(config: ExperimentConfig, dataset: Dataset, split: Split,
     (run_dir / "config.yaml").write_text(config.to_yaml())
     write_reports(results, run_dir, dataset.classes, title=f"scenefusion run {run_dir.name}",
                   config_text=config.to_yaml(), notes=notes)
-    return run_dir
 
 
 def rerender_reports(run_dir: Path) -> list[EvaluationResult]:
     """Rebuild a run's reports and plots from its metrics.json, without retraining anything."""
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.json"
+    if (run_dir / INCOMPLETE_MARKER).is_file():
+        reason = (run_dir / INCOMPLETE_MARKER).read_text().strip()
+        raise FileProblem(run_dir, f"incomplete run folder: {reason}")
     if not metrics.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no metrics.json)")
-    saved = json.loads(metrics.read_text())
+        raise FileProblem(run_dir, "not a run folder (no metrics.json)")
+    saved = read_json_object(metrics, required=("class_names",))
     results = load_results(run_dir)
     write_reports(results, run_dir, saved["class_names"], title=saved.get("title", run_dir.name),
                   config_text=saved.get("config_text"), notes=saved.get("notes"))
@@ -394,17 +420,38 @@ def _data_notes(dataset: Dataset, skipped: list) -> list[str]:
 
 
 def _run_dir(config: ExperimentConfig) -> Path:
+    runs = Path(config.output.runs_dir)
     name = config.output.name or datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(config.output.runs_dir) / name
+    run_dir = runs / name
     n = 1
-    while run_dir.exists():
-        n += 1
-        run_dir = Path(config.output.runs_dir) / f"{name}-{n}"
+    while True:
+        try:
+            run_dir.mkdir()  # atomic: two runs started at once never share a folder
+            break
+        except FileExistsError:
+            n += 1
+            run_dir = runs / f"{name}-{n}"
     if n > 1:
-        log.warning("run folder %s exists: writing to %s", Path(config.output.runs_dir) / name,
-                    run_dir)
-    run_dir.mkdir(parents=True)
+        log.warning("run folder %s exists: writing to %s", runs / name, run_dir)
     return run_dir
+
+
+class NoUsableData(DataError):
+    """Nothing in the data can be used: the CLI's "no usable input" exit code (2)."""
+
+
+def require_trainable(dataset: Dataset) -> None:
+    """Stop before feature extraction when the data cannot give a model of every class: no
+    usable item at all, or a configured class without items (its column would be missing
+    from every model's output)."""
+    if len(dataset) == 0:
+        raise NoUsableData(dataset.root, "no usable items (see `scenefusion data inspect` for "
+                        "what was skipped and why)")
+    counts = dataset.class_counts()
+    empty = [name for name in dataset.classes if counts.get(name, 0) == 0]
+    if empty:
+        raise DataError(dataset.root, f"class(es) {', '.join(map(repr, empty))} of the class "
+                        f"list have no usable items; found {counts}")
 
 
 def _bundle_info(candidate: Candidate, dataset: Dataset, config: ExperimentConfig) -> dict:

@@ -21,13 +21,16 @@ import torch
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
 from .features import DEFAULT_BATCH_SIZE
 from .features.audio import AUDIO_FEATURES
+from .features.backbones import IMAGE_BACKBONES
 from .features.image import ImageExtractor
+from .files import FileProblem, read_json_object
 from .models import load_model, save_model
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FILE = "bundle.json"
 NEEDS = {"image": {"image"}, "audio": {"audio"}, "early": {"image", "audio"}}
+BUNDLE_KINDS = frozenset({*NEEDS, "late", "hybrid"})
 
 
 @dataclass
@@ -73,8 +76,38 @@ def load_bundle(path: Path) -> Bundle:
         path = path / "best"
     if not (path / BUNDLE_FILE).is_file():
         raise DataError(path, f"not a model bundle (no {BUNDLE_FILE}); pass RUN_DIR/best")
-    info = json.loads((path / BUNDLE_FILE).read_text())
-    return Bundle(path, info, load_model(path / "model"))
+    info = _read_bundle_info(path / BUNDLE_FILE)
+    model = load_model(path / "model")
+    n_model = len(getattr(model, "classes_", info["classes"]))
+    if n_model != len(info["classes"]):
+        raise FileProblem(path / BUNDLE_FILE, f"refusing to load: lists {len(info['classes'])} "
+                          f"class names but the model predicts {n_model} classes")
+    return Bundle(path, info, model)
+
+
+def _read_bundle_info(file: Path) -> dict[str, Any]:
+    """bundle.json, checked: a damaged or edited recipe must not feed the model wrong inputs
+    or relabel its predictions."""
+    info = read_json_object(file, required=("name", "kind", "classes"))
+
+    def refuse(problem: str) -> FileProblem:
+        return FileProblem(file, f"refusing to load: {problem}")
+
+    classes = info["classes"]
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, str) and c for c in classes)):
+        raise refuse("'classes' must be a non-empty list of class names")
+    if len(set(classes)) != len(classes):
+        raise refuse("'classes' lists a class name twice")
+    if info["kind"] not in BUNDLE_KINDS:
+        raise refuse(f"unknown kind {info['kind']!r}; expected one of {sorted(BUNDLE_KINDS)}")
+    audio = info.get("audio_features", "mfcc")
+    if info["kind"] != "image" and audio not in AUDIO_FEATURES.list():
+        raise refuse(f"unknown audio feature id {audio!r}")
+    backbone = info.get("image_backbone")
+    if info["kind"] != "audio" and backbone not in IMAGE_BACKBONES.list():
+        raise refuse(f"unknown image backbone id {backbone!r}")
+    return info
 
 
 def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
@@ -227,7 +260,12 @@ def pairs_in_manifest(csv_path: Path) -> tuple[list[Path | None], list[Path | No
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(csv_path, "CSV file not found")
-    frame = pd.read_csv(csv_path)
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(csv_path, f"not a readable CSV ({exc})") from None
+    if frame.empty:
+        raise DataError(csv_path, "the CSV has a header but no rows")
     if "image" not in frame and "audio" not in frame:
         raise DataError(csv_path, "needs an 'image' and/or an 'audio' column")
 

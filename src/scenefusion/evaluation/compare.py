@@ -7,10 +7,11 @@ validation scores) must match to ``tolerance``.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
+
+from ..files import read_json_object
 
 #: Per-row fields that measure time, not results.
 TIMING_FIELDS = frozenset({"fit_seconds"})
@@ -49,7 +50,7 @@ def diff_runs(metrics_a: Path, metrics_b: Path, tolerance: float = 1e-9,
     """
     rows = []
     for path in (metrics_a, metrics_b):
-        data = json.loads(Path(path).read_text())
+        data = read_json_object(path, required=("results",))
         rows.append({r["name"]: r for r in data["results"]})
     a, b = rows
     problems = [f"row only in {metrics_a}: {n}" for n in sorted(set(a) - set(b))]

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -20,6 +21,10 @@ from matplotlib.patches import Patch
 from .metrics import EvaluationResult, comparison_table
 
 log = logging.getLogger(__name__)
+
+#: Class and run names are user text, shown as written: "$x$" is not a formula, and a name that
+#: is not valid mathtext must not crash a report after training.
+_PLAIN_TEXT = mpl.rc_context({"text.parse_math": False})
 
 # Metrics where smaller is better (sorted ascending in the comparison chart).
 _LOWER_IS_BETTER = {"log_loss"}
@@ -61,6 +66,7 @@ def cell_text(value: float, count: int, normalize: bool) -> str:
     return f"{value:.2f}\n({count})" if normalize else str(count)
 
 
+@_PLAIN_TEXT
 def plot_confusion_matrix(
     result_or_cm: EvaluationResult | np.ndarray,
     class_names: Sequence[str],
@@ -122,6 +128,7 @@ def plot_confusion_matrix(
     return _save(fig, path)
 
 
+@_PLAIN_TEXT
 def plot_comparison(
     results: Sequence[EvaluationResult],
     path: str | Path,

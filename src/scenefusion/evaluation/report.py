@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..files import FileProblem, read_json_object
 from .metrics import EvaluationResult, comparison_table
 from .plots import plot_comparison, plot_confusion_matrix
 
@@ -388,8 +389,11 @@ def load_results(out_dir: str | Path) -> list[EvaluationResult]:
     path = Path(out_dir)
     if path.is_dir():
         path = path / METRICS_FILENAME
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json_object(path, required=("results",))
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ValueError(f"{path}: unsupported metrics schema_version {version!r}")
-    return [EvaluationResult.from_dict(d) for d in data["results"]]
+    try:
+        return [EvaluationResult.from_dict(d) for d in data["results"]]
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise FileProblem(path, f"a result does not have the expected fields ({exc})") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -144,9 +145,13 @@ def load_weights(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        # torch's own message is a page of advice about weights_only, not about the file
+        reason = ("not a PyTorch weight file, or one holding more than tensors (not loaded: "
+                  "that could run code)" if isinstance(exc, pickle.UnpicklingError)
+                  else "the file is empty or cut short" if isinstance(exc, EOFError)
+                  else f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}")
         raise WeightsLoadError(
-            f"could not read {path} as a torch state_dict ({type(exc).__name__}: {exc}); "
-            f"expected {expected}"
+            f"could not read {path} as a torch state_dict ({reason}); expected {expected}"
         ) from exc
     if isinstance(state, Mapping) and not isinstance(state, dict):
         state = dict(state)

@@ -1,0 +1,72 @@
+"""Reading the JSON files scenefusion writes, and checking output locations before long work.
+
+Both exist so that a broken file or an unwritable folder is reported as one sentence naming
+the path, and so that it is reported *before* minutes of feature extraction or training, not
+after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+class FileProblem(ValueError):
+    """A file or folder scenefusion needs is missing, unreadable, broken or not writable."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def read_json_object(path: Path | str, required: Iterable[str] = ()) -> dict[str, Any]:
+    """A JSON file that must hold an object with the `required` keys."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileProblem(path, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FileProblem(path, f"cannot read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileProblem(path, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise FileProblem(path, f"expected a JSON object, found {type(data).__name__}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise FileProblem(path, f"missing key(s) {', '.join(missing)}")
+    return data
+
+
+def ensure_writable_dir(folder: Path | str, what: str = "output folder") -> Path:
+    """Create `folder` if needed and prove it takes a file, so a read-only disk, a file in the
+    way or a missing permission stops the command before it computes anything."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileProblem(folder, f"{what} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FileProblem(folder, f"{what} is not writable ({exc.strerror or exc})") from None
+    return folder
+
+
+def ensure_writable_file(path: Path | str, what: str = "output file") -> Path:
+    """Check that `path` can be written (its folder is created), before the work that fills it."""
+    path = Path(path)
+    if path.is_dir():
+        raise FileProblem(path, f"{what} is a folder, not a file")
+    ensure_writable_dir(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FileProblem(path, f"{what} exists and is not writable")
+    return path
