@@ -145,6 +145,24 @@ def test_run_split_is_leak_free_and_recorded(finished_run):
     assert len(split["dataset_fingerprint"]) == 16  # names exactly which items were used
 
 
+def test_bundles_say_what_they_were_trained_on_and_carry_their_calibration(finished_run):
+    run_dir, output, _ = finished_run
+    split = json.loads((run_dir / "split.json").read_text())
+    rows = {r["name"]: r for r in json.loads((run_dir / "metrics.json").read_text())["results"]}
+    for folder in ("best", "best-image", "best-audio"):
+        info = json.loads((run_dir / folder / "bundle.json").read_text())
+        row = rows[info["name"]]
+        assert info["trained_on"]["dataset_fingerprint"] == split["dataset_fingerprint"]
+        assert info["trained_on"]["split"] == "group"
+        assert info["test_accuracy"] == pytest.approx(row["accuracy"], abs=1e-4)
+        assert info["test_accuracy_ci"] == pytest.approx([row["ci_low"], row["ci_high"]],
+                                                         abs=1e-4)
+        assert info["calibration"]["temperature"] > 0
+        assert info["calibration"] == row["extra"]["calibration"]
+        assert f"{folder}/ calibrated on validation" in (run_dir / "report.md").read_text()
+    assert all(0 <= r["extra"]["test_ece"] <= 1 for r in rows.values())
+
+
 def test_fusion_beats_each_modality_where_each_alone_is_blind(finished_run):
     """Demo data: two classes look alike, two others sound alike; only fusion sees all four."""
     run_dir, _, _ = finished_run

@@ -411,6 +411,8 @@ def predict(
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(str(err))
         return
+    if bundle.provenance_warning():
+        err_console.print(f"[yellow]warning:[/yellow] {escape(bundle.provenance_warning())}")
     if video is not None:
         frame.to_csv(out, index=False)
         good = frame[frame["error"] == ""]
@@ -430,7 +432,7 @@ def predict(
         console.print(f"{len(frame) - n_err} classified, {n_err} with errors -> {escape(str(out))}")
         for row in frame[frame["error"] != ""].itertuples():
             console.print(f"[yellow]error[/yellow] {escape(row.error)}")
-        n_fallback = int(frame["warning"].str.contains("; used ", regex=False).sum())
+        n_fallback = int(frame["warning"].str.contains(r"(?:^|; )used ", regex=True).sum())
         if n_fallback:
             console.print(f"{n_fallback} pair(s) with one usable modality were classified by a "
                           "single-modality model of the same run (see the warning column)")

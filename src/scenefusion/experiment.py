@@ -25,7 +25,7 @@ from sklearn.metrics import log_loss
 from .config import ExperimentConfig
 from .data import DataError, Dataset, Split, load_dataset, make_split
 from .data.download import cached_reference_root
-from .data.synthetic import DEMO_NOTE, demo_data_path
+from .data.synthetic import DEMO_NOTE, demo_data_path, is_synthetic
 from .evaluation import (
     EvaluationResult,
     comparison_table,
@@ -33,6 +33,7 @@ from .evaluation import (
     load_results,
     write_reports,
 )
+from .evaluation.calibration import Calibration, expected_calibration_error
 from .features.extract import DatasetFeatures, extract_dataset
 from .features.store import FeatureStore
 from .files import FileProblem, ensure_writable_dir, read_json_object
@@ -102,6 +103,7 @@ class Candidate:
     val_log_loss: float | None
     test_proba: np.ndarray
     fit_seconds: float = 0.0
+    val_proba: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -155,10 +157,9 @@ def _model(model_id: str, config: ExperimentConfig) -> Any:
     return model
 
 
-def _val_scores(model: Any, X_val: Any, y_val: np.ndarray) -> tuple[float, float]:
-    proba = model.predict_proba(X_val)
-    pred = model.classes_[np.argmax(proba, axis=1)]
-    ll = log_loss(y_val, proba, labels=model.classes_)
+def _val_scores(proba: np.ndarray, classes: np.ndarray, y_val: np.ndarray) -> tuple[float, float]:
+    pred = classes[np.argmax(proba, axis=1)]
+    ll = log_loss(y_val, proba, labels=classes)
     return float(np.mean(pred == y_val)), float(ll)
 
 
@@ -179,13 +180,15 @@ def resolve_data(config: ExperimentConfig) -> tuple[Path, str | None]:
     return demo_data_path(FeatureStore(config.features.cache_dir).root), DEMO_NOTE
 
 
-def _load(config: ExperimentConfig, notes: list[str], progress: Progress | None) -> Dataset:
+def _load(config: ExperimentConfig, notes: list[str], progress: Progress | None
+          ) -> tuple[Dataset, str | None]:
+    """The data set and the note saying where it came from (None when the config named it)."""
     path, note = resolve_data(config)
     if note:
         notes.append(note)
     cb = (lambda d, t: progress("checking files", d, t)) if progress else None
     return load_dataset(path, layout=config.data.layout, classes=config.data.classes,
-                        check_files=config.data.check_files, progress=cb)
+                        check_files=config.data.check_files, progress=cb), note
 
 
 def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureStore,
@@ -241,9 +244,11 @@ class ComparisonGrid:
         fit_model(model, rows(self.tr), self.y[self.tr], X_va, y_va, progress=epoch_progress,
                   groups=self.groups[self.tr])
         seconds = time.perf_counter() - start
-        val_acc, val_ll = _val_scores(model, X_va, y_va) if self.has_val else (None, None)
+        val_proba = model.predict_proba(X_va) if self.has_val else None
+        val_acc, val_ll = (_val_scores(val_proba, model.classes_, y_va) if self.has_val
+                           else (None, None))
         candidate = Candidate(spec, model, val_acc, val_ll, model.predict_proba(rows(self.te)),
-                              seconds)
+                              seconds, val_proba)
         self.candidates.append(candidate)
         if self.progress:
             self.progress(f"training: {spec.name}", len(self.candidates), self.total)
@@ -319,13 +324,14 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
     ensure_writable_dir(store.root, "feature cache")
     ensure_writable_dir(config.output.runs_dir, "runs folder")
     with timer("data"):
-        dataset = _load(config, notes, progress)
+        dataset, data_note = _load(config, notes, progress)
         require_trainable(dataset)
     run_dir = _run_dir(config)
     marker = run_dir / INCOMPLETE_MARKER
     marker.write_text("this run has not finished: its results are missing or partial\n")
     try:
-        out = _run_into(run_dir, config, dataset, store, timer, notes, progress)
+        out = _run_into(run_dir, config, dataset, _provenance(config, dataset, data_note), store,
+                        timer, notes, progress)
     except BaseException as exc:
         marker.write_text(f"this run stopped before finishing: {type(exc).__name__}: {exc}\n")
         log.warning("the run stopped; its folder %s is marked incomplete (%s)", run_dir,
@@ -335,8 +341,9 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
     return out
 
 
-def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, store: FeatureStore,
-              timer: _Timer, notes: list[str], progress: Progress | None) -> RunOutput:
+def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, provenance: dict,
+              store: FeatureStore, timer: _Timer, notes: list[str], progress: Progress | None
+              ) -> RunOutput:
     with timer("features"):
         features = extract_features(config, dataset, store, progress)
     notes += features.notes
@@ -356,7 +363,9 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, store: 
             r = evaluate(c.name, y_te, c.test_proba, dataset.classes, groups=groups[split.test],
                          n_bootstrap=config.evaluation.n_bootstrap, seed=config.seed)
             r.extra.update(val_accuracy=c.val_accuracy, val_log_loss=c.val_log_loss,
-                           fit_seconds=round(c.fit_seconds, 3), **c.spec.fields())
+                           fit_seconds=round(c.fit_seconds, 3), **c.spec.fields(),
+                           test_ece=round(expected_calibration_error(
+                               c.test_proba, _columns(c.model, y_te)), 4))
             if hasattr(c.model, "member_weights"):
                 r.extra["member_weights"] = weights = c.model.member_weights()
                 notes.append(f"member weights of {c.name}: " + ", ".join(
@@ -368,9 +377,21 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, store: 
         single = {m: _pick(candidates, m) for m in ("image", "audio")}
         notes += [f"best {m}-only by validation accuracy: {c.name} (saved as best-{m}/)"
                   for m, c in single.items()]
-        _write_run(run_dir, config, dataset, split, {"best": best} | {
-            f"best-{m}": c for m, c in single.items()}, results,
-            notes + _data_notes(dataset, skipped))
+        bundles = {"best": best} | {f"best-{m}": c for m, c in single.items()}
+        by_name = {r.name: r for r in results}
+        infos = {}
+        for folder, c in bundles.items():
+            calibration = _calibrate(c, grid.y[split.val], y_te)
+            if calibration is not None:
+                by_name[c.name].extra["calibration"] = calibration.to_dict()
+                notes.append(
+                    f"{folder}/ calibrated on validation: temperature "
+                    f"{calibration.temperature:.2f}, test ECE {calibration.ece_before:.3f} -> "
+                    f"{calibration.ece_after:.3f}")
+            infos[folder] = _bundle_info(c, dataset, config, provenance, by_name[c.name],
+                                         calibration)
+        _write_run(run_dir, config, dataset, split, bundles, infos, results,
+                   notes + _data_notes(dataset, skipped))
     (run_dir / "timings.json").write_text(json.dumps(
         {"stages": timer.seconds, "extraction": features.extraction}, indent=2))
     return RunOutput(run_dir, results, comparison_table(results), best.name, timer.seconds,
@@ -378,12 +399,12 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, store: 
 
 
 def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split: Split,
-               bundles: dict[str, Candidate], results: list[EvaluationResult],
-               notes: list[str]) -> None:
+               bundles: dict[str, Candidate], infos: dict[str, dict],
+               results: list[EvaluationResult], notes: list[str]) -> None:
     """The run folder: model bundles (best/, best-image/, best-audio/), split.json,
     config.yaml, metrics, reports and plots."""
     for folder, candidate in bundles.items():
-        save_bundle(candidate.model, _bundle_info(candidate, dataset, config), run_dir / folder)
+        save_bundle(candidate.model, infos[folder], run_dir / folder)
     test_groups = sorted(set(dataset.groups[split.test].tolist()))
     record = split.to_dict() | {"test_groups": test_groups,
                                 "dataset_fingerprint": dataset.fingerprint()}
@@ -454,8 +475,39 @@ def require_trainable(dataset: Dataset) -> None:
                         f"list have no usable items; found {counts}")
 
 
-def _bundle_info(candidate: Candidate, dataset: Dataset, config: ExperimentConfig) -> dict:
-    """What `predict` needs to feed the model: class names, backbone, audio features."""
+def _columns(model: Any, y: np.ndarray) -> np.ndarray:
+    """Class indices `y` as column indices of `model.predict_proba`."""
+    return np.searchsorted(np.asarray(model.classes_), y)
+
+
+def _calibrate(candidate: Candidate, y_val: np.ndarray, y_test: np.ndarray
+               ) -> Calibration | None:
+    """A temperature for a saved model, fitted on validation (None without a validation set)."""
+    if candidate.val_proba is None or len(y_val) == 0:
+        return None
+    model = candidate.model
+    return Calibration.fit(candidate.val_proba, _columns(model, y_val), candidate.test_proba,
+                           _columns(model, y_test))
+
+
+def _provenance(config: ExperimentConfig, dataset: Dataset, note: str | None) -> dict:
+    """What a saved model was trained on, for `predict` and the web API to tell their users."""
+    return {
+        "data_path": str(Path(dataset.root).resolve()),
+        "layout": dataset.layout,
+        "dataset_fingerprint": dataset.fingerprint(),
+        "synthetic": note == DEMO_NOTE or is_synthetic(Path(dataset.root)),
+        "n_items": len(dataset),
+        "n_groups": len(set(dataset.groups)),
+        "split": config.split.strategy,
+    }
+
+
+def _bundle_info(candidate: Candidate, dataset: Dataset, config: ExperimentConfig,
+                 provenance: dict, result: EvaluationResult,
+                 calibration: Calibration | None) -> dict:
+    """What `predict` needs to feed the model (class names, backbone, audio features) and
+    what it should tell about the answers (training data, test accuracy, calibration)."""
     backbone = candidate.spec.backbone
     weights = config.features.image_weights.get(backbone) if backbone else None
     return {
@@ -467,4 +519,10 @@ def _bundle_info(candidate: Candidate, dataset: Dataset, config: ExperimentConfi
         "audio_features": config.features.audio,
         "audio_source": "reference-csv-mfcc" if dataset.layout == "reference" else "raw-audio",
         "val_accuracy": candidate.val_accuracy,
+        "test_accuracy": round(result.accuracy, 4),
+        "test_accuracy_ci": (None if result.ci_low is None
+                             else [round(result.ci_low, 4), round(result.ci_high, 4)]),
+        "n_test": result.n_test,
+        "trained_on": provenance,
+        "calibration": None if calibration is None else calibration.to_dict(),
     }

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
+from .evaluation.calibration import apply_temperature, near_tie
 from .features import DEFAULT_BATCH_SIZE
 from .features.audio import AUDIO_FEATURES
 from .features.backbones import IMAGE_BACKBONES
@@ -47,6 +48,21 @@ class Bundle:
     @property
     def kind(self) -> str:
         return self.info["kind"]
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature fitted when the run saved this model (1: none)."""
+        calibration = self.info.get("calibration") or {}
+        return float(calibration.get("temperature", 1.0))
+
+    def provenance_warning(self) -> str:
+        """What a user must know before trusting this model's answers ("" when nothing)."""
+        trained_on = self.info.get("trained_on") or {}
+        if trained_on.get("synthetic"):
+            return (f"model {self.info['name']} was trained on SYNTHETIC demo data "
+                    f"({trained_on.get('data_path')}): its answers for real photos and sounds "
+                    "mean nothing; train on real data with `scenefusion run --data PATH`")
+        return ""
 
     def required(self) -> set[str]:
         """Modalities every prediction needs (late/hybrid need at least one of the two)."""
@@ -196,9 +212,13 @@ def predict_pairs(
         else:
             proba = bundle.model.predict_proba({m: arrays.get(m) for m in ("image", "audio")})
             used = tuple(getattr(bundle.model, "last_used_modalities_", have))
+        proba = apply_temperature(proba, bundle.temperature)
         order = np.argsort(-proba, axis=1)[:, :top_k]
         for row_i, i in enumerate(idx):
             top = order[row_i]
+            tie = near_tie(proba[row_i], bundle.classes)
+            if tie:
+                rows[i]["warning"] = "; ".join(filter(None, [rows[i]["warning"], tie]))
             rows[i]["predicted"] = classes[top[0]]
             rows[i]["probability"] = float(proba[row_i, top[0]])
             rows[i]["top_k"] = "; ".join(f"{classes[t]} {proba[row_i, t]:.3f}" for t in top)
@@ -212,7 +232,8 @@ def predict_pairs(
         for i, result in zip(idx, sub.to_dict("records"), strict=True):
             for col in ("predicted", "probability", "top_k", "modalities", "model", "error"):
                 rows[i][col] = result[col]
-            rows[i]["warning"] += f"; used {result['model']}"
+            rows[i]["warning"] = "; ".join(
+                filter(None, [rows[i]["warning"], f"used {result['model']}", result["warning"]]))
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "problems"} for r in rows])
     for col in ("predicted", "probability", "top_k", "modalities", "model"):
         if col not in frame:

@@ -154,3 +154,12 @@ def demo_data_path(cache_root: Path) -> Path:
         make_demo(root)
         marker.write_text("ok\n")
     return root
+
+
+#: File that marks a folder as generated, so models trained on it say so wherever they are used.
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
+
+
+def is_synthetic(root: Path) -> bool:
+    """Whether `root` was written by this module (it holds :data:`SYNTHETIC_MARKER`)."""
+    return (Path(root) / SYNTHETIC_MARKER).is_file()

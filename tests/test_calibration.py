@@ -1,0 +1,63 @@
+"""Calibrated confidence (issue 14, item 2): ECE, temperature scaling, near-tie warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from scenefusion.evaluation.calibration import (
+    Calibration,
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    near_tie,
+)
+
+
+def sampled(temperature: float, n: int = 4000, k: int = 5, seed: int = 0):
+    """Labels drawn from softmax(z / T) while the model claims softmax(z): a model that is
+    overconfident by exactly T."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=3.0, size=(n, k))
+    truth = softmax(z / temperature, axis=1)
+    y = np.array([rng.choice(k, p=p) for p in truth])
+    return softmax(z, axis=1), y
+
+
+def test_ece_is_near_zero_for_a_calibrated_model_and_large_for_an_overconfident_one():
+    proba, y = sampled(1.0)
+    assert expected_calibration_error(proba, y) < 0.03
+    proba, y = sampled(3.0)
+    assert expected_calibration_error(proba, y) > 0.15
+
+
+def test_temperature_recovers_the_overconfidence_and_keeps_every_prediction():
+    proba, y = sampled(2.5, seed=1)
+    t = fit_temperature(proba, y)
+    assert t == pytest.approx(2.5, abs=0.35)
+    fixed = apply_temperature(proba, t)
+    assert np.allclose(fixed.sum(axis=1), 1.0)
+    assert (fixed.argmax(axis=1) == proba.argmax(axis=1)).all()
+    assert expected_calibration_error(fixed, y) < expected_calibration_error(proba, y) / 3
+
+
+def test_a_validation_set_without_errors_never_sharpens():
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    assert fit_temperature(proba, np.array([0, 1, 2])) >= 1.0
+
+
+def test_calibration_record_fits_on_validation_and_reports_test_ece():
+    val, y_val = sampled(2.0, n=1500, seed=2)
+    test, y_test = sampled(2.0, n=1500, seed=3)
+    record = Calibration.fit(val, y_val, test, y_test)
+    assert record.temperature > 1.5 and record.n_items == 1500
+    assert record.ece_after < record.ece_before
+    assert record.to_dict()["method"] == "temperature"
+
+
+def test_near_ties_are_named_and_clear_winners_are_not():
+    classes = ["BEACH", "CITY", "FOREST", "RIVER"]
+    warning = near_tie(np.array([0.286, 0.286, 0.286, 0.142]), classes)
+    assert "BEACH 0.286" in warning and "FOREST 0.286" in warning and "RIVER" not in warning
+    assert near_tie(np.array([0.7, 0.1, 0.1, 0.1]), classes) == ""
