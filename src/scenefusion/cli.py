@@ -142,7 +142,8 @@ def extract(
     runtime: Annotated[str, typer.Option(metavar="RUNTIME", help="auto, onnx or torch.")] = "auto",
     threads: Annotated[
         int | None,
-        typer.Option(metavar="N", min=1, help="Embedding threads (default: usable cores)."),
+        typer.Option(metavar="N", min=1,
+                     help="CPU threads (default: the cores this process may use)."),
     ] = None,
     layout: Annotated[
         str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest or pairs.")
@@ -150,6 +151,7 @@ def extract(
     classes: ClassesOpt = None,
 ) -> None:
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
+    from .cpu import limit_threads
     from .features.extract import extract_dataset
     from .features.store import FeatureStore
     from .files import ensure_writable_dir
@@ -167,7 +169,7 @@ def extract(
     try:
         store = FeatureStore(cache)
         ensure_writable_dir(store.root, "feature cache")
-        with progress_bar() as bar:
+        with limit_threads(threads), progress_bar() as bar:
             out = extract_dataset(
                 dataset,
                 store,
@@ -306,6 +308,12 @@ def run(
     ] = None,
     name: Annotated[str | None, typer.Option(metavar="NAME", help="Run folder name.")] = None,
     cache: Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(metavar="N", min=1,
+                     help="CPU threads for every stage (default: the cores this process may "
+                          "use); lower it on a shared machine."),
+    ] = None,
 ) -> None:
     """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
     from .config import ConfigError, load_config, with_overrides
@@ -328,6 +336,7 @@ def run(
                 "output.runs_dir": runs_dir,
                 "output.name": name,
                 "features.cache_dir": cache,
+                "threads": threads,
             },
         )
     except ConfigError as err:

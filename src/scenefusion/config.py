@@ -59,8 +59,7 @@ class FeaturesConfig(_Strict):
         "auto", description="Backbone runtime: ONNX Runtime (auto, when installed) or torch."
     )
     threads: int | None = Field(
-        None, ge=1, description="Threads for embedding images; None = the cores this process "
-        "may use.",
+        None, ge=1, description="Threads for embedding images; None = the run's `threads`.",
     )
     cache_dir: Path | None = None
 
@@ -140,6 +139,10 @@ class ExperimentConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
     seed: int = 0
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for every stage (torch, ONNX Runtime, BLAS, "
+        "OpenMP); None = the cores this process may use. Lower it on a shared machine.",
+    )
 
     @field_validator("models")
     @classmethod

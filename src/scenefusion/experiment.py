@@ -23,6 +23,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import log_loss
 
 from .config import ExperimentConfig
+from .cpu import limit_threads
 from .data import DataError, Dataset, Split, load_dataset, make_split
 from .data.download import cached_reference_root
 from .data.synthetic import DEMO_NOTE, demo_data_path, is_synthetic
@@ -196,7 +197,8 @@ def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureS
     """Every configured extractor through the cache (see features.extract.extract_dataset)."""
     f = config.features
     return extract_dataset(dataset, store, f.image_backbones, f.audio,
-                           image_weights=f.image_weights, runtime=f.runtime, threads=f.threads,
+                           image_weights=f.image_weights, runtime=f.runtime,
+                           threads=f.threads or config.threads,
                            batch_size=f.batch_size, progress=progress)
 
 
@@ -315,7 +317,15 @@ class ComparisonGrid:
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> RunOutput:
-    """Run the comparison grid of `config` and write the run folder; returns what it measured."""
+    """Run the comparison grid of `config` and write the run folder; returns what it measured.
+
+    Every library's threads are capped at ``config.threads`` (default: the cores this process
+    may use) for the whole run, see :mod:`scenefusion.cpu`."""
+    with limit_threads(config.threads):
+        return _run_experiment(config, progress)
+
+
+def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunOutput:
     timer = _Timer()
     notes: list[str] = []
     store = FeatureStore(config.features.cache_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,6 +24,7 @@ from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from scenefusion.cpu import thread_budget
 from scenefusion.models.base import (
     Capabilities,
     check_targets,
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 
 def _default_n_jobs() -> int:
-    """Every core: tree fitting parallelises well (a fixed cap would idle bigger machines)."""
-    return os.cpu_count() or 1
+    """Every core the run may use: tree fitting parallelises well (a fixed cap would idle
+    bigger machines, more would oversubscribe a capped run)."""
+    return thread_budget()
 
 
 class ClassicalModel(ClassifierMixin, BaseEstimator):
@@ -311,9 +312,9 @@ class HGBModel(ClassicalModel):
 
     def _threads(self, n_cells: int) -> contextlib.AbstractContextManager[Any]:
         if self.n_jobs is None:
-            n = 1 if n_cells < self.small_input_cells else (os.cpu_count() or 1)
+            n = 1 if n_cells < self.small_input_cells else thread_budget()
         else:
             n = self.n_jobs
         if n < 0:
-            n = max(1, (os.cpu_count() or 1) + 1 + n)
+            n = max(1, thread_budget() + 1 + n)
         return threadpool_limits(limits=n, user_api="openmp")
