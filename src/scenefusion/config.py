@@ -130,6 +130,16 @@ class OutputConfig(_Strict):
     name: str | None = None
 
 
+class RunnerConfig(_Strict):
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: fits one after another here; ray: independent fits as "
+        "Ray tasks (pip install -e '.[ray]').")
+    address: str | None = Field(
+        None, description="Ray cluster to join (e.g. ray://head:10001 or auto); None starts "
+        "a local one.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray cluster.")
+
+
 class ExperimentConfig(_Strict):
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
@@ -138,6 +148,7 @@ class ExperimentConfig(_Strict):
     fusion: FusionConfig = FusionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
+    runner: RunnerConfig = RunnerConfig()
     seed: int = 0
     threads: int | None = Field(
         None, ge=1, description="CPU threads for every stage (torch, ONNX Runtime, BLAS, "

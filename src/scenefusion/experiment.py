@@ -40,6 +40,7 @@ from .features.store import FeatureStore
 from .files import FileProblem, ensure_writable_dir, read_json_object
 from .models import EarlyFusion, HybridFusion, LateFusion, capabilities, fit_model, make_model
 from .predict import save_bundle
+from .runners import make_runner
 
 log = logging.getLogger(__name__)
 
@@ -202,18 +203,77 @@ def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureS
                            batch_size=f.batch_size, progress=progress)
 
 
+@dataclass(frozen=True)
+class FitJob:
+    """One fit of the grid: a fresh model, its row spec and which inputs it takes
+    (``audio``, ``image:<backbone>`` or ``both:<backbone>``)."""
+
+    spec: RunSpec
+    model: Any
+    inputs: str
+
+
+@dataclass(frozen=True)
+class GridData:
+    """Everything a fit reads, in one object that a distributed runner ships once."""
+
+    audio: np.ndarray
+    images: dict[str, np.ndarray]
+    y: np.ndarray
+    groups: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def inputs(self, name: str) -> Any:
+        kind, _, backbone = name.partition(":")
+        if kind == "audio":
+            return self.audio
+        if kind == "image":
+            return self.images[backbone]
+        return {"image": self.images[backbone], "audio": self.audio}
+
+
+def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None = None
+                  ) -> Candidate:
+    """Fit one model on train; score it on validation (for selection) and test. A pure
+    function of its arguments, so any runner (serial, Ray) gives the same candidate."""
+    X = data.inputs(job.inputs)
+
+    def rows(idx: np.ndarray) -> Any:
+        return {k: v[idx] for k, v in X.items()} if isinstance(X, dict) else X[idx]
+
+    has_val = len(data.val) > 0
+    y_va = data.y[data.val] if has_val else None
+    X_va = rows(data.val) if has_val else None
+    model = job.model
+    start = time.perf_counter()
+    fit_model(model, rows(data.train), data.y[data.train], X_va, y_va, progress=epoch_progress,
+              groups=data.groups[data.train])
+    seconds = time.perf_counter() - start
+    val_proba = model.predict_proba(X_va) if has_val else None
+    val_acc, val_ll = (_val_scores(val_proba, model.classes_, y_va) if has_val
+                       else (None, None))
+    return Candidate(job.spec, model, val_acc, val_ll, model.predict_proba(rows(data.test)),
+                     seconds, val_proba)
+
+
 class ComparisonGrid:
     """Fits every model of the grid on train, scores it on val (for selection) and keeps its
-    test probabilities. Late and hybrid fusion reuse the best fitted unimodal members."""
+    test probabilities. Late and hybrid fusion reuse the best fitted unimodal members.
+
+    Fits that do not depend on each other go to the runner as one batch (unimodal models;
+    then per backbone early fusion, late fusion, hybrid fusion); without a runner they run
+    here one after the other, with per-epoch progress."""
 
     def __init__(self, config: ExperimentConfig, features: DatasetFeatures, split: Split,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, runner: Any = None) -> None:
         self.config = config
         self.features = features
-        self.y = features.dataset.labels
-        self.groups = features.dataset.groups
-        self.tr, self.va, self.te = split.train, split.val, split.test
-        self.has_val = len(self.va) > 0
+        self.data = GridData(features.audio, features.images, features.dataset.labels,
+                             features.dataset.groups, split.train, split.val, split.test)
+        self.y = self.data.y
+        self.has_val = len(split.val) > 0
         # Stacking learns its combiner on validation predictions of the fitted members: held
         # out from their training and cheap. Out-of-fold refits are the fallback without a val
         # set; with whole videos held out per fold they also starve classes that have a single
@@ -224,48 +284,48 @@ class ComparisonGrid:
         if not self.has_val:
             self.notes.append("no validation set: selection falls back to the first model listed")
         self.progress = progress
+        self.runner = runner
+        self.n_done = 0
         fusion = config.fusion
         per_backbone = (len(config.models.image) + len(fusion.early) * len(fusion.early_audio)
                         + len(fusion.late) + len(fusion.hybrid))
         self.total = len(config.features.image_backbones) * per_backbone + len(config.models.audio)
 
-    def fit_eval(self, spec: RunSpec, model: Any, X: Any) -> Candidate:
-        def rows(idx: np.ndarray) -> Any:
-            return {k: v[idx] for k, v in X.items()} if isinstance(X, dict) else X[idx]
+    def fit_batch(self, jobs: list[FitJob]) -> list[Candidate]:
+        """Fit independent jobs (in the runner when there is one); candidates in job order."""
+        if self.runner is not None and len(jobs) > 1:
+            fitted = self.runner.map(fit_and_score, jobs, self.data,
+                                     on_done=lambda job: self._report(job.spec))
+        else:
+            fitted = [self._fit_here(job) for job in jobs]
+        self.candidates += fitted
+        return fitted
 
-        y_va = self.y[self.va] if self.has_val else None
-        X_va = rows(self.va) if self.has_val else None
+    def _fit_here(self, job: FitJob) -> Candidate:
         epoch_progress = None
         if self.progress:
-            done = len(self.candidates)
+            done = self.n_done
 
             def epoch_progress(epoch: int, train_loss: float, val_loss: float | None) -> None:
-                self.progress(f"training: {spec.name} (epoch {epoch})", done, self.total)
+                self.progress(f"training: {job.spec.name} (epoch {epoch})", done, self.total)
 
-        start = time.perf_counter()
-        fit_model(model, rows(self.tr), self.y[self.tr], X_va, y_va, progress=epoch_progress,
-                  groups=self.groups[self.tr])
-        seconds = time.perf_counter() - start
-        val_proba = model.predict_proba(X_va) if self.has_val else None
-        val_acc, val_ll = (_val_scores(val_proba, model.classes_, y_va) if self.has_val
-                           else (None, None))
-        candidate = Candidate(spec, model, val_acc, val_ll, model.predict_proba(rows(self.te)),
-                              seconds, val_proba)
-        self.candidates.append(candidate)
-        if self.progress:
-            self.progress(f"training: {spec.name}", len(self.candidates), self.total)
+        candidate = fit_and_score(job, self.data, epoch_progress)
+        self._report(job.spec)
         return candidate
 
+    def _report(self, spec: RunSpec) -> None:
+        self.n_done += 1
+        if self.progress:
+            self.progress(f"training: {spec.name}", self.n_done, self.total)
+
     def run(self) -> list[Candidate]:
-        config, f = self.config, self.features
+        config = self.config
         audio_id = config.features.audio
-        for m in config.models.audio:
-            self.fit_eval(RunSpec("audio", audio_feature=audio_id, model=m), _model(m, config),
-                          f.audio)
-        for b in config.features.image_backbones:
-            for m in config.models.image:
-                self.fit_eval(RunSpec("image", backbone=b, model=m), _model(m, config),
-                              f.images[b])
+        unimodal = [FitJob(RunSpec("audio", audio_feature=audio_id, model=m), _model(m, config),
+                           "audio") for m in config.models.audio]
+        unimodal += [FitJob(RunSpec("image", backbone=b, model=m), _model(m, config), f"image:{b}")
+                     for b in config.features.image_backbones for m in config.models.image]
+        self.fit_batch(unimodal)
         for b in config.features.image_backbones:
             self._fusion(b)
         return self.candidates
@@ -280,12 +340,12 @@ class ComparisonGrid:
     def _fusion(self, b: str) -> None:
         config = self.config
         audio_id = config.features.audio
-        both = {"image": self.features.images[b], "audio": self.features.audio}
+        both = f"both:{b}"
         best_img, best_aud = _pick(self.candidates, "image", b), _pick(self.candidates, "audio")
         members = {"image": FrozenEstimator(best_img.model),
                    "audio": FrozenEstimator(best_aud.model)}
         encoder = self._audio_encoder()
-        early_fitted: list[Candidate] = []
+        early_jobs: list[FitJob] = []
         for audio_side in config.fusion.early_audio:
             if audio_side == "lstm" and encoder is None:
                 self.notes.append("early fusion on a learned audio embedding skipped: no audio "
@@ -297,23 +357,24 @@ class ComparisonGrid:
                                     random_state=config.seed, audio_encoder=frozen)
                 spec = RunSpec("early", backbone=b, audio_feature=audio_id, model=m,
                                early_audio=audio_side)
-                early_fitted.append(self.fit_eval(spec, model, both))
+                early_jobs.append(FitJob(spec, model, both))
+        early_fitted = self.fit_batch(early_jobs)
         pair = (best_img.spec, best_aud.spec)
-        for method in config.fusion.late:
-            model = LateFusion(members, method=method, stack_on=self.stack_on,
-                               random_state=config.seed)
-            spec = RunSpec("late", backbone=b, audio_feature=audio_id, method=method,
-                           members=pair)
-            self.fit_eval(spec, model, both)
+        self.fit_batch([
+            FitJob(RunSpec("late", backbone=b, audio_feature=audio_id, method=method,
+                           members=pair),
+                   LateFusion(members, method=method, stack_on=self.stack_on,
+                              random_state=config.seed), both)
+            for method in config.fusion.late])
         if config.fusion.hybrid and early_fitted:
             best_early = max(early_fitted, key=lambda c: c.val_rank)
-            for method in config.fusion.hybrid:
-                model = HybridFusion(early=FrozenEstimator(best_early.model), models=members,
-                                     method=method, stack_on=self.stack_on,
-                                     random_state=config.seed)
-                spec = RunSpec("hybrid", backbone=b, audio_feature=audio_id, method=method,
-                               members=(*pair, best_early.spec))
-                self.fit_eval(spec, model, both)
+            self.fit_batch([
+                FitJob(RunSpec("hybrid", backbone=b, audio_feature=audio_id, method=method,
+                               members=(*pair, best_early.spec)),
+                       HybridFusion(early=FrozenEstimator(best_early.model), models=members,
+                                    method=method, stack_on=self.stack_on,
+                                    random_state=config.seed), both)
+                for method in config.fusion.hybrid])
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> RunOutput:
@@ -363,7 +424,8 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, provena
                            config.split.val_fraction, config.split.seed)
     notes += split.notes
     with timer("training"):
-        grid = ComparisonGrid(config, features, split, progress)
+        runner = make_runner(config.runner.kind, config.runner.address, config.runner.num_cpus)
+        grid = ComparisonGrid(config, features, split, progress, runner)
         candidates = grid.run()
     notes += grid.notes
     with timer("evaluation"):
