@@ -314,6 +314,16 @@ def run(
                      help="CPU threads for every stage (default: the cores this process may "
                           "use); lower it on a shared machine."),
     ] = None,
+    runner: Annotated[
+        str | None,
+        typer.Option(metavar="RUNNER", help="local (default) or ray: independent fits as Ray "
+                     "tasks."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(metavar="ADDR", help="Ray cluster to join (with --runner ray); default: "
+                     "start a local one."),
+    ] = None,
 ) -> None:
     """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
     from .config import ConfigError, load_config, with_overrides
@@ -337,6 +347,8 @@ def run(
                 "output.name": name,
                 "features.cache_dir": cache,
                 "threads": threads,
+                "runner.kind": runner,
+                "runner.address": address,
             },
         )
     except ConfigError as err:
