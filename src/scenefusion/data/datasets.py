@@ -1,13 +1,21 @@
 """Loaders: a folder of pairs, a manifest CSV, and the reference data set's own layout.
 
-Each returns a `Dataset` whose `skipped` list says which inputs were left out and why.
+Each returns a `Dataset` whose `skipped` list says which inputs were left out and why. Every
+loader applies the same rules, so a data set means the same thing whatever its layout:
+labels are stripped of surrounding spaces; a row repeated exactly is kept once; a file listed
+under two labels is dropped everywhere (which label is right is unknown); a file in two groups
+is kept in the first only (else it could sit on both sides of a split); paths that leave the
+data folder are refused unless `allow_outside=True`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +34,9 @@ REFERENCE_REQUIRED = ["IMAGE", "CLASS2", *REFERENCE_MFCC_COLUMNS]
 # The reference CSV stores 13 MFCCs for each of 8 windows, window after window.
 REFERENCE_MFCC_SHAPE = (8, 13)
 MANIFEST_REQUIRED = ["image", "audio", "label"]
+#: How many offending row numbers an error message lists before summarising the rest.
+SHOW_ROWS = 5
+OUTSIDE_HINT = "pass allow_outside=True / --allow-outside-paths to accept"
 
 _FRAME_SUFFIX = re.compile(r"^(.*?)[-_ .]*\d+$")
 
@@ -34,6 +45,128 @@ def derive_group(stem: str) -> str:
     """Source-video guess from a frame's file name: the stem without its trailing frame number."""
     match = _FRAME_SUFFIX.match(stem)
     return match.group(1) if match and match.group(1) else stem
+
+
+# --- rules shared by every loader --------------------------------------------------------------
+
+@dataclass
+class _Row:
+    """One candidate input: the path a skip names, how other rows' reasons cite it, its outcome."""
+
+    path: str
+    ref: str
+    entry: Item | Skip
+
+
+def _cell(value: object) -> str:
+    """A CSV cell as stripped text; missing cells become ''."""
+    return "" if value is None or pd.isna(value) else str(value).strip()
+
+
+def _label(raw: object, stripped: set[str]) -> str:
+    """The label without surrounding spaces ('BEACH ' is 'BEACH' in every loader)."""
+    label = _cell(raw)
+    if label and label != str(raw):
+        stripped.add(str(raw))
+    return label
+
+
+def _warn_stripped(stripped: set[str], where: Path) -> None:
+    if stripped:
+        shown = ", ".join(repr(s) for s in sorted(stripped)[:SHOW_ROWS])
+        log.warning("%s: label(s) with surrounding spaces were stripped: %s", where, shown)
+
+
+def _list_refs(refs: list[str]) -> str:
+    more = f" and {len(refs) - SHOW_ROWS} more" if len(refs) > SHOW_ROWS else ""
+    return ", ".join(refs[:SHOW_ROWS]) + more
+
+
+def _identities(rows: list[_Row]) -> dict[Path, str]:
+    """One key per file on disk, however a row spells its path (./a.png, dir/../a.png, a link);
+    computed once per path, since resolving is the slow part on large data sets."""
+    paths = {p for row in rows if isinstance(row.entry, Item) for p in _files(row.entry)}
+    return {p: os.path.normcase(os.path.realpath(p)) for p in paths}
+
+
+def _files(item: Item) -> list[Path]:
+    return [p for p in (item.image, item.audio) if p is not None]
+
+
+def _outside(path: Path, base: Path) -> bool:
+    """True when `path` leaves `base`, judged by its spelling and by where it really is
+    (a symlink the user placed inside the folder is theirs to make; '../' in a row is not)."""
+    base_abs = Path(os.path.normpath(base.absolute()))
+    lexical = Path(os.path.normpath(base_abs / path))
+    if lexical.is_relative_to(base_abs):
+        return False
+    return not (base_abs / path).resolve().is_relative_to(base_abs.resolve())
+
+
+def _leaving_path(values: dict[str, str], base: Path, folder: str) -> str | None:
+    """A skip reason when any of the row's paths leaves `base`, else None."""
+    for kind, value in values.items():
+        if _outside(Path(value), base):
+            return f"{kind} path {value!r} leaves the {folder} {base}; {OUTSIDE_HINT}"
+    return None
+
+
+def _drop_exact_duplicates(rows: list[_Row], ident: dict[Path, str]) -> list[_Row]:
+    """The same image + audio + label again: keep the first, name it in the others' skips."""
+    first: dict[tuple, _Row] = {}
+    out = []
+    for row in rows:
+        item = row.entry
+        if isinstance(item, Item):
+            key = (*(ident[p] if p else None for p in (item.image, item.audio)), item.label)
+            if key in first:
+                row = _Row(row.path, row.ref, Skip(row.path, f"duplicate of {first[key].ref}"))
+            else:
+                first[key] = row
+        out.append(row)
+    return out
+
+
+def _drop_label_conflicts(rows: list[_Row], ident: dict[Path, str]) -> list[_Row]:
+    """A file listed under two labels: drop every row using it, since which is right is unknown."""
+    labels: dict[str, set[str]] = defaultdict(set)
+    refs: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        if isinstance(row.entry, Item):
+            for path in _files(row.entry):
+                labels[ident[path]].add(row.entry.label)
+                refs[ident[path]].append(row.ref)
+    out = []
+    for row in rows:
+        if isinstance(row.entry, Item):
+            for path in _files(row.entry):
+                names = sorted(labels[ident[path]])
+                if len(names) > 1:
+                    listed = ", ".join(repr(n) for n in names[:-1]) + f" and {names[-1]!r}"
+                    reason = (f"same file listed under labels {listed} ({path.name}: "
+                              f"{_list_refs(refs[ident[path]])}); which is right is unknown")
+                    row = _Row(row.path, row.ref, Skip(row.path, reason))
+                    break
+        out.append(row)
+    return out
+
+
+def _drop_group_conflicts(rows: list[_Row], ident: dict[Path, str]) -> list[_Row]:
+    """A file in two groups could land on both sides of a split: keep it in its first group."""
+    first: dict[str, tuple[str, str]] = {}
+    out = []
+    for row in rows:
+        item = row.entry
+        if isinstance(item, Item):
+            for path in _files(item):
+                group, ref = first.setdefault(ident[path], (item.group, row.ref))
+                if group != item.group:
+                    reason = (f"{path.name} is also in group {group!r} ({ref}); one file in two "
+                              "groups could sit on both sides of the train/test split")
+                    row = _Row(row.path, row.ref, Skip(row.path, reason))
+                    break
+        out.append(row)
+    return out
 
 
 def _check_item_files(item: Item, skipped: list[Skip], check_files: bool) -> bool:
@@ -52,31 +185,37 @@ def _check_item_files(item: Item, skipped: list[Skip], check_files: bool) -> boo
 
 
 def _filter_classes(
-    rows: Iterable[tuple[str, Item | Skip]], classes: list[str] | None, skipped: list[Skip]
+    rows: Iterable[_Row], classes: list[str] | None, skipped: list[Skip]
 ) -> list[Item]:
     kept = []
-    for _, row in rows:
-        if isinstance(row, Skip):
-            skipped.append(row)
-        elif classes is not None and row.label not in classes:
-            where = row.image or row.audio or row.id
-            reason = f"label {row.label!r} is not in the class list {classes}"
+    for row in rows:
+        entry = row.entry
+        if isinstance(entry, Skip):
+            skipped.append(entry)
+        elif classes is not None and entry.label not in classes:
+            where = entry.image or entry.audio or entry.id
+            reason = f"label {entry.label!r} is not in the class list {classes}"
             skipped.append(Skip(str(where), reason))
         else:
-            kept.append(row)
+            kept.append(entry)
     return kept
 
 
 def _finish(
-    items: list[Item],
+    rows: list[_Row],
     classes: list[str] | None,
     root: Path,
     layout: str,
     group_source: str,
-    skipped: list[Skip],
     check_files: bool,
     progress: Progress | None,
 ) -> Dataset:
+    """The steps every loader shares: duplicates and conflicts, class list, file checks."""
+    ident = _identities(rows)
+    for rule in (_drop_exact_duplicates, _drop_label_conflicts, _drop_group_conflicts):
+        rows = rule(rows, ident)
+    skipped: list[Skip] = []
+    items = _filter_classes(rows, classes, skipped)
     usable = []
     for i, item in enumerate(items):
         if _check_item_files(item, skipped, check_files):
@@ -89,66 +228,88 @@ def _finish(
     return Dataset(usable, names, root, layout, group_source, skipped)
 
 
+# --- folder of pairs ---------------------------------------------------------------------------
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_SUFFIXES else "audio" if suffix in AUDIO_SUFFIXES else None
+
+
+def _pair_row(class_dir: Path, label: str, stem: str, found: dict[str, list[Path]]) -> _Row:
+    """One stem's files as an item, or a skip saying what is missing or ambiguous."""
+    images, audios = found.get("image", []), found.get("audio", [])
+    where = str((images or audios)[0])
+    problems = [
+        f"two {what} for one pair: {' and '.join(p.name for p in files)}; remove or rename one"
+        for what, files in (("images", images), ("audio files", audios)) if len(files) > 1
+    ]
+    if not images:
+        problems.append("no image with the same name")
+    if not audios:
+        problems.append("no audio with the same name")
+    if problems:
+        return _Row(where, where, Skip(where, "; ".join(problems)))
+    item = Item(
+        id=f"{class_dir.name}/{stem}",
+        label=label,
+        group=f"{label}/{derive_group(stem)}",
+        image=images[0],
+        audio=audios[0],
+    )
+    return _Row(where, where, item)
+
+
 def load_pairs_folder(
     root: Path,
     classes: list[str] | None = None,
     check_files: bool = True,
     progress: Progress | None = None,
+    allow_outside: bool = False,
 ) -> Dataset:
     """Load `ROOT/<class>/<name>.{jpg,png}` beside `<name>.{wav,flac,ogg}`.
 
     The group (source video) is derived from the file-name stem without its frame number,
-    because a folder of pairs carries no other record of it.
+    because a folder of pairs carries no other record of it. Two images (or two sounds) with
+    one stem are reported, not resolved by a guess. `allow_outside` is accepted so that every
+    loader takes the same options; a pairs folder never names paths outside itself.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "data folder not found")
-    skipped: list[Skip] = []
-    rows: list[tuple[str, Item | Skip]] = []
+    rows: list[_Row] = []
+    stripped: set[str] = set()
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(root, "no class folders found (expected ROOT/<class>/<name>.jpg + .wav)")
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.iterdir() if p.is_file())
-        by_stem: dict[str, dict[str, Path]] = {}
-        for f in files:
-            kind = (
-                "image" if f.suffix.lower() in IMAGE_SUFFIXES
-                else "audio" if f.suffix.lower() in AUDIO_SUFFIXES
-                else None
-            )
-            if kind is None:
-                continue
-            by_stem.setdefault(f.stem, {})[kind] = f
-        for stem, found in sorted(by_stem.items()):
-            if "image" not in found:
-                rows.append((stem, Skip(str(found["audio"]), "no image with the same name")))
-                continue
-            if "audio" not in found:
-                rows.append((stem, Skip(str(found["image"]), "no audio with the same name")))
-                continue
-            item = Item(
-                id=f"{class_dir.name}/{stem}",
-                label=class_dir.name,
-                group=f"{class_dir.name}/{derive_group(stem)}",
-                image=found["image"],
-                audio=found["audio"],
-            )
-            rows.append((stem, item))
-    items = _filter_classes(rows, classes, skipped)
+        label = _label(class_dir.name, stripped)
+        by_stem: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
+        for f in sorted(p for p in class_dir.iterdir() if p.is_file()):
+            if (kind := _kind(f)) is not None:
+                by_stem[f.stem][kind].append(f)
+        if not label:
+            rows += [_Row(str(class_dir), str(class_dir), Skip(str(class_dir), "empty label"))]
+            continue
+        rows += [_pair_row(class_dir, label, stem, found)
+                 for stem, found in sorted(by_stem.items())]
+    _warn_stripped(stripped, root)
     log.info("groups derived from file names (stem without trailing frame number)")
-    return _finish(
-        items, classes, root, "pairs", "derived from file names", skipped, check_files, progress
-    )
+    return _finish(rows, classes, root, "pairs", "derived from file names", check_files, progress)
 
 
-def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+# --- manifest CSV ------------------------------------------------------------------------------
+
+def _read_csv(path: Path, required: list[str], text: bool = False) -> pd.DataFrame:
+    """Read a CSV (BOM and spaces around column names tolerated); `text` keeps cells as strings
+    so '007' stays '007' and only an empty cell counts as missing."""
     if not path.is_file():
         raise DataError(path, "CSV file not found")
+    options = {"dtype": str, "keep_default_na": False, "na_values": [""]} if text else {}
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, encoding="utf-8-sig", **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not a readable CSV ({exc})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         more = f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""
@@ -157,81 +318,119 @@ def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _uses_group_column(frame: pd.DataFrame, csv_path: Path) -> bool:
+    """Whether groups come from the `group` column: every usable row has one, or none does.
+
+    A partly filled column would mix column groups with file-name groups, and one video could
+    then reach both train and test; it is refused, naming the rows to fill in.
+    """
+    if "group" not in frame.columns:
+        return False
+    usable = frame[MANIFEST_REQUIRED].map(_cell).ne("").all(axis=1)
+    filled = frame["group"].map(_cell).ne("")
+    if not (usable & filled).any():
+        return False
+    empty = [str(i + 2) for i in np.flatnonzero(usable & ~filled)]
+    if empty:
+        raise DataError(
+            csv_path,
+            f"the 'group' column is empty in row(s) {_list_refs(empty)} but filled in others; "
+            "fill it in every row or remove the column (mixing column groups with groups guessed "
+            "from file names can put one video on both train and test)",
+        )
+    return True
+
+
+def _manifest_row(
+    rec: dict, n: int, csv_path: Path, use_group: bool, allow_outside: bool, stripped: set[str]
+) -> _Row:
+    where, ref = f"{csv_path}:{n}", f"row {n}"
+    base = csv_path.parent
+    image, audio = _cell(rec["image"]), _cell(rec["audio"])
+    label = _label(rec["label"], stripped)
+    if not (image and audio and label):
+        return _Row(where, ref, Skip(where, "empty image, audio or label cell"))
+    leaving = None if allow_outside else _leaving_path(
+        {"image": image, "audio": audio}, base, "manifest folder"
+    )
+    if leaving:
+        return _Row(where, ref, Skip(where, leaving))
+    group = _cell(rec["group"]) if use_group else f"{label}/{derive_group(Path(image).stem)}"
+    item = Item(id=image, label=label, group=group, image=base / image, audio=base / audio)
+    return _Row(where, ref, item)
+
+
 def load_manifest(
     csv_path: Path,
     classes: list[str] | None = None,
     check_files: bool = True,
     progress: Progress | None = None,
+    allow_outside: bool = False,
 ) -> Dataset:
-    """Load a manifest CSV with columns `image,audio,label[,group]`, paths relative to the CSV."""
-    csv_path = Path(csv_path)
-    frame = _read_csv(csv_path, MANIFEST_REQUIRED)
-    base = csv_path.parent
-    has_group = "group" in frame.columns
-    rows: list[tuple[str, Item | Skip]] = []
-    for n, rec in enumerate(frame.itertuples(index=False), start=2):
-        where = f"{csv_path}:{n}"
-        image, audio, label = rec.image, rec.audio, rec.label
-        if any(pd.isna(v) or str(v).strip() == "" for v in (image, audio, label)):
-            rows.append((where, Skip(where, "empty image, audio or label cell")))
-            continue
-        image_path = base / str(image)
-        group = str(rec.group) if has_group and not pd.isna(rec.group) else None
-        if group is None:
-            group = f"{label}/{derive_group(Path(str(image)).stem)}"
-        item = Item(
-            id=str(image), label=str(label), group=group, image=image_path, audio=base / str(audio)
-        )
-        rows.append((where, item))
-    skipped: list[Skip] = []
-    items = _filter_classes(rows, classes, skipped)
-    source = "manifest column" if has_group else "derived from file names"
-    if not has_group:
-        log.info("manifest has no 'group' column: groups derived from image file names")
-    return _finish(items, classes, base, "manifest", source, skipped, check_files, progress)
+    """Load a manifest CSV with columns `image,audio,label[,group]`, paths relative to the CSV.
 
+    Paths that leave the CSV's folder (`../`, absolute paths elsewhere) are skipped unless
+    `allow_outside=True`: a manifest from someone else should not reach across the disk.
+    """
+    csv_path = Path(csv_path)
+    frame = _read_csv(csv_path, MANIFEST_REQUIRED, text=True)
+    use_group = _uses_group_column(frame, csv_path)
+    stripped: set[str] = set()
+    rows = [
+        _manifest_row(rec, n, csv_path, use_group, allow_outside, stripped)
+        for n, rec in enumerate(frame.to_dict("records"), start=2)
+    ]
+    _warn_stripped(stripped, csv_path)
+    source = "manifest column" if use_group else "derived from file names"
+    if not use_group:
+        log.info("manifest has no filled 'group' column: groups derived from image file names")
+    return _finish(rows, classes, csv_path.parent, "manifest", source, check_files, progress)
+
+
+# --- reference layout --------------------------------------------------------------------------
 
 def load_reference(
     root: Path,
     classes: list[str] | None = None,
     check_files: bool = True,
     progress: Progress | None = None,
+    allow_outside: bool = False,
 ) -> Dataset:
     """Load the "Scene Classification: Images and Audio" layout: dataset.csv + images/<source>/.
 
     Audio exists only as the CSV's 104 MFCC values per row, reshaped to (8 windows, 13 MFCCs).
-    The group is the source folder (one per video).
+    The group is the source folder (one per video). Image paths leaving ROOT are skipped unless
+    `allow_outside=True`.
     """
     root = Path(root)
     csv_path = root / REFERENCE_CSV
     frame = _read_csv(csv_path, REFERENCE_REQUIRED)
     mfcc = frame[REFERENCE_MFCC_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
-    rows: list[tuple[str, Item | Skip]] = []
-    for n, (rel, label) in enumerate(zip(frame["IMAGE"], frame["CLASS2"], strict=True)):
-        where = f"{csv_path}:{n + 2}"
-        if pd.isna(rel) or pd.isna(label):
-            rows.append((where, Skip(where, "empty IMAGE or CLASS2 cell")))
-            continue
-        if not np.all(np.isfinite(mfcc[n])):
-            rows.append((where, Skip(where, "MFCC values missing or not numeric")))
-            continue
-        rel = str(rel).replace("\\", "/")
-        parts = Path(rel).parts
-        group = parts[-2] if len(parts) >= 2 else derive_group(Path(rel).stem)
-        item = Item(
-            id=rel,
-            label=str(label).strip(),
-            group=group,
-            image=root / rel,
-            mfcc=mfcc[n].reshape(REFERENCE_MFCC_SHAPE),
+    rows: list[_Row] = []
+    stripped: set[str] = set()
+    for n, (raw_rel, raw_label) in enumerate(zip(frame["IMAGE"], frame["CLASS2"], strict=True)):
+        where, ref = f"{csv_path}:{n + 2}", f"row {n + 2}"
+        rel, label = _cell(raw_rel).replace("\\", "/"), _label(raw_label, stripped)
+        leaving = None if allow_outside or not rel else _leaving_path(
+            {"image": rel}, root, "data folder"
         )
-        rows.append((where, item))
-    skipped: list[Skip] = []
-    items = _filter_classes(rows, classes, skipped)
-    return _finish(
-        items, classes, root, "reference", "source folder", skipped, check_files, progress
-    )
+        if not (rel and label):
+            entry: Item | Skip = Skip(where, "empty IMAGE or CLASS2 cell")
+        elif not np.all(np.isfinite(mfcc[n])):
+            entry = Skip(where, "MFCC values missing or not numeric")
+        elif leaving:
+            entry = Skip(where, leaving)
+        else:
+            parts = Path(rel).parts
+            group = parts[-2] if len(parts) >= 2 else derive_group(Path(rel).stem)
+            entry = Item(id=rel, label=label, group=group, image=root / rel,
+                         mfcc=mfcc[n].reshape(REFERENCE_MFCC_SHAPE))
+        rows.append(_Row(where, ref, entry))
+    _warn_stripped(stripped, csv_path)
+    return _finish(rows, classes, root, "reference", "source folder", check_files, progress)
 
+
+# --- choosing a loader -------------------------------------------------------------------------
 
 def detect_layout(path: Path) -> str:
     """Which loader fits `path`: 'reference', 'manifest' or 'pairs'."""
@@ -246,6 +445,15 @@ def detect_layout(path: Path) -> str:
 
 
 LOADERS = {"reference": load_reference, "manifest": load_manifest, "pairs": load_pairs_folder}
+LAYOUTS = ("auto", *LOADERS)
+
+
+def check_layout(layout: str) -> str:
+    """The layout name normalised ('Pairs ' -> 'pairs'); an unknown one names the valid ones."""
+    name = str(layout).strip().lower()
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    return name
 
 
 def load_dataset(
@@ -254,9 +462,16 @@ def load_dataset(
     classes: list[str] | None = None,
     check_files: bool = True,
     progress: Progress | None = None,
+    allow_outside: bool = False,
 ) -> Dataset:
-    """Load any supported layout; `layout='auto'` picks it from what is on disk."""
-    chosen = detect_layout(path) if layout == "auto" else layout
-    if chosen not in LOADERS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of auto, {', '.join(LOADERS)}")
-    return LOADERS[chosen](Path(path), classes=classes, check_files=check_files, progress=progress)
+    """Load any supported layout; `layout='auto'` picks it from what is on disk.
+
+    `allow_outside=True` accepts manifest / reference paths that leave the data folder.
+    """
+    chosen = check_layout(layout)
+    if chosen == "auto":
+        chosen = detect_layout(path)
+    return LOADERS[chosen](
+        Path(path), classes=classes, check_files=check_files, progress=progress,
+        allow_outside=allow_outside,
+    )
