@@ -200,3 +200,27 @@ def test_read_json_object_names_the_file(tmp_path):
     assert read_json_object(path, required=("a",)) == {"a": 1}
     with pytest.raises(FileProblem, match=r"x.json: missing key\(s\) b"):
         read_json_object(path, required=("a", "b"))
+
+
+def test_data_demo_refuses_a_users_folder_and_never_overwrites(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    result = runner.invoke(app, ["data", "demo", str(mine)])
+    assert result.exit_code == 1 and "not empty" in result.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    result = runner.invoke(app, ["data", "demo", str(mine), "--force"])
+    assert result.exit_code == 0, result.output
+    assert (mine / "notes.txt").read_text() == "my notes"
+    assert (mine / "SYNTHETIC.txt").is_file()
+
+
+def test_a_model_trained_on_generated_data_says_so_when_it_predicts(odd_run):
+    run_dir, data = odd_run
+    info = json.loads((run_dir / "best/bundle.json").read_text())
+    assert info["trained_on"]["synthetic"] is True
+    image = next(data.rglob("*.png"))
+    result = runner.invoke(app, ["predict", "--model", str(run_dir / "best"), "--image",
+                                 str(image), "--audio", str(image.with_suffix(".wav"))])
+    assert result.exit_code == 0, result.output
+    assert "trained on SYNTHETIC demo data" in result.output

@@ -65,6 +65,13 @@ ClassesOpt = Annotated[
 ]
 
 
+AllowOutsideOpt = Annotated[
+    bool,
+    typer.Option("--allow-outside-paths",
+                 help="Accept manifest paths that leave the manifest's folder."),
+]
+
+
 def _classes(value: str | None) -> list[str] | None:
     return [c.strip() for c in value.split(",") if c.strip()] if value else None
 
@@ -78,6 +85,7 @@ def data_inspect(
         str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest or pairs.")
     ] = "auto",
     classes: ClassesOpt = None,
+    allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
     """Count items per class and group; list every skipped input and why."""
     try:
@@ -87,6 +95,7 @@ def data_inspect(
                 path,
                 layout=layout,
                 classes=_classes(classes),
+                allow_outside=allow_outside_paths,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except (DataError, ValueError) as err:
@@ -149,6 +158,7 @@ def extract(
         str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest or pairs.")
     ] = "auto",
     classes: ClassesOpt = None,
+    allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
     from .cpu import limit_threads
@@ -160,7 +170,8 @@ def extract(
     if weights is not None and len(backbones) != 1:
         fail("--weights needs exactly one --image-backbone")
     try:
-        dataset = load_dataset(path, layout=layout, classes=_classes(classes), check_files=False)
+        dataset = load_dataset(path, layout=layout, classes=_classes(classes), check_files=False,
+                               allow_outside=allow_outside_paths)
     except (DataError, ValueError) as err:
         fail(str(err))
         return
@@ -324,6 +335,7 @@ def run(
         typer.Option(metavar="ADDR", help="Ray cluster to join (with --runner ray); default: "
                      "start a local one."),
     ] = None,
+    allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
     """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
     from .config import ConfigError, load_config, with_overrides
@@ -349,6 +361,7 @@ def run(
                 "threads": threads,
                 "runner.kind": runner,
                 "runner.address": address,
+                "data.allow_outside_paths": allow_outside_paths or None,
             },
         )
     except ConfigError as err:
@@ -524,11 +537,20 @@ def data_from_video(
 @data_app.command("demo")
 def data_demo(
     dest: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to create.")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Add the demo to a non-empty folder (never overwrites a "
+                     "file)."),
+    ] = False,
 ) -> None:
     """Write the SYNTHETIC demo pairs folder (for trying the tool; not real scenes)."""
     from .data.synthetic import make_demo
 
-    make_demo(dest)
+    try:
+        make_demo(dest, force=force)
+    except (DataError, OSError) as err:
+        fail(str(err))
+        return
     console.print(escape(f"synthetic demo data written to {dest}"))
 
 

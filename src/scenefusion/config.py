@@ -35,6 +35,8 @@ class DataConfig(_Strict):
     path: Path | None = Field(None, description="Data folder or manifest CSV; None = demo data.")
     layout: Literal["auto", "reference", "manifest", "pairs"] = "auto"
     classes: list[str] | None = None
+    allow_outside_paths: bool = Field(
+        False, description="Accept manifest paths that leave the manifest's folder.")
     check_files: bool = Field(
         False, description="Decode every file before extraction. Off by default: extraction "
         "decodes what it has not cached and skips + reports bad files anyway, so a cached "

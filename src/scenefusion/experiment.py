@@ -190,7 +190,8 @@ def _load(config: ExperimentConfig, notes: list[str], progress: Progress | None
         notes.append(note)
     cb = (lambda d, t: progress("checking files", d, t)) if progress else None
     return load_dataset(path, layout=config.data.layout, classes=config.data.classes,
-                        check_files=config.data.check_files, progress=cb), note
+                        check_files=config.data.check_files,
+                        allow_outside=config.data.allow_outside_paths, progress=cb), note
 
 
 def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureStore,
