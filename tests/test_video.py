@@ -52,3 +52,16 @@ def test_from_video_cli_writes_pairs_and_skips_bad_files(tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 pairs" in result.output and "bad.mp4" in result.output
     assert len(list((tmp_path / "pairs" / "BEACH").glob("*.wav"))) == 2
+
+
+def test_audio_seconds_takes_more_sound_around_each_frame(tmp_path):
+    video = write_video(tmp_path / "street.mp4", seconds=4, freq=440.0)
+    images = video_to_pairs(video, tmp_path / "pairs", "CITY", audio_seconds=3)
+    lengths = [sf.info(p.with_suffix(".wav")).frames for p in images]
+    assert lengths == [48000] * 4  # shifted inside the 4 s track at both ends
+    with pytest.raises(ValueError, match="audio_seconds"):
+        video_to_pairs(video, tmp_path / "pairs", "CITY", audio_seconds=0.1)
+    result = CliRunner().invoke(app, ["data", "from-video", str(video), "--label", "CITY",
+                                      "--out", str(tmp_path / "cli"), "--audio-seconds", "2"])
+    assert result.exit_code == 0, result.output
+    assert {sf.info(p).frames for p in (tmp_path / "cli" / "CITY").glob("*.wav")} == {32000}

@@ -516,6 +516,12 @@ def data_from_video(
     out: Annotated[
         Path, typer.Option(metavar="DIR", help="Pairs folder to add to (OUT/<label>/...).")
     ],
+    audio_seconds: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", min=0.25,
+                     help="Seconds of audio around each frame (default 1, as the reference "
+                          "set; more gives raw-audio features more context)."),
+    ] = 1.0,
 ) -> None:
     """Cut videos into one image + 1 s of audio per second, as a pairs folder."""
     from .data.video import video_to_pairs
@@ -523,7 +529,7 @@ def data_from_video(
     total = 0
     for path in videos:
         try:
-            written = video_to_pairs(path, out, label)
+            written = video_to_pairs(path, out, label, audio_seconds=audio_seconds)
         except DataError as err:
             err_console.print(f"[yellow]skipped[/yellow] {escape(str(err))}")
             continue
