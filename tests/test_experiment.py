@@ -163,6 +163,25 @@ def test_bundles_say_what_they_were_trained_on_and_carry_their_calibration(finis
     assert all(0 <= r["extra"]["test_ece"] <= 1 for r in rows.values())
 
 
+def test_combiners_learn_out_of_fold_when_validation_holds_one_video_per_class(finished_run,
+                                                                             demo_pairs):
+    run_dir, _, tmp = finished_run
+    rows = json.loads((run_dir / "metrics.json").read_text())["results"]
+    learned = {r["extra"]["combiner_source"] for r in rows if r["extra"].get("combiner_source")}
+    assert learned == {"oof"}  # 6 videos per class: 1 in validation, too few to trust
+    assert "combiners learned out-of-fold over training groups" in (
+        run_dir / "report.md").read_text()
+    (tmp / "forced").mkdir(exist_ok=True)
+    cfg = write_config(tmp / "forced", demo_pairs,
+                       fusion={**SMALL_GRID["fusion"], "combiner_on": "val"})
+    result = runner.invoke(app, ["run", str(cfg), "--name", "forced-val", "--runs-dir",
+                                 str(tmp / "runs"), "--cache", str(tmp / "cache")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp / "runs/forced-val/metrics.json").read_text())["results"]
+    assert {r["extra"].get("combiner_source") for r in rows
+            if r["extra"]["method"] in ("weighted", "stacking")} == {"val"}
+
+
 def test_fusion_beats_each_modality_where_each_alone_is_blind(finished_run):
     """Demo data: two classes look alike, two others sound alike; only fusion sees all four."""
     run_dir, _, _ = finished_run

@@ -118,6 +118,10 @@ class FusionConfig(_Strict):
     )
     late: list[Literal["mean", "weighted", "product", "stacking"]] = LATE_METHODS
     hybrid: list[Literal["mean", "weighted", "product", "stacking"]] = ["stacking"]
+    combiner_on: Literal["auto", "val", "oof"] = Field(
+        "auto", description="Where weighted/stacking combiners learn: validation predictions, "
+        "out-of-fold predictions over training groups, or auto (val when it holds >= 2 "
+        "held-out groups of every class).")
     early_pca_image: int | None = Field(
         None, ge=1, description="PCA components on the image side before concatenation."
     )

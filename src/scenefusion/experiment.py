@@ -166,6 +166,8 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, provena
                            fit_seconds=round(c.fit_seconds, 3), **c.spec.fields(),
                            test_ece=round(expected_calibration_error(
                                c.test_proba, _columns(c.model, y_te)), 4))
+            if getattr(c.model, "combiner_source_", None):  # where weights/stacking learned
+                r.extra["combiner_source"] = c.model.combiner_source_
             if hasattr(c.model, "member_weights"):
                 r.extra["member_weights"] = weights = c.model.member_weights()
                 notes.append(f"member weights of {c.name}: " + ", ".join(

@@ -133,10 +133,11 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         """Fit members on train (a ``FrozenEstimator`` member is used as it is), then the
         combiner.
 
-        ``weighted`` tunes weights on validation predictions (or out-of-fold train predictions
-        when no validation set is given). ``stacking`` trains its meta-learner on out-of-fold
-        train predictions (``stack_on="oof"``; folds respect ``groups``) or on validation
-        predictions (``stack_on="val"``). Test data are never involved.
+        Where the combiner (``weighted``'s weights, ``stacking``'s meta-learner) learns is
+        ``stack_on``: ``"val"`` (validation predictions of the fitted members), ``"oof"``
+        (out-of-fold train predictions; folds respect ``groups``: what to use when the
+        validation split holds too few groups to be trusted), or None: stacking out-of-fold,
+        weighted on validation when given. Test data are never involved.
         """
         if self.method not in LATE_METHODS:
             raise ValueError(f"method must be one of {tuple(LATE_METHODS)}, got {self.method!r}")
@@ -170,11 +171,12 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         self.meta_: LogisticRegression | None = None
         self.combiner_source_: str | None = None
         if self.method in ("weighted", "stacking"):
-            use_val = has_val and (self.method == "weighted" or self.stack_on == "val")
-            if self.method == "stacking" and self.stack_on == "val" and not has_val:
+            if self.stack_on not in (None, "oof", "val"):
+                raise ValueError(f"stack_on must be 'oof', 'val' or None, got {self.stack_on!r}")
+            if self.stack_on == "val" and not has_val:
                 raise ValueError("stack_on='val' needs X_val and y_val")
-            if self.method == "stacking" and self.stack_on not in ("oof", "val"):
-                raise ValueError(f"stack_on must be 'oof' or 'val', got {self.stack_on!r}")
+            use_val = self.stack_on == "val" or (
+                self.stack_on is None and self.method == "weighted" and has_val)
             if use_val:
                 probas = {n: self._member_proba(n, X_val) for n in self.member_names_}
                 y_comb, self.combiner_source_ = np.asarray(y_val), "val"
@@ -299,7 +301,7 @@ class LateFusion(_ProbabilityFusion):
         *,
         weight_step: float = 0.1,
         cv: int = 5,
-        stack_on: str = "oof",
+        stack_on: str | None = None,
         meta_C: float = 1.0,
         clip: float = 1e-7,
         random_state: int | None = 0,
@@ -340,7 +342,7 @@ class HybridFusion(_ProbabilityFusion):
         pca_image: int | None = None,
         weight_step: float = 0.1,
         cv: int = 5,
-        stack_on: str = "oof",
+        stack_on: str | None = None,
         meta_C: float = 1.0,
         clip: float = 1e-7,
         random_state: int | None = 0,
