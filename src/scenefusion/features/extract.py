@@ -24,7 +24,7 @@ from ..data.validate import DataError, open_image_rgb
 from . import DEFAULT_BATCH_SIZE
 from .audio import AUDIO_FEATURES
 from .image import ImageExtractor
-from .store import FeatureStore, content_hash
+from .store import FeatureStore, FeatureTable, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,11 @@ class _ImageFiles(TorchDataset):
 
 
 class _ChunkWriter:
-    """Buffers new features and stores them a chunk at a time: a killed run loses at most one
-    unflushed chunk, and the store is not flooded with one file per item."""
+    """Buffers new features and stores them a chunk at a time, so the store is not flooded with
+    one file per item. Used as a context manager: whatever was computed is flushed on the way
+    out, also when Ctrl-C or an error ends the run, so a killed run keeps all of its work."""
 
-    def __init__(self, table, flush_every: int) -> None:
+    def __init__(self, table: FeatureTable, flush_every: int) -> None:
         self.table = table
         self.flush_every = flush_every
         self.keys: list[str] = []
@@ -82,8 +83,15 @@ class _ChunkWriter:
 
     def flush(self, force: bool = False) -> None:
         if self.keys and (force or len(self.keys) >= self.flush_every):
-            self.table.put_many(self.keys, np.stack(self.rows))
-            self.keys, self.rows = [], []
+            keys, rows = self.keys, self.rows
+            self.keys, self.rows = [], []  # a failed write is not retried on the way out
+            self.table.put_many(keys, np.stack(rows))
+
+    def __enter__(self) -> _ChunkWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.flush(force=True)
 
 
 def _collate(batch):
@@ -102,6 +110,26 @@ def _keys(items: list[Item], attr: str, skipped: list[Skip]) -> list[str | None]
     return keys
 
 
+def _reuse(table: FeatureTable, keys: list[str | None], todo: list[int], features: np.ndarray,
+           ok: np.ndarray) -> list[int]:
+    """Fill the rows of `todo` that the table holds; the indices still to compute."""
+    cached = table.get_many(keys[i] for i in todo)
+    missing = []
+    for i in todo:
+        if keys[i] in cached:
+            features[i], ok[i] = cached[keys[i]], True
+        else:
+            missing.append(i)
+    return missing
+
+
+def _missing(table: FeatureTable, keys: list[str | None], features: np.ndarray,
+             ok: np.ndarray) -> list[int]:
+    """Reuse what is cached; the indices still to compute (items whose file could not be read
+    have no key and are neither)."""
+    return _reuse(table, keys, [i for i, k in enumerate(keys) if k is not None], features, ok)
+
+
 def extract_images(
     items: list[Item],
     extractor: ImageExtractor,
@@ -111,32 +139,52 @@ def extract_images(
     flush_every: int = 256,
     progress: Progress | None = None,
 ) -> Extracted:
-    """(N, D) embeddings for `items`; computed ones are stored in chunks as the run goes."""
+    """(N, D) embeddings for `items`; computed ones are stored in chunks as the run goes. The
+    table is locked while its missing items are computed: a concurrent run waits, then reuses."""
     start = time.perf_counter()
-    table = store.table(extractor.id, extractor.params_key())
+    table = store.table(extractor.id, extractor.params_key(), (extractor.dim,))
     skipped: list[Skip] = []
     keys = _keys(items, "image", skipped)
-    cached = table.get_many(k for k in keys if k is not None)
     features = np.zeros((len(items), extractor.dim), np.float32)
     ok = np.zeros(len(items), bool)
-    todo = []
-    for i, key in enumerate(keys):
-        if key in cached:
-            features[i], ok[i] = cached[key], True
-        elif key is not None:
-            todo.append(i)
-    reused = int(ok.sum())
-    done = reused
-    if progress:
-        progress(done, len(items))
-    if todo:
-        workers = num_workers if num_workers is not None else min(2, max(0, os.cpu_count() - 1))
-        loader = DataLoader(
-            _ImageFiles([items[i].image for i in todo], extractor.preprocessor()),
-            batch_size=batch_size,
-            num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
-        )
-        writer = _ChunkWriter(table, flush_every)
+    todo = _missing(table, keys, features, ok)
+    if not todo:
+        if progress:
+            progress(len(items), len(items))
+        return Extracted(features, ok, 0, int(ok.sum()), skipped, time.perf_counter() - start)
+    with table.locked():
+        todo = _reuse(table, keys, todo, features, ok)  # stored by another run while we waited
+        reused = int(ok.sum())
+        if progress:
+            progress(len(items) - len(todo), len(items))
+        if todo:
+            _embed(items, todo, keys, extractor, table, features, ok, skipped,
+                   _Batching(batch_size, num_workers, flush_every), progress)
+    computed = int(ok.sum()) - reused
+    return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
+
+
+@dataclass
+class _Batching:
+    batch_size: int
+    num_workers: int | None
+    flush_every: int
+
+
+def _embed(items: list[Item], todo: list[int], keys: list[str | None], extractor: ImageExtractor,
+           table: FeatureTable, features: np.ndarray, ok: np.ndarray, skipped: list[Skip],
+           batching: _Batching, progress: Progress | None) -> None:
+    """Embed the images of `todo` into `features`, storing each as it is computed."""
+    workers = batching.num_workers
+    if workers is None:
+        workers = min(2, max(0, (os.cpu_count() or 1) - 1))
+    loader = DataLoader(
+        _ImageFiles([items[i].image for i in todo], extractor.preprocessor()),
+        batch_size=batching.batch_size,
+        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None,
+    )
+    done = len(items) - len(todo)
+    with _ChunkWriter(table, batching.flush_every) as writer:
         for batch in loader:
             good = [(todo[j], t) for j, t, _ in batch if t is not None]
             for j, _, problem in batch:
@@ -151,9 +199,6 @@ def extract_images(
             done += len(batch)
             if progress:
                 progress(done, len(items))
-        writer.flush(force=True)
-    computed = int(ok.sum()) - reused
-    return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
 
 
 def extract_audio(
@@ -174,30 +219,33 @@ def extract_audio(
                          time.perf_counter() - start)
     if any(precomputed):
         raise ValueError("mixing precomputed MFCC rows and audio files in one data set")
-    table = store.table(extractor_id, feature.key())
+    table = store.table(extractor_id, feature.key(), tuple(feature.shape))
     skipped: list[Skip] = []
     keys = _keys(items, "audio", skipped)
-    cached = table.get_many(k for k in keys if k is not None)
     features = np.zeros((len(items), *feature.shape), np.float32)
     ok = np.zeros(len(items), bool)
-    writer = _ChunkWriter(table, flush_every)
-    computed = reused = 0
-    for i, (item, key) in enumerate(zip(items, keys, strict=True)):
-        if key in cached:
-            features[i], ok[i] = cached[key], True
-            reused += 1
-        elif key is not None:
-            try:
-                features[i] = feature(item.audio)
-                ok[i] = True
-                computed += 1
-                writer.add(key, features[i])
-            except DataError as err:
-                skipped.append(Skip(err.path, err.problem))
-        writer.flush()
+    todo = _missing(table, keys, features, ok)
+    if not todo:
         if progress:
-            progress(i + 1, len(items))
-    writer.flush(force=True)
+            progress(len(items), len(items))
+        return Extracted(features, ok, 0, int(ok.sum()), skipped, time.perf_counter() - start)
+    with table.locked():
+        todo = _reuse(table, keys, todo, features, ok)  # stored by another run while we waited
+        reused = int(ok.sum())
+        done = len(items) - len(todo)
+        with _ChunkWriter(table, flush_every) as writer:
+            for i in todo:
+                try:
+                    features[i] = feature(items[i].audio)
+                    ok[i] = True
+                    writer.add(keys[i], features[i])
+                except DataError as err:
+                    skipped.append(Skip(err.path, err.problem))
+                writer.flush()
+                done += 1
+                if progress:
+                    progress(done, len(items))
+    computed = int(ok.sum()) - reused
     return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..paths import default_cache_dir
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
+from .store import CacheError
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +66,24 @@ class _EmbedOnly(nn.Module):
 
 
 def export_onnx(model: nn.Module, input_size: int, path: Path) -> Path:
-    """Write the embedding graph of `model` as ONNX (dynamic batch), atomically."""
+    """Write the embedding graph of `model` as ONNX (dynamic batch), atomically: it goes to a
+    temporary file renamed into place, so a kill or a full disk never leaves a truncated graph
+    (and the temporary file is removed on any failure)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     example = torch.zeros(1, 3, input_size, input_size)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _EmbedOnly(model).eval(), (example,), str(tmp), input_names=["image"],
-            output_names=["embedding"], dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}},
-            opset_version=17, dynamo=False,
-        )
-    os.replace(tmp, path)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _EmbedOnly(model).eval(), (example,), str(tmp), input_names=["image"],
+                output_names=["embedding"], dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}},
+                opset_version=17, dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -180,13 +187,39 @@ class ImageExtractor:
         return self.cache_dir / "onnx" / f"{self.id}-{self.params_key()}.onnx"
 
     def _onnx_session(self) -> _OnnxSession:
+        """The session over the cached export; a cached graph that does not load (truncated
+        by an old kill, damaged on disk) is logged, deleted and exported again, once."""
         if self._session is None:
             path = self.onnx_path()
             if not path.is_file():
-                log.info("exporting %s to ONNX at %s (once per cache)", self.id, path)
-                export_onnx(self.model, self.spec.input_size, path)
-            self._session = _OnnxSession(path, self.threads)
+                self._export(path)
+            try:
+                self._session = _OnnxSession(path, self.threads)
+            except Exception as exc:  # noqa: BLE001 (onnxruntime's errors share no base class)
+                log.warning("cached ONNX export %s cannot be loaded (%s: %s); exporting it again",
+                            path, type(exc).__name__, str(exc).strip()[:200])
+                with contextlib.suppress(OSError):  # if it stays, the export says why
+                    path.unlink(missing_ok=True)
+                self._export(path)
+                self._session = self._fresh_session(path)
         return self._session
+
+    def _fresh_session(self, path: Path) -> _OnnxSession:
+        try:
+            return _OnnxSession(path, self.threads)
+        except Exception as exc:  # noqa: BLE001 (onnxruntime's errors share no base class)
+            raise CacheError(path, f"ONNX Runtime cannot load the fresh export of {self.id} "
+                                   f"({str(exc).strip()[:200]}); try --runtime torch") from exc
+
+    def _export(self, path: Path) -> None:
+        model = self.model  # a missing weight file is its own clear error, not the cache's
+        log.info("exporting %s to ONNX at %s (once per cache)", self.id, path)
+        try:
+            export_onnx(model, self.spec.input_size, path)
+        except OSError as exc:
+            raise CacheError(path.parent, f"cannot write the ONNX export of {self.id} ({exc}); "
+                                          "free space or choose another cache folder (--cache)"
+                             ) from exc
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """(N, dim) float32 embeddings of a preprocessed (N, 3, H, W) batch."""
