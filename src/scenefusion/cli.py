@@ -52,6 +52,8 @@ def progress_bar() -> Progress:
 
 
 INTERRUPTED = "interrupted: features computed so far are cached; the same command resumes there"
+RUN_INTERRUPTED = ("interrupted: features computed so far are cached (a re-run reuses them); "
+                   "a run folder already started is marked INCOMPLETE")
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -159,12 +161,26 @@ def extract(
     ] = "auto",
     classes: ClassesOpt = None,
     allow_outside_paths: AllowOutsideOpt = False,
+    runner: Annotated[
+        str, typer.Option(metavar="RUNNER", help="local (default) or ray: a Ray Data pipeline "
+                          "on a Ray cluster (--threads is then per actor).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(metavar="ADDR", help="Ray cluster to join (ray://HEAD:10001 or auto); "
+                     "default: start a local one."),
+    ] = None,
+    actors: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Embedding actors per backbone (ray).")
+    ] = 1,
+    gpus_per_actor: Annotated[
+        float, typer.Option(metavar="G", min=0, help="GPUs reserved per actor (ray).")
+    ] = 0.0,
 ) -> None:
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
     from .cpu import limit_threads
     from .features.extract import extract_dataset
     from .features.store import FeatureStore
-    from .files import ensure_writable_dir
 
     backbones = image_backbone or ["effnet_lite0"]
     if weights is not None and len(backbones) != 1:
@@ -179,26 +195,38 @@ def extract(
         fail(f"{path}: no usable items (see `scenefusion data inspect {path}`)", code=2)
     try:
         store = FeatureStore(cache)
-        ensure_writable_dir(store.root, "feature cache")
+        store.check_writable()
         with limit_threads(threads), progress_bar() as bar:
-            out = extract_dataset(
-                dataset,
-                store,
-                backbones,
-                audio,
-                image_weights={backbones[0]: weights} if weights else None,
-                runtime=runtime,
-                threads=threads,
-                batch_size=batch_size,
-                progress=_stage_progress(bar),
-            )
+            if runner == "ray":
+                from .features.distributed import RayOptions, extract_distributed
+
+                out = extract_distributed(
+                    dataset, store, backbones, audio,
+                    image_weights={backbones[0]: weights} if weights else None, runtime=runtime,
+                    options=RayOptions(address, actors, threads, gpus_per_actor, batch_size),
+                    progress=_stage_progress(bar),
+                )
+            elif runner != "local":
+                raise ValueError(f"unknown runner {runner!r}; choose local or ray")
+            else:
+                out = extract_dataset(
+                    dataset,
+                    store,
+                    backbones,
+                    audio,
+                    image_weights={backbones[0]: weights} if weights else None,
+                    runtime=runtime,
+                    threads=threads,
+                    batch_size=batch_size,
+                    progress=_stage_progress(bar),
+                )
     except (DataError, ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
         return
     except KeyboardInterrupt:
         fail(INTERRUPTED, code=130)
         return
-    shapes = {
+    shapes = out.shapes if runner == "ray" else {
         f"audio:{audio}": out.audio.shape[1:],
         **{f"image:{b}": v.shape[1:] for b, v in out.images.items()},
     }
@@ -390,7 +418,7 @@ def run(
         fail(str(err))
         return
     except KeyboardInterrupt:
-        fail(INTERRUPTED, code=130)
+        fail(RUN_INTERRUPTED, code=130)
         return
     print_results(out.results, f"test split ({out.results[0].n_test} items)")
     for note in out.notes:

@@ -120,7 +120,7 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     store = FeatureStore(config.features.cache_dir)
     # Output folders and data are checked before minutes of work; the run folder then exists
     # from the first expensive step, marked incomplete until its last file is written.
-    ensure_writable_dir(store.root, "feature cache")
+    store.check_writable()
     ensure_writable_dir(config.output.runs_dir, "runs folder")
     with timer("data"):
         dataset, data_note = _load(config, notes, progress)
