@@ -127,7 +127,10 @@ def test_broken_metrics_json_is_named(tmp_path, odd_run, text, problem):
 
 @pytest.mark.parametrize("edit, problem", [
     (lambda info: "{bad", "not valid JSON"),
-    (lambda info: {**info, "classes": info["classes"][:-1]}, "predicts 3 classes"),
+    (lambda info: {**info, "classes": info["classes"][:-1]}, "fingerprint"),
+    (lambda info: {**info, "classes": info["classes"][::-1]}, "fingerprint"),
+    (lambda info: {k: v for k, v in info.items() if k != "classes_sha256"}
+     | {"classes": info["classes"][:-1]}, "predicts 3 classes"),  # a bundle from before 0.3
     (lambda info: {**info, "classes": [info["classes"][0]] * 3}, "class name twice"),
     (lambda info: {**info, "kind": "magic"}, "unknown kind"),
     (lambda info: {**info, "audio_features": "nope"}, "unknown audio feature"),

@@ -26,6 +26,7 @@ from .features.backbones import IMAGE_BACKBONES
 from .features.image import ImageExtractor
 from .files import FileProblem, read_json_object
 from .models import load_model, save_model
+from .models.persistence import class_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Bundle:
 def save_bundle(model: Any, info: dict[str, Any], directory: Path) -> Path:
     """Write the model (safe formats, see models.persistence) and its input recipe."""
     save_model(model, Path(directory) / "model")
+    info = {**info, "classes_sha256": class_fingerprint(info["classes"])}
     (Path(directory) / BUNDLE_FILE).write_text(json.dumps(info, indent=2))
     return Path(directory)
 
@@ -115,6 +117,9 @@ def _read_bundle_info(file: Path) -> dict[str, Any]:
         raise refuse("'classes' must be a non-empty list of class names")
     if len(set(classes)) != len(classes):
         raise refuse("'classes' lists a class name twice")
+    if info.get("classes_sha256", class_fingerprint(classes)) != class_fingerprint(classes):
+        raise refuse("the class names do not match their fingerprint (reordered or edited: "
+                     "predictions would be relabelled)")
     if info["kind"] not in BUNDLE_KINDS:
         raise refuse(f"unknown kind {info['kind']!r}; expected one of {sorted(BUNDLE_KINDS)}")
     audio = info.get("audio_features", "mfcc")

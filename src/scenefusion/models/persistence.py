@@ -18,11 +18,13 @@ trained badly on purpose: still load models only from sources you trust.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.metadata
 import json
 import logging
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.frozen import FrozenEstimator
 
+from scenefusion.files import FileProblem, read_json_object
 from scenefusion.models.base import MODELS
 from scenefusion.models.classical import ClassicalModel
 from scenefusion.models.dense import TorchModel
@@ -71,6 +74,46 @@ SKOPS_ALLOWED_TYPES: frozenset[str] = frozenset(
 
 class UntrustedModelError(ValueError):
     """A saved file contains object types outside the allowlist; it was not loaded."""
+
+
+class ModelLoadError(ValueError):
+    """A saved model is damaged or inconsistent (truncated file, edited manifest, tensors that
+    do not fit): refused with the file and the reason, never half-loaded."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"refusing to load {path}: {reason}")
+
+
+#: Every key a manifest may hold; anything else means it was edited or is not ours.
+MANIFEST_KEYS = frozenset({"format", "format_version", "kind", "classes", "classes_dtype",
+                           "classes_sha256", "versions", "model_id", "params", "state"})
+KINDS = ("classical", "torch", "early", "late", "hybrid")
+
+
+def class_fingerprint(classes: Iterable[Any]) -> str:
+    """A short digest of a class list, order included: a reordered or shortened list (which
+    would silently relabel predictions) no longer matches the model it was saved with."""
+    blob = json.dumps([_jsonable(c) for c in classes]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _refusing(path: Path) -> Iterator[None]:
+    """Any failure while reading `path` becomes one ModelLoadError naming it (a library's own
+    message is kept as the reason); interrupts and memory errors pass through."""
+    try:
+        yield
+    except (ModelLoadError, UntrustedModelError, KeyboardInterrupt, MemoryError):
+        raise
+    except FileNotFoundError:
+        raise ModelLoadError(path, "file not found") from None
+    except Exception as exc:  # noqa: BLE001 - every library raises its own types here
+        detail = " ".join(str(exc).split())  # torch lists its findings over many lines
+        if len(detail) > 300:
+            detail = detail[:300] + " ..."
+        raise ModelLoadError(path, f"{type(exc).__name__}: {detail}") from None
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -115,6 +158,7 @@ def _write_manifest(directory: Path, kind: str, model: Any, **fields: Any) -> No
         "kind": kind,
         "classes": classes.tolist(),
         "classes_dtype": classes.dtype.str,
+        "classes_sha256": class_fingerprint(classes.tolist()),
         "versions": _versions(),
         **{k: _jsonable(v) for k, v in fields.items()},
     }
@@ -125,13 +169,36 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no {MANIFEST} in {directory}: not a saved scenefusion model")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = read_json_object(path)
+    except FileProblem as err:
+        raise ModelLoadError(path, err.problem) from None
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: unsupported format {manifest.get('format')!r} "
+        raise ModelLoadError(
+            path, f"unsupported format {manifest.get('format')!r} "
             f"v{manifest.get('format_version')!r} (expected {FORMAT!r} v{FORMAT_VERSION})"
         )
-    saved = manifest.get("versions", {}).get("scikit-learn")
+    missing = [k for k in ("kind", "classes", "classes_dtype") if k not in manifest]
+    if missing:
+        raise ModelLoadError(path, f"missing key(s) {', '.join(missing)}")
+    unknown = sorted(set(manifest) - MANIFEST_KEYS)
+    if unknown:
+        raise ModelLoadError(path, f"unknown manifest key(s) {unknown}")
+    if manifest["kind"] not in KINDS:
+        raise ModelLoadError(path, f"unknown model kind {manifest['kind']!r}; expected one of "
+                                   f"{', '.join(KINDS)}")
+    classes = manifest["classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or len(set(map(str, classes))) != len(
+            classes):
+        raise ModelLoadError(path, "'classes' must list at least two distinct classes")
+    expected = manifest.get("classes_sha256")
+    if expected is not None and expected != class_fingerprint(classes):
+        raise ModelLoadError(path, "the class list does not match its fingerprint "
+                                   "(reordered or edited)")
+    for key in ("params", "state"):
+        if not isinstance(manifest.get(key, {}), dict):
+            raise ModelLoadError(path, f"'{key}' must be an object")
+    saved = (manifest.get("versions") or {}).get("scikit-learn")
     if saved and saved != sklearn.__version__:
         log.warning(
             "%s was saved with scikit-learn %s, running %s", path, saved, sklearn.__version__
@@ -143,6 +210,13 @@ def _classes(manifest: dict[str, Any]) -> np.ndarray:
     return np.asarray(manifest["classes"], dtype=np.dtype(manifest["classes_dtype"]))
 
 
+def _check_classes(path: Path, manifest: dict[str, Any], found: Any) -> None:
+    """The classes a loaded part predicts must be the manifest's, in its order."""
+    if [str(c) for c in np.asarray(found).tolist()] != [str(c) for c in manifest["classes"]]:
+        raise ModelLoadError(path, f"predicts classes {np.asarray(found).tolist()} but the "
+                                   f"manifest lists {manifest['classes']}")
+
+
 def _dump_skops(obj: Any, path: Path) -> None:
     sio.dump(obj, path)
     bad = sorted(set(sio.get_untrusted_types(file=path)) - SKOPS_ALLOWED_TYPES)
@@ -152,22 +226,27 @@ def _dump_skops(obj: Any, path: Path) -> None:
 
 
 def _load_skops(path: Path, extra_trusted: Iterable[str] = ()) -> Any:
-    """skops load restricted to the allowlist (plus explicitly passed extra types)."""
-    untrusted = sio.get_untrusted_types(file=path)
+    """skops load restricted to the allowlist (plus explicitly passed extra types); a file
+    that is not a skops archive (truncated, empty, a pickle renamed) is refused unread."""
+    with _refusing(path):
+        untrusted = sio.get_untrusted_types(file=path)
     bad = sorted(set(untrusted) - SKOPS_ALLOWED_TYPES - set(extra_trusted))
     if bad:
         raise UntrustedModelError(
             f"refusing to load {path}: it contains types outside the allowlist: {bad}. "
             "Only if you trust this file, pass extra_trusted_types=[...] to load_model."
         )
-    return sio.load(path, trusted=untrusted)
+    with _refusing(path):
+        return sio.load(path, trusted=untrusted)
 
 
-def _model_class(model_id: str, base: type) -> type:
-    cls = MODELS.get(model_id) if model_id in MODELS else None
+def _build(path: Path, model_id: Any, base: type, params: dict[str, Any]) -> Any:
+    """The model class named in the manifest at `path`, built with the manifest's params."""
+    cls = MODELS.get(model_id) if isinstance(model_id, str) and model_id in MODELS else None
     if cls is None or not issubclass(cls, base):
-        raise ValueError(f"manifest names unknown {base.__name__} id {model_id!r}")
-    return cls
+        raise ModelLoadError(path, f"unknown {base.__name__} id {model_id!r}")
+    with _refusing(path):
+        return cls(**params)
 
 
 def _unfrozen(model: Any) -> Any:
@@ -263,23 +342,36 @@ def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()
     """Load a model saved by :func:`save_model` (see the module trust note)."""
     directory = Path(directory)
     manifest = _read_manifest(directory)
+    manifest_path = directory / MANIFEST
+    with _refusing(manifest_path):  # a missing state entry or a wrongly typed value
+        return _load_parts(directory, manifest, tuple(extra_trusted_types))
+
+
+def _load_parts(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...]) -> Any:
+    manifest_path = directory / MANIFEST
     kind, params, state = manifest["kind"], manifest.get("params", {}), manifest.get("state", {})
-    extra = tuple(extra_trusted_types)
     if kind == "classical":
-        model = _model_class(manifest["model_id"], ClassicalModel)(**_classical_params(params))
-        model.pipeline_ = _load_skops(directory / "pipeline.skops", extra)
+        model = _build(manifest_path, manifest.get("model_id"), ClassicalModel,
+                       _classical_params(params))
+        pipeline = directory / "pipeline.skops"
+        model.pipeline_ = _load_skops(pipeline, extra)
+        _check_classes(pipeline, manifest, getattr(model.pipeline_, "classes_", []))
         model.classes_ = np.asarray(model.pipeline_.classes_)
         model.best_params_ = state["best_params"]
         model.n_features_in_ = state["n_features_in"]
     elif kind == "torch":
-        model = _model_class(manifest["model_id"], TorchModel)(**params)
-        tensors = load_file(str(directory / "weights.safetensors"))
+        model = _build(manifest_path, manifest.get("model_id"), TorchModel, params)
+        weights = directory / "weights.safetensors"
+        with _refusing(weights):
+            tensors = load_file(str(weights))
+            model.mean_ = tensors.pop("scaler.mean").numpy()
+            model.scale_ = tensors.pop("scaler.scale").numpy()
         model.classes_ = _classes(manifest)
         model.n_features_in_ = state["n_features_in"]
-        model.mean_ = tensors.pop("scaler.mean").numpy()
-        model.scale_ = tensors.pop("scaler.scale").numpy()
-        net = model._build_network(len(model.classes_))
-        net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items()}, strict=True)
+        with _refusing(weights):  # wrong shapes, missing or extra tensors
+            net = model._build_network(len(model.classes_))
+            net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items()},
+                                strict=True)
         model.network_ = net.eval()
         model.best_epoch_ = state["best_epoch"]
         model.history_ = state["history"]
@@ -288,6 +380,7 @@ def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()
         encoder = None
         if state.get("audio_encoder"):  # the manifest decides, not a possibly stale folder
             encoder = load_model(directory / "audio_encoder", extra_trusted_types=extra)
+        _check_classes(directory / "classifier", manifest, classifier.classes_)
         model = EarlyFusion(model=classifier, **params,
                             audio_encoder=None if encoder is None else FrozenEstimator(encoder))
         model.transformers_ = _load_skops(directory / "transformers.skops", extra)
@@ -302,6 +395,8 @@ def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()
                                              extra_trusted_types=extra))
             for i, name in enumerate(names)
         }
+        for i, member in enumerate(members.values()):
+            _check_classes(directory / "members" / str(i), manifest, member.classes_)
         if kind == "late":
             model = LateFusion(models=members, **params)
         else:
@@ -315,7 +410,7 @@ def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()
         model.combiner_source_ = state["combiner_source"]
         meta = directory / "meta.skops"
         model.meta_ = _load_skops(meta, extra) if meta.is_file() else None
-    else:
-        raise ValueError(f"{directory}: unknown model kind {kind!r}")
+    else:  # unreachable: _read_manifest checked the kind
+        raise ModelLoadError(manifest_path, f"unknown model kind {kind!r}")
     log.info("loaded %s model %s from %s", kind, manifest.get("model_id"), directory)
     return model
