@@ -3,6 +3,19 @@ clips/s, and the cached re-run time of a 1,000-item data set. Prints a table, wr
 
     python benchmarks/extract_speed.py [--items 1000] [--out benchmarks/results/extract_speed.json]
 
+Precision mode (issue 11): with ``--backbone`` and/or ``--precision`` (both repeatable) it
+measures each backbone x precision instead and writes a JSON list of records (backbone,
+precision, images_per_s, cosine_to_fp32 (mean over photos), cosine_to_fp32_min, top-1 ImageNet
+agreement with fp32, batch, threads, weights, machine):
+
+    python benchmarks/extract_speed.py --backbone effnet_lite0 --backbone vgg19 \
+        --precision fp32 --precision int8 --precision bf16 --out /tmp/precision.json
+
+Fidelity is measured on the real photos under ``--photos`` (every image there), int8 being
+calibrated on the generated set (``--calibrate-on generated``, out of sample: the weaker
+fallback) or on those photos (``photos``: in sample, optimistic). Throughput rounds alternate
+between precisions so that load from other processes hits them alike (load average recorded).
+
 Targets (issue 3): batched >= 2x batch-1 throughput for effnet_lite0; cached re-run of a
 1,000-item set under 5 s. torchvision backbones are measured only where their weight files are
 present; offline, they run with random weights of the same architecture (same speed), and
@@ -15,12 +28,14 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -29,8 +44,12 @@ from scenefusion.data.synthetic import make_pairs_folder
 from scenefusion.features.audio import AUDIO_FEATURES
 from scenefusion.features.backbones import IMAGE_BACKBONES, WeightsNotFoundError, find_weights
 from scenefusion.features.extract import extract_audio, extract_images
-from scenefusion.features.image import ImageExtractor
+from scenefusion.features.image import ImageExtractor, usable_cores
+from scenefusion.features.quantize import PRECISIONS, cpu_supports_bf16, generated_images
 from scenefusion.features.store import FeatureStore
+
+PHOTOS = Path("/work/realdata/raw/images")
+CPU_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 def model_throughput(extractor: ImageExtractor, batch: int, seconds: float = 4.0) -> float:
@@ -60,12 +79,163 @@ def weights_for(backbone_id: str, scratch: Path) -> tuple[Path | None, str]:
         return path, "random (speed only)"
 
 
+def machine_info() -> dict:
+    """What the figures depend on: CPU model and its int8/bf16 instructions, cores, versions."""
+    import onnxruntime
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
+                  if ln.startswith("model name")), platform.processor() or platform.machine())
+    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines()
+                  if ln.startswith("flags")), [])
+    return {"cpu": model, "usable_cores": usable_cores(), "cpu_count": os.cpu_count(),
+            "cpu_flags": [f for f in CPU_FLAGS if f in flags], "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+            "torch_bf16_native": cpu_supports_bf16()}
+
+
+def photo_paths(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def _head(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The final ImageNet classifier applied to the embedding, where the architecture has one."""
+    if hasattr(model, "classifier") and isinstance(model.classifier, torch.nn.Sequential):
+        return model.classifier[6]  # VGG: fc8 after fc7 (+ dropout, inactive in eval)
+    for name in ("_fc", "fc"):  # EfficientNet-Lite, ResNet, Inception
+        if isinstance(getattr(model, name, None), torch.nn.Linear):
+            return getattr(model, name)
+    return None
+
+
+def _rgb(source: Path | Image.Image) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    with Image.open(source) as image:
+        return image.convert("RGB")
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _embed_all(extractor: ImageExtractor, batch: torch.Tensor, size: int) -> np.ndarray:
+    return np.concatenate([extractor.embed(batch[i:i + size]) for i in range(0, len(batch), size)])
+
+
+def _throughput_rounds(extractors: dict[str, ImageExtractor], x: torch.Tensor, rounds: int,
+                       seconds: float) -> dict[str, list[float]]:
+    """Images/s per precision, measured in alternating rounds (warm-up excluded)."""
+    for ex in extractors.values():
+        ex.embed(x)
+    rates: dict[str, list[float]] = {p: [] for p in extractors}
+    for _ in range(rounds):
+        for precision, ex in extractors.items():
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds or n < 2 * len(x):
+                ex.embed(x)
+                n += len(x)
+            rates[precision].append(n / (time.perf_counter() - start))
+    return rates
+
+
+def precision_records(args: argparse.Namespace, console: Console) -> list[dict]:
+    """One record per backbone x precision: throughput and fidelity to fp32 on real photos."""
+    machine = machine_info()
+    photos = photo_paths(args.photos) if args.photos.is_dir() else []
+    photo_source = f"{len(photos)} real photos under {args.photos}" if photos else \
+        "generated images (no real photos found: fidelity figures are weak)"
+    precisions = ["fp32"] + [p for p in dict.fromkeys(args.precision or PRECISIONS) if p != "fp32"]
+    records = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for backbone_id in dict.fromkeys(args.backbone or ["effnet_lite0", "vgg19"]):
+            weights, kind = weights_for(backbone_id, Path(scratch))
+            sources = photos or list(generated_images(20, seed=7))
+            extractors, build_s = {}, {}
+            for precision in precisions:
+                calib = (photos if args.calibrate_on == "photos" and photos else None)
+                ex = ImageExtractor(backbone_id, weights, precision=precision,
+                                    cache_dir=Path(scratch), threads=args.threads,
+                                    calibration_images=calib)
+                start = time.perf_counter()
+                ex.embed(torch.zeros(1, 3, ex.spec.input_size, ex.spec.input_size))  # builds
+                build_s[precision] = time.perf_counter() - start
+                extractors[precision] = ex
+            fp32 = extractors["fp32"]
+            batch = torch.stack([fp32.preprocess(_rgb(p)) for p in sources])
+            embedded = {p: _embed_all(ex, batch, args.batch) for p, ex in extractors.items()}
+            head = _head(fp32.model)
+            top1 = None
+            if head is not None:
+                with torch.inference_mode():
+                    top1 = {p: head(torch.from_numpy(e)).argmax(1).numpy()
+                            for p, e in embedded.items()}
+            ref = embedded["fp32"]
+            cross = _cosines(ref, np.roll(ref, 1, axis=0))
+            x = batch[:args.batch] if len(batch) >= args.batch else batch.repeat(
+                -(-args.batch // len(batch)), 1, 1, 1)[:args.batch]
+            load_before = os.getloadavg()
+            rates = _throughput_rounds(extractors, x, args.rounds, args.seconds)
+            load_after = os.getloadavg()
+            fp32_rate = statistics.median(rates["fp32"])
+            for precision, ex in extractors.items():
+                cos = _cosines(embedded[precision], ref)
+                rate = statistics.median(rates[precision])
+                records.append({
+                    "backbone": backbone_id, "precision": precision, "runtime": ex.runtime,
+                    "images_per_s": round(rate, 2),
+                    "speedup_vs_fp32": round(rate / fp32_rate, 2),
+                    "images_per_s_rounds": [round(r, 2) for r in rates[precision]],
+                    "cosine_to_fp32": round(float(cos.mean()), 5),
+                    "cosine_to_fp32_min": round(float(cos.min()), 5),
+                    "top1_agreement_with_fp32": None if top1 is None else
+                        round(float((top1[precision] == top1["fp32"]).mean()), 3),
+                    "fp32_cosine_between_different_photos": round(float(cross.mean()), 3),
+                    "fidelity_images": photo_source,
+                    "weights": kind,
+                    "weights_note": "random weights of the same architecture (official file "
+                                    "absent): speed is representative, fidelity is not evidence "
+                                    "for downstream accuracy" if kind.startswith("random")
+                                    else "pretrained ImageNet weights",
+                    "calibration": None if precision != "int8" else (
+                        f"{args.calibrate_on}: " + ("the fidelity photos (in sample)"
+                                                     if ex.calibration_images is not None
+                                                     else "200 generated images (out of sample)")),
+                    "build_s": round(build_s[precision], 1),
+                    "batch": args.batch, "threads": ex.threads,
+                    "load_average_1min": [round(load_before[0], 2), round(load_after[0], 2)],
+                    "machine": machine,
+                })
+                console.print(f"{backbone_id:14} {precision:5} {rate:7.2f} img/s "
+                              f"({rate / fp32_rate:.2f}x)  cosine mean {cos.mean():.4f} "
+                              f"min {cos.min():.4f}  build {build_s[precision]:.0f} s")
+            del extractors
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/extract_speed.json"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--backbone", action="append", help="precision mode; repeatable")
+    parser.add_argument("--precision", action="append", choices=PRECISIONS,
+                        help="precision mode; repeatable (fp32 is always measured)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0, help="per round and precision")
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--calibrate-on", choices=("generated", "photos"), default="generated")
     args = parser.parse_args()
     console = Console()
+    if args.backbone or args.precision:
+        records = precision_records(args, console)
+        out = args.out or Path("benchmarks/results/extract_precision.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(records, indent=2))
+        console.print(f"written to {out}")
+        return
+    args.out = args.out or Path("benchmarks/results/extract_speed.json")
     result: dict = {
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version(),

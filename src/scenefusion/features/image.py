@@ -1,16 +1,18 @@
 """Image embeddings: a loaded backbone (see :mod:`.backbones`) that preprocesses PIL images
 and embeds batches through ONNX Runtime (default, several times faster on a plain CPU) or
-eager torch. ``scenefusion list`` shows every backbone id."""
+eager torch, in fp32 (default), int8 or bf16 (see :mod:`.quantize`). ``scenefusion list``
+shows every backbone id."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +22,23 @@ from torch import nn
 
 from ..paths import default_cache_dir
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
+from .quantize import (
+    CALIBRATION_IMAGES,
+    ImageSource,
+    calibration_batches,
+    calibration_tag,
+    check_precision,
+    cpu_supports_bf16,
+    quantize_int8,
+)
 from .store import CacheError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "effnet_lite0"
 RUNTIMES = ("auto", "onnx", "torch")
-#: Numeric precision of the embeddings; part of the cache key (int8/bf16 are planned).
-PRECISION = "fp32"
+#: The default precision; another one (int8, bf16) is part of the cache key.
+DEFAULT_PRECISION = "fp32"
 
 
 def usable_cores() -> int:
@@ -111,6 +122,30 @@ def _onnx_available() -> bool:
     return True
 
 
+def resolve_runtime(runtime: str, precision: str) -> str:
+    """The runtime that serves ``precision``: int8 is an ONNX Runtime graph; bf16 runs in torch
+    (ONNX Runtime has no bf16 convolution kernels on x86 CPUs); fp32 runs on either."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    check_precision(precision)
+    if precision == "int8":
+        if runtime == "torch":
+            raise ValueError("precision int8 runs on ONNX Runtime (a quantised ONNX graph), not "
+                             "on runtime torch; use --runtime onnx or auto, or --precision fp32")
+        if not _onnx_available():
+            raise ValueError("precision int8 needs onnx and onnxruntime installed "
+                             "(pip install onnx onnxruntime), or use --precision fp32")
+        return "onnx"
+    if precision == "bf16":
+        if runtime == "onnx":
+            raise ValueError("precision bf16 runs on runtime torch (ONNX Runtime has no bf16 "
+                             "CPU kernels for convolutions); use --runtime torch or auto")
+        return "torch"
+    if runtime == "auto":
+        return "onnx" if _onnx_available() else "torch"
+    return runtime
+
+
 class ImageExtractor:
     """A loaded backbone: preprocess PIL images, embed batches.
 
@@ -120,6 +155,14 @@ class ImageExtractor:
     under ``torch.inference_mode``. Both give the same embeddings to float tolerance (tested).
     ``threads`` caps the threads used while embedding (default: the cores this process may
     use), so that several workers on one machine do not oversubscribe it.
+
+    ``precision="int8"`` quantises the fp32 export once (ONNX Runtime static quantisation) and
+    caches it beside it; its activation ranges are calibrated on ``calibration_images`` (PIL
+    images or paths; the first 200 are used, so pass an even spread of the data being
+    processed, e.g. :func:`.quantize.evenly_spaced`), else on a deterministic generated set,
+    which is weaker calibration. ``precision="bf16"`` runs torch under bf16 autocast (fast
+    only on CPUs with AVX-512-BF16 or AMX). fp32 stays the default: see benchmarks/README.md
+    for the measured fidelity of each.
     """
 
     def __init__(
@@ -130,6 +173,8 @@ class ImageExtractor:
         cache_dir: Path | None = None,
         threads: int | None = None,
         *,
+        precision: str = DEFAULT_PRECISION,
+        calibration_images: Iterable[ImageSource] | None = None,
         engine: str | None = None,
     ) -> None:
         if engine is not None:
@@ -138,10 +183,15 @@ class ImageExtractor:
             runtime = engine
         self.spec = IMAGE_BACKBONES.get(backbone_id)
         self.id = backbone_id
-        if runtime not in RUNTIMES:
-            raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        self.precision = precision
+        self.runtime = resolve_runtime(runtime, precision)
         self.weights = Path(weights) if weights is not None else None
-        self.runtime = ("onnx" if _onnx_available() else "torch") if runtime == "auto" else runtime
+        self.calibration_images = (
+            list(itertools.islice(calibration_images, CALIBRATION_IMAGES))
+            if calibration_images is not None and precision == "int8" else None)
+        if precision == "bf16" and not cpu_supports_bf16():
+            log.warning("this CPU has no native bf16 (AVX-512-BF16 / AMX): bf16 is emulated "
+                        "and slower than fp32")
         self.threads = threads if threads is not None else usable_cores()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._model: nn.Module | None = None
@@ -163,16 +213,27 @@ class ImageExtractor:
 
     def params_key(self) -> str:
         """Identifies the numbers this extractor produces: the spec's content (architecture,
-        weights, preprocessing, embedding layer), a user weight file's content, the runtime
-        and the precision. Derived, never hand-versioned."""
-        blob = "|".join((self.spec.content_key(), self._weights_tag, self.runtime, PRECISION))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        weights, preprocessing, embedding layer), a user weight file's content, the runtime,
+        the precision and, for int8, the calibration set. Derived, never hand-versioned."""
+        return self._key(self.precision)
+
+    def _key(self, precision: str) -> str:
+        parts = [self.spec.content_key(), self._weights_tag, self.runtime, precision]
+        if precision == "int8":
+            parts.append(self._calibration_tag)
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    @functools.cached_property
+    def _calibration_tag(self) -> str:
+        return calibration_tag(self.calibration_images)
 
     @property
     def model(self) -> nn.Module:
         if self._model is None:
-            self._model = load_weights(self.spec, self.weights,
-                                       variants=variants_of(self.spec)).eval()
+            model = load_weights(self.spec, self.weights, variants=variants_of(self.spec)).eval()
+            if self.precision == "bf16":  # oneDNN's bf16 convolutions want NHWC
+                model = model.to(memory_format=torch.channels_last)
+            self._model = model
         return self._model
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -183,33 +244,81 @@ class ImageExtractor:
         return functools.partial(preprocess, spec=self.spec)
 
     def onnx_path(self) -> Path:
-        """Where this backbone's exported graph is cached (one per spec content and weights)."""
-        return self.cache_dir / "onnx" / f"{self.id}-{self.params_key()}.onnx"
+        """Where this backbone's fp32 exported graph is cached (one per spec content and
+        weights, whatever the precision asked for: int8 is built from it)."""
+        return self.cache_dir / "onnx" / f"{self.id}-{self._key('fp32')}.onnx"
+
+    def int8_path(self) -> Path:
+        """Where the int8 graph is cached, beside the fp32 export (one per calibration set)."""
+        return self.cache_dir / "onnx" / f"{self.id}-{self._key('int8')}.int8.onnx"
 
     def _onnx_session(self) -> _OnnxSession:
-        """The session over the cached export; a cached graph that does not load (truncated
-        by an old kill, damaged on disk) is logged, deleted and exported again, once."""
+        """The session over the cached graph (fp32 export or int8 model); a cached graph that
+        does not load (truncated by an old kill, damaged on disk) is logged, deleted and built
+        again, once."""
         if self._session is None:
-            path = self.onnx_path()
-            if not path.is_file():
-                self._export(path)
-            try:
-                self._session = _OnnxSession(path, self.threads)
-            except Exception as exc:  # noqa: BLE001 (onnxruntime's errors share no base class)
-                log.warning("cached ONNX export %s cannot be loaded (%s: %s); exporting it again",
-                            path, type(exc).__name__, str(exc).strip()[:200])
-                with contextlib.suppress(OSError):  # if it stays, the export says why
-                    path.unlink(missing_ok=True)
-                self._export(path)
-                self._session = self._fresh_session(path)
+            if self.precision == "int8":
+                self._session = self._cached_session(
+                    self.int8_path(), self._quantize, "int8 model", "quantising",
+                    "try --precision fp32")
+            else:
+                self._session = self._cached_session(
+                    self.onnx_path(), self._export, "ONNX export", "exporting",
+                    "try --runtime torch")
         return self._session
 
-    def _fresh_session(self, path: Path) -> _OnnxSession:
+    def _cached_session(self, path: Path, build: Callable[[Path], None], what: str, verb: str,
+                        hint: str) -> _OnnxSession:
+        if not path.is_file():
+            build(path)
         try:
             return _OnnxSession(path, self.threads)
         except Exception as exc:  # noqa: BLE001 (onnxruntime's errors share no base class)
-            raise CacheError(path, f"ONNX Runtime cannot load the fresh export of {self.id} "
-                                   f"({str(exc).strip()[:200]}); try --runtime torch") from exc
+            log.warning("cached %s %s cannot be loaded (%s: %s); %s it again", what, path,
+                        type(exc).__name__, str(exc).strip()[:200], verb)
+            with contextlib.suppress(OSError):  # if it stays, the rebuild says why
+                path.unlink(missing_ok=True)
+            build(path)
+            return self._fresh_session(path, what.removeprefix("ONNX "), hint)
+
+    def _fresh_session(self, path: Path, what: str = "export", hint: str = "try --runtime torch"
+                       ) -> _OnnxSession:
+        try:
+            return _OnnxSession(path, self.threads)
+        except Exception as exc:  # noqa: BLE001 (onnxruntime's errors share no base class)
+            raise CacheError(path, f"ONNX Runtime cannot load the fresh {what} of {self.id} "
+                                   f"({str(exc).strip()[:200]}); {hint}") from exc
+
+    def _fp32_graph(self):
+        """The fp32 export as an ONNX ModelProto, exported (again, once) when it is missing or
+        does not parse, so that a damaged export cannot poison the int8 model."""
+        import onnx
+
+        path = self.onnx_path()
+        if not path.is_file():
+            self._export(path)
+        try:
+            return onnx.load(path)
+        except Exception as exc:  # noqa: BLE001 (protobuf's DecodeError and OSError)
+            log.warning("cached ONNX export %s cannot be loaded (%s: %s); exporting it again",
+                        path, type(exc).__name__, str(exc).strip()[:200])
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            self._export(path)
+            return onnx.load(path)
+
+    def _quantize(self, path: Path) -> None:
+        graph = self._fp32_graph()
+        source = "the given images" if self.calibration_images is not None else "generated images"
+        log.info("quantising %s to int8 at %s, calibrated on %s (once per cache)",
+                 self.id, path, source)
+        try:
+            quantize_int8(graph, path, calibration_batches(self.calibration_images,
+                                                           self.preprocess))
+        except OSError as exc:
+            raise CacheError(path.parent, f"cannot write the int8 model of {self.id} ({exc}); "
+                                          "free space or choose another cache folder (--cache)"
+                             ) from exc
 
     def _export(self, path: Path) -> None:
         model = self.model  # a missing weight file is its own clear error, not the cache's
@@ -225,12 +334,23 @@ class ImageExtractor:
         """(N, dim) float32 embeddings of a preprocessed (N, 3, H, W) batch."""
         if self.runtime == "onnx":
             return self._onnx_session().embed(batch)
-        with torch.inference_mode(), _torch_threads(self.threads):
-            return self.model.embed(batch).float().numpy()
+        with torch.inference_mode(), _torch_threads(self.threads), self._autocast():
+            return self.model.embed(self._layout(batch)).float().numpy()
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode(), _torch_threads(self.threads):
-            return self.model(batch).float().numpy()
+        """ImageNet logits from the torch model (fp32, or bf16 under that precision)."""
+        with torch.inference_mode(), _torch_threads(self.threads), self._autocast():
+            return self.model(self._layout(batch)).float().numpy()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _layout(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.precision == "bf16":
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
 
 @contextlib.contextmanager
