@@ -151,6 +151,10 @@ def extract(
     cache: Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, metavar="N")] = DEFAULT_BATCH_SIZE,
     runtime: Annotated[str, typer.Option(metavar="RUNTIME", help="auto, onnx or torch.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(metavar="PRECISION", help="fp32 (default), int8 or bf16: see "
+                          "benchmarks/README.md for speed and fidelity.")
+    ] = "fp32",
     threads: Annotated[
         int | None,
         typer.Option(metavar="N", min=1,
@@ -203,6 +207,7 @@ def extract(
                 out = extract_distributed(
                     dataset, store, backbones, audio,
                     image_weights={backbones[0]: weights} if weights else None, runtime=runtime,
+                    precision=precision,
                     options=RayOptions(address, actors, threads, gpus_per_actor, batch_size),
                     progress=_stage_progress(bar),
                 )
@@ -218,6 +223,7 @@ def extract(
                     runtime=runtime,
                     threads=threads,
                     batch_size=batch_size,
+                    precision=precision,
                     progress=_stage_progress(bar),
                 )
     except (DataError, ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
@@ -364,6 +370,11 @@ def run(
                      "start a local one."),
     ] = None,
     allow_outside_paths: AllowOutsideOpt = False,
+    precision: Annotated[
+        str | None,
+        typer.Option(metavar="PRECISION", help="Image embedding precision: fp32 (default), "
+                     "int8 or bf16."),
+    ] = None,
 ) -> None:
     """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
     from .config import ConfigError, load_config, with_overrides
@@ -390,6 +401,7 @@ def run(
                 "runner.kind": runner,
                 "runner.address": address,
                 "data.allow_outside_paths": allow_outside_paths or None,
+                "features.precision": precision,
             },
         )
     except ConfigError as err:

@@ -63,6 +63,9 @@ class FeaturesConfig(_Strict):
     threads: int | None = Field(
         None, ge=1, description="Threads for embedding images; None = the run's `threads`.",
     )
+    precision: Literal["fp32", "int8", "bf16"] = Field(
+        "fp32", description="Embedding precision: int8 (ONNX Runtime static quantisation) or "
+        "bf16 (torch, CPUs with AVX-512-BF16/AMX); fidelity in benchmarks/README.md.")
     cache_dir: Path | None = None
 
     @model_validator(mode="before")

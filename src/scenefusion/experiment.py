@@ -101,7 +101,7 @@ def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureS
     f = config.features
     return extract_dataset(dataset, store, f.image_backbones, f.audio,
                            image_weights=f.image_weights, runtime=f.runtime,
-                           threads=f.threads or config.threads,
+                           threads=f.threads or config.threads, precision=f.precision,
                            batch_size=f.batch_size, progress=progress)
 
 
@@ -318,6 +318,7 @@ def _bundle_info(candidate: Candidate, dataset: Dataset, config: ExperimentConfi
         "classes": dataset.classes,
         "image_backbone": backbone,
         "image_weights": str(weights) if weights else None,
+        "image_precision": config.features.precision,
         "audio_features": config.features.audio,
         "audio_source": "reference-csv-mfcc" if dataset.layout == "reference" else "raw-audio",
         "val_accuracy": candidate.val_accuracy,

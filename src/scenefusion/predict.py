@@ -135,7 +135,8 @@ def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
                   batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, np.ndarray]:
     """Embeddings by row; an unreadable image is noted in its row instead of failing all."""
     weights = bundle.info.get("image_weights")
-    extractor = ImageExtractor(bundle.info["image_backbone"], Path(weights) if weights else None)
+    extractor = ImageExtractor(bundle.info["image_backbone"], Path(weights) if weights else None,
+                               precision=bundle.info.get("image_precision", "fp32"))
     tensors: dict[int, torch.Tensor] = {}
     for i, path in paths.items():
         try:

@@ -83,6 +83,7 @@ class _ImageJob:
     backbone: str
     weights: Path | None
     runtime: str
+    precision: str
     cache_dir: Path
     params_key: str
     dim: int
@@ -231,7 +232,8 @@ class _Embedder:
 
         job = self.job
         self.extractor = ImageExtractor(job.backbone, job.weights, runtime=job.runtime,
-                                        cache_dir=job.cache_dir, threads=job.threads)
+                                        cache_dir=job.cache_dir, threads=job.threads,
+                                        precision=job.precision)
         if self.extractor.params_key() != job.params_key:
             raise RuntimeError(f"{job.backbone} on this Ray worker gives cache key "
                                f"{self.extractor.params_key()}, the driver {job.params_key}: "
@@ -338,7 +340,8 @@ def manifest(dataset: Dataset) -> list[dict[str, str]]:
 
 
 def _plan(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: str | None,
-          weights: dict[str, Path], runtime: str, threads: int, batch_size: int) -> _Plan:
+          weights: dict[str, Path], runtime: str, threads: int, batch_size: int,
+          precision: str = "fp32") -> _Plan:
     """Resolve every extractor on the driver (cache keys, runtime) and export ONNX graphs once
     here, so the actors only load them."""
     import torch
@@ -347,10 +350,12 @@ def _plan(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: st
 
     jobs = []
     for c, b in enumerate(backbones):
-        ex = ImageExtractor(b, weights.get(b), runtime=runtime, cache_dir=store.root, threads=1)
+        ex = ImageExtractor(b, weights.get(b), runtime=runtime, cache_dir=store.root, threads=1,
+                            precision=precision)
         size = ex.spec.input_size
         ex.embed(torch.zeros(1, 3, size, size))  # loads weights, exports the ONNX graph once
-        jobs.append(_ImageJob(c, b, ex.weights, ex.runtime, store.root, ex.params_key(), ex.dim,
+        jobs.append(_ImageJob(c, b, ex.weights, ex.runtime, precision, store.root,
+                              ex.params_key(), ex.dim,
                               threads, batch_size))
     feature = AUDIO_FEATURES.get(audio) if audio else None
     return _Plan(uuid.uuid4().hex, store.root, audio, feature.key() if feature else None,
@@ -433,6 +438,7 @@ def extract_distributed(
     *,
     image_weights: dict[str, Path] | None = None,
     runtime: str = "auto",
+    precision: str = "fp32",
     options: RayOptions = RayOptions(),
     progress: StageProgress | None = None,
 ) -> DistributedExtraction:
@@ -446,7 +452,7 @@ def extract_distributed(
     startup = connect(options.address)
     try:
         return _run(dataset, store, image_backbones, audio, image_weights or {}, runtime,
-                    options, progress, startup)
+                    options, progress, startup, precision)
     finally:
         if owned:
             ray.shutdown()
@@ -454,13 +460,14 @@ def extract_distributed(
 
 def _run(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: str | None,
          weights: dict[str, Path], runtime: str, options: RayOptions,
-         progress: StageProgress | None, startup: float) -> DistributedExtraction:
+         progress: StageProgress | None, startup: float, precision: str = "fp32"
+         ) -> DistributedExtraction:
     import ray
 
     start = time.perf_counter()
     cpus, threads = actor_resources(options, ray.cluster_resources())
     plan = _plan(dataset, store, backbones, _audio_source(dataset, audio), weights, runtime,
-                 threads, options.batch_size)
+                 threads, options.batch_size, precision)
     tables = {f"image{j.column}": store.table(j.backbone, j.params_key, (j.dim,))
               for j in plan.images}
     if plan.audio is not None:
