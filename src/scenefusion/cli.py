@@ -645,3 +645,41 @@ def list_components() -> None:
     for e in FUSION.entries():
         table.add_row("fusion", e.id, escape(e.description))
     console.print(table)
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR/best", help="A saved bundle (or its run folder).")
+    ],
+    host: Annotated[
+        str, typer.Option(metavar="ADDR", help="Address to bind; 0.0.0.0 exposes it to the "
+                          "network (there is no authentication).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", min=1, max=65535)] = 8000,
+    max_upload_mb: Annotated[
+        float, typer.Option(metavar="MB", min=0.01, help="Largest request body accepted (413).")
+    ] = 50.0,
+    max_video_seconds: Annotated[
+        float, typer.Option(metavar="SECONDS", min=1, help="Longest video accepted (422).")
+    ] = 120.0,
+) -> None:
+    """A web page and a JSON API over a saved model (POST /predict, GET /model, /docs)."""
+    try:
+        import uvicorn
+
+        from .serve import create_app
+    except ImportError as err:
+        fail(f"serve needs the [serve] extra: pip install 'scenefusion[serve]' ({err})")
+        return
+    try:
+        api = create_app(model, max_upload_mb=max_upload_mb, max_video_seconds=max_video_seconds)
+    except (DataError, ValueError, FileNotFoundError) as err:
+        fail(str(err))
+        return
+    warning = api.state.bundle.provenance_warning()
+    if warning:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    console.print(f"serving {escape(str(model))} at [bold]http://{host}:{port}/[/bold] "
+                  f"(API docs: /docs); Ctrl+C stops")
+    uvicorn.run(api, host=host, port=port, log_level="warning")
