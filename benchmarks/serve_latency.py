@@ -1,0 +1,137 @@
+"""Requests/s and p50/p95 latency of `scenefusion serve`'s POST /predict on one image/audio
+pair: uvicorn in this process, on 127.0.0.1 only, a bounded number of requests.
+
+    python benchmarks/serve_latency.py [--bundle RUN_DIR/best --image F --audio F]
+        [--requests 100] [--concurrency 1 2] [--out benchmarks/results/serve_latency.json]
+
+Without --bundle it trains a tiny run on synthetic pairs first (effnet_lite0 + mfcc, logreg
+models, early and late fusion; ~15 s) and sends one of its pairs. Each request is a full
+multipart upload answered with the model's class, top-k and per-modality probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import uvicorn
+
+from scenefusion.config import ExperimentConfig
+from scenefusion.data.synthetic import make_pairs_folder
+from scenefusion.experiment import run_experiment
+from scenefusion.serve import create_app
+
+TINY = {"models": {"image": ["logreg"], "audio": ["logreg"]},
+        "fusion": {"early": ["logreg"], "late": ["mean"], "hybrid": []},
+        "evaluation": {"n_bootstrap": 50}}
+
+
+def tiny_bundle(tmp: Path) -> tuple[Path, Path, Path]:
+    """Train the tiny synthetic run; returns its best/ and one (image, audio) pair."""
+    data = make_pairs_folder(tmp / "pairs", groups_per_class=3, frames_per_group=3)
+    config = ExperimentConfig.model_validate({
+        "data": {"path": str(data)}, **TINY, "features": {"cache_dir": str(tmp / "cache")},
+        "output": {"runs_dir": str(tmp / "runs"), "name": "bench"}})
+    run_experiment(config)
+    image = sorted(data.rglob("*.png"))[0]
+    return tmp / "runs" / "bench" / "best", image, image.with_suffix(".wav")
+
+
+def multipart(image: Path, audio: Path) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = b""
+    for field, path, kind in (("image", image, "image/png"), ("audio", audio, "audio/wav")):
+        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+                 f"filename=\"{path.name}\"\r\nContent-Type: {kind}\r\n\r\n").encode()
+        body += path.read_bytes() + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def start_server(bundle: Path) -> tuple[uvicorn.Server, threading.Thread, str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # loopback only, a free port
+    server = uvicorn.Server(uvicorn.Config(create_app(bundle), log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def timed_post(url: str, body: bytes, content_type: str) -> float:
+    request = urllib.request.Request(f"{url}/predict", data=body,
+                                     headers={"Content-Type": content_type})
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        json.load(response)
+        if response.status != 200:
+            raise RuntimeError(f"/predict answered {response.status}")
+    return time.perf_counter() - start
+
+
+def measure(url: str, body: bytes, content_type: str, n: int, concurrency: int) -> dict:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        latencies = sorted(pool.map(lambda _: timed_post(url, body, content_type), range(n)))
+    wall = time.perf_counter() - start
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {"concurrency": concurrency, "requests": n, "seconds": round(wall, 3),
+            "requests_per_s": round(n / wall, 2), "p50_ms": round(quantiles[49] * 1000, 1),
+            "p95_ms": round(quantiles[94] * 1000, 1),
+            "mean_ms": round(statistics.fmean(latencies) * 1000, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, default=None, help="RUN_DIR/best to serve.")
+    parser.add_argument("--image", type=Path, default=None)
+    parser.add_argument("--audio", type=Path, default=None)
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_latency.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("SCENEFUSION_CACHE", str(Path(tmp) / "sfcache"))
+        if args.bundle is None:
+            bundle, image, audio = tiny_bundle(Path(tmp))
+        else:
+            if args.image is None or args.audio is None:
+                parser.error("--bundle needs --image and --audio")
+            bundle, image, audio = args.bundle, args.image, args.audio
+        server, thread, url = start_server(bundle)
+        try:
+            body, content_type = multipart(image, audio)
+            for _ in range(args.warmup):
+                timed_post(url, body, content_type)
+            runs = [measure(url, body, content_type, args.requests, c) for c in args.concurrency]
+            model = json.load(urllib.request.urlopen(f"{url}/model", timeout=10))["name"]
+        finally:
+            server.should_exit = True
+            thread.join(10)
+    result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
+                          "platform": platform.platform()},
+              "model": model, "bundle": "tiny synthetic run" if args.bundle is None
+              else str(args.bundle), "runs": runs}
+    for r in runs:
+        print(f"concurrency {r['concurrency']}: {r['requests_per_s']} requests/s, "
+              f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms ({r['requests']} requests)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

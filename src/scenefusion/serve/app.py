@@ -1,0 +1,391 @@
+"""The FastAPI app behind `scenefusion serve`: a JSON API and one offline HTML page.
+
+The app only parses uploads and renders results; every prediction goes through
+:func:`scenefusion.predict.predict_pairs` / :func:`~scenefusion.predict.predict_video`. Safety:
+uploads are capped (413) before they are parsed, saved under server-chosen names in a temporary
+folder that is always removed (no client path is ever opened), checked with the library's
+readers (422 naming the file and the problem), and predicted one request at a time under a lock
+(fusion models record what they used on the model object, so two requests at once would race).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
+from ..data.video import VIDEO_SUFFIXES
+from ..predict import Bundle, load_bundle, predict_pairs, predict_video
+
+DEFAULT_MAX_UPLOAD_MB = 50.0
+DEFAULT_MAX_VIDEO_SECONDS = 120.0
+MAX_TOP_K = 50
+
+#: Accepted file-name suffixes and the content types browsers and curl send for them.
+ACCEPTED: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "image": (IMAGE_SUFFIXES, {"image/jpeg": ".jpg", "image/png": ".png", "image/bmp": ".bmp",
+                               "image/x-ms-bmp": ".bmp", "image/webp": ".webp"}),
+    "audio": (AUDIO_SUFFIXES, {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav",
+                               "audio/vnd.wave": ".wav", "audio/flac": ".flac",
+                               "audio/x-flac": ".flac", "audio/ogg": ".ogg"}),
+    "video": (VIDEO_SUFFIXES, {"video/mp4": ".mp4", "video/quicktime": ".mov",
+                               "video/x-matroska": ".mkv", "video/webm": ".webm",
+                               "video/x-msvideo": ".avi", "video/x-m4v": ".m4v"}),
+}
+
+#: The page loads nothing from anywhere: scripts and styles are inline, media are local blobs.
+PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+            "img-src blob: data:; media-src blob:; connect-src 'self'; base-uri 'none'; "
+            "form-action 'none'")
+
+
+# --- response shapes (they are also the OpenAPI schema at /docs) -------------------------------
+
+class ClassProbability(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    class_: str = Field(alias="class")
+    probability: float
+
+
+class ModalityResult(BaseModel):
+    model: str = Field(description="The saved model that gave these probabilities.")
+    probabilities: list[ClassProbability] = Field(description="Every class, most likely first.")
+
+
+class Second(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    second: int
+    class_: str | None = Field(None, alias="class")
+    probability: float | None = None
+    modalities: str | None = None
+    warning: str = ""
+    error: str = ""
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    class_: str = Field(alias="class", description="The predicted class (a video: of most "
+                                                   "seconds).")
+    probability: float
+    top_k: list[ClassProbability] = Field(description="A video: mean over its seconds.")
+    per_modality: dict[str, ModalityResult] = Field(
+        description="Probabilities by input: 'image' (image-only model), 'audio' (audio-only "
+                    "model), 'fused' (both); only those the run saved a model for.")
+    modalities: list[str] = Field(description="Inputs the answering model used.")
+    model: str
+    warnings: list[str]
+    timeline: list[Second] | None = Field(None, description="A video: one entry per second.")
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+@dataclass
+class _Served:
+    """What the app holds for its lifetime: the bundle and its fallbacks, loaded once."""
+
+    bundle: Bundle
+    singles: dict[str, Bundle | None]
+    lock: threading.Lock
+    max_upload_mb: float
+    max_video_seconds: float
+
+
+def _fail(status: int, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=message)
+
+
+def _display_name(filename: str | None) -> str:
+    """The client's file name, for messages only (never opened): last path part, short."""
+    name = PureWindowsPath(PurePosixPath(filename or "upload").name).name
+    return name[:120] or "upload"
+
+
+def _suffix_for(upload: UploadFile, modality: str) -> str:
+    """The suffix the saved copy gets, from the client's suffix or content type; 415 when
+    neither says this is an image / audio / video file we read."""
+    suffixes, types = ACCEPTED[modality]
+    suffix = PurePosixPath(_display_name(upload.filename)).suffix.lower()
+    if suffix in suffixes:
+        return suffix
+    content_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if content_type in types:
+        return types[content_type]
+    sent = content_type or "no content type"
+    raise _fail(415, f"{modality}: {_display_name(upload.filename)!r} ({sent}) is not a "
+                     f"supported {modality} file; send one of {', '.join(suffixes)}")
+
+
+def _save(upload: UploadFile, modality: str, folder: Path) -> Path:
+    """Copy an upload to FOLDER/<modality><suffix>: a name the server chose."""
+    dest = folder / f"{modality}{_suffix_for(upload, modality)}"
+    with dest.open("wb") as fh:
+        shutil.copyfileobj(upload.file, fh, 1 << 20)
+    if dest.stat().st_size == 0:
+        raise _fail(422, f"{modality}: {_display_name(upload.filename)!r} is empty (0 bytes)")
+    return dest
+
+
+def _present(upload: UploadFile | None) -> UploadFile | None:
+    """An empty file field (a form submitted without a file) counts as absent."""
+    return upload if upload is not None and upload.filename else None
+
+
+def _user_text(text: str, names: dict[Path, str]) -> str:
+    """A library message with the server's temporary paths replaced by the client's names."""
+    for path, name in names.items():
+        text = text.replace(str(path), name)
+    tmp = re.escape(tempfile.gettempdir().rstrip("/"))
+    return re.sub(rf"{tmp}/[^\s:;]*/([^/\s:;]+)", r"\1", text)
+
+
+def parse_top_k(text: str, classes: list[str]) -> list[dict[str, Any]]:
+    """predict_pairs' "CLASS p; CLASS p" as [{class, probability}], matching the model's own
+    class names (so names with spaces or "; " in them parse as written)."""
+    names = "|".join(re.escape(c) for c in sorted(classes, key=len, reverse=True))
+    pattern = re.compile(rf"({names}) (\d+(?:\.\d+)?)(?:; |$)")
+    out, pos = [], 0
+    while pos < len(text):
+        match = pattern.match(text, pos)
+        if match is None:
+            raise ValueError(f"cannot read top-k text {text!r}")
+        out.append({"class": match.group(1), "probability": float(match.group(2))})
+        pos = match.end()
+    return out
+
+
+def _split_warnings(text: str) -> list[str]:
+    return [w for w in (text or "").split("; ") if w]
+
+
+def _single(bundle: Bundle, modality: str) -> Bundle | None:
+    """The model that answers from MODALITY alone: the bundle itself or its run's best-<m>/."""
+    return bundle if bundle.kind == modality else bundle.fallback(modality)
+
+
+def _video_seconds(path: Path) -> float:
+    """The video's length from its header (0 when it states none)."""
+    try:
+        import av
+    except ImportError:
+        raise _fail(501, "this server cannot read videos: install PyAV "
+                         "(pip install 'scenefusion[video]')") from None
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / av.time_base
+            return max((float(s.duration * s.time_base) for s in container.streams
+                        if s.duration and s.time_base), default=0.0)
+    except av.error.FFmpegError as exc:
+        raise DataError(path, f"not a readable video ({exc})") from None
+
+
+# --- prediction (under the lock) ---------------------------------------------------------------
+
+def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
+                  top_k: int) -> dict[str, Any]:
+    bundle = served.bundle
+    row = predict_pairs(bundle, [image], [audio], top_k=len(bundle.classes)).iloc[0]
+    if row["error"]:
+        raise _fail(422, row["error"])
+    used = row["modalities"].split("+")
+    probs = parse_top_k(row["top_k"], bundle.classes)
+    per = {"fused" if len(used) > 1 else used[0]: {"model": row["model"], "probabilities": probs}}
+    for modality, path in (("image", image), ("audio", audio)):
+        single = served.singles.get(modality)
+        if path is None or modality in per or single is None:
+            continue
+        alone = predict_pairs(single, [path if modality == "image" else None],
+                              [path if modality == "audio" else None],
+                              top_k=len(single.classes)).iloc[0]
+        if not alone["error"]:
+            per[modality] = {"model": alone["model"],
+                             "probabilities": parse_top_k(alone["top_k"], single.classes)}
+    return {"class": row["predicted"], "probability": float(row["probability"]),
+            "top_k": probs[:top_k], "per_modality": per, "modalities": used,
+            "model": row["model"], "warnings": _split_warnings(row["warning"])}
+
+
+def _predict_video(served: _Served, video: Path, top_k: int) -> dict[str, Any]:
+    bundle = served.bundle
+    frame = predict_video(bundle, video, top_k=len(bundle.classes))
+    good = frame[frame["error"] == ""]
+    if good.empty:
+        raise _fail(422, "no second of the video could be classified: " + frame["error"].iloc[0])
+    totals: dict[str, float] = dict.fromkeys(bundle.classes, 0.0)
+    for text in good["top_k"]:
+        for item in parse_top_k(text, bundle.classes):
+            totals[item["class"]] += item["probability"] / len(good)
+    mean = [{"class": c, "probability": round(p, 4)}
+            for c, p in sorted(totals.items(), key=lambda kv: -kv[1])]
+    counts = Counter(good["predicted"])
+    best = max(counts, key=lambda c: (counts[c], totals[c]))
+    used = Counter(good["modalities"]).most_common(1)[0][0].split("+")
+    timeline = [{"second": int(r["second"]), "class": r["predicted"] or None,
+                 "probability": None if r["error"] else float(r["probability"]),
+                 "modalities": r["modalities"] or None, "warning": r["warning"],
+                 "error": r["error"]} for r in frame.to_dict("records")]
+    warnings = sorted({w for r in timeline for w in _split_warnings(r["warning"])})
+    if len(good) < len(frame):
+        warnings.append(f"{len(frame) - len(good)} of {len(frame)} seconds could not be "
+                        "classified (see timeline)")
+    return {"class": best, "probability": totals[best], "top_k": mean[:top_k],
+            "per_modality": {"fused" if len(used) > 1 else used[0]:
+                             {"model": bundle.info["name"], "probabilities": mean}},
+            "modalities": used, "model": bundle.info["name"], "warnings": warnings,
+            "timeline": timeline}
+
+
+# --- upload size limit -------------------------------------------------------------------------
+
+class UploadLimit:
+    """Refuse request bodies over the limit with 413 before they are parsed or spooled: by
+    Content-Length when given, else by counting the bytes as they arrive."""
+
+    def __init__(self, app: Any, max_mb: float) -> None:
+        self.app = app
+        self.max_bytes = int(max_mb * 2**20)
+        self.message = (f"upload too large: this server accepts at most {max_mb:g} MB per "
+                        "request (scenefusion serve --max-upload-mb)")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:  # FastAPI passes HTTPException through body parsing
+                raise HTTPException(status_code=413, detail=self.message)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+def _model_info(served: _Served) -> dict[str, Any]:
+    info = served.bundle.info
+    trained_on = info.get("trained_on") or {}
+    warning = served.bundle.provenance_warning()
+    return {
+        "name": info["name"], "kind": info["kind"], "classes": served.bundle.classes,
+        "image_backbone": info.get("image_backbone") if info["kind"] != "audio" else None,
+        "audio_features": info.get("audio_features") if info["kind"] != "image" else None,
+        "trained_on": trained_on, "synthetic": bool(trained_on.get("synthetic")),
+        "test_accuracy": info.get("test_accuracy"),
+        "test_accuracy_ci": info.get("test_accuracy_ci"), "n_test": info.get("n_test"),
+        "calibration": info.get("calibration"),
+        "single_modality_models": {m: b.info["name"] if b else None
+                                   for m, b in served.singles.items()},
+        "limits": {"max_upload_mb": served.max_upload_mb,
+                   "max_video_seconds": served.max_video_seconds},
+        "warnings": [warning] if warning else [],
+    }
+
+
+def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+               max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS) -> FastAPI:
+    """The app over the bundle at BUNDLE_DIR (``RUN_DIR/best`` or a run folder), loaded once
+    here with its run's single-modality fallbacks; raises DataError/FileProblem for a bad one."""
+    bundle = load_bundle(Path(bundle_dir))
+    served = _Served(bundle, {m: _single(bundle, m) for m in ("image", "audio")},
+                     threading.Lock(), float(max_upload_mb), float(max_video_seconds))
+    page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+    api = FastAPI(title="scenefusion", version="1",
+                  description=f"Scene classification with model {bundle.info['name']}.")
+    api.state.bundle = bundle
+    api.add_middleware(UploadLimit, max_mb=max_upload_mb)
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
+
+    @api.get("/health")
+    def health() -> Health:
+        return Health(status="ok", model=bundle.info["name"])
+
+    @api.get("/model")
+    def model() -> dict[str, Any]:
+        """Classes, inputs, how the model was trained (synthetic or not) and how well it did."""
+        return _model_info(served)
+
+    @api.post("/predict", response_model=Prediction, response_model_by_alias=True,
+              responses={413: {"description": "upload too large"},
+                         415: {"description": "not an image / audio / video file"},
+                         422: {"description": "unreadable file, missing input, video too long"}})
+    def predict(
+        image: Annotated[UploadFile | None, File(description="An image (jpg, png, ...).")] = None,
+        audio: Annotated[UploadFile | None, File(description="Its sound (wav, flac, ogg).")]
+        = None,
+        video: Annotated[UploadFile | None, File(description="Or a video, classified second by "
+                                                             "second.")] = None,
+        top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 3,
+    ) -> dict[str, Any]:
+        """Classify an image and/or its audio, or a video (multipart form upload)."""
+        image, audio, video = _present(image), _present(audio), _present(video)
+        if video is not None and (image or audio):
+            raise _fail(422, "send a video, or an image and/or an audio file, not both")
+        if not (image or audio or video):
+            raise _fail(422, "send an image and/or an audio file, or a video")
+        with tempfile.TemporaryDirectory(prefix="scenefusion-serve-") as tmp:
+            uploads = {"image": image, "audio": audio, "video": video}
+            saved = {m: _save(u, m, Path(tmp)) for m, u in uploads.items() if u is not None}
+            names = {saved[m]: _display_name(uploads[m].filename) for m in saved}
+            try:
+                result = _checked_predict(served, saved, top_k)
+            except (DataError, HTTPException) as err:
+                detail = err.detail if isinstance(err, HTTPException) else str(err)
+                status = err.status_code if isinstance(err, HTTPException) else 422
+                raise _fail(status, _user_text(str(detail), names)) from None
+        result["warnings"] = [_user_text(w, names) for w in result["warnings"]]
+        for second in result.get("timeline") or []:
+            second["warning"] = _user_text(second["warning"], names)
+            second["error"] = _user_text(second["error"], names)
+        warning = bundle.provenance_warning()
+        result["warnings"] += [warning] if warning else []
+        return result
+
+    return api
+
+
+def _checked_predict(served: _Served, saved: dict[str, Path], top_k: int) -> dict[str, Any]:
+    """Check each saved file with the library's readers (outside the lock), then predict."""
+    if "video" in saved:
+        seconds = _video_seconds(saved["video"])
+        if not seconds:
+            raise DataError(saved["video"], "the video does not state its length")
+        if seconds > served.max_video_seconds:
+            raise DataError(saved["video"], f"video is {seconds:.0f} s long; this server "
+                            f"accepts at most {served.max_video_seconds:g} s "
+                            "(scenefusion serve --max-video-seconds)")
+        with served.lock:
+            return _predict_video(served, saved["video"], top_k)
+    if "image" in saved:
+        check_image(saved["image"])
+    if "audio" in saved:
+        check_audio(saved["audio"])
+    with served.lock:
+        return _predict_pair(served, saved.get("image"), saved.get("audio"), top_k)
