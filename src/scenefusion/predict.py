@@ -7,6 +7,7 @@ other and say so; models that need the missing one report an error for that row.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -49,6 +50,14 @@ class Bundle:
     @property
     def kind(self) -> str:
         return self.info["kind"]
+
+    @functools.cached_property
+    def image_extractor(self) -> ImageExtractor:
+        """Built once per bundle: a server answering many requests must not reload the
+        backbone and its ONNX session each time (~200 ms of a ~230 ms request, measured)."""
+        weights = self.info.get("image_weights")
+        return ImageExtractor(self.info["image_backbone"], Path(weights) if weights else None,
+                              precision=self.info.get("image_precision", "fp32"))
 
     @property
     def temperature(self) -> float:
@@ -134,9 +143,7 @@ def _read_bundle_info(file: Path) -> dict[str, Any]:
 def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
                   batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, np.ndarray]:
     """Embeddings by row; an unreadable image is noted in its row instead of failing all."""
-    weights = bundle.info.get("image_weights")
-    extractor = ImageExtractor(bundle.info["image_backbone"], Path(weights) if weights else None,
-                               precision=bundle.info.get("image_precision", "fp32"))
+    extractor = bundle.image_extractor
     tensors: dict[int, torch.Tensor] = {}
     for i, path in paths.items():
         try:
