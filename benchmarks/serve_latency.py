@@ -20,11 +20,10 @@ import statistics
 import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from scenefusion.config import ExperimentConfig
@@ -48,14 +47,10 @@ def tiny_bundle(tmp: Path) -> tuple[Path, Path, Path]:
     return tmp / "runs" / "bench" / "best", image, image.with_suffix(".wav")
 
 
-def multipart(image: Path, audio: Path) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = b""
-    for field, path, kind in (("image", image, "image/png"), ("audio", audio, "audio/wav")):
-        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-                 f"filename=\"{path.name}\"\r\nContent-Type: {kind}\r\n\r\n").encode()
-        body += path.read_bytes() + b"\r\n"
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+def upload(image: Path, audio: Path) -> dict[str, tuple[str, bytes, str]]:
+    """The multipart fields of one pair, read once (httpx encodes them per request)."""
+    return {"image": (image.name, image.read_bytes(), "image/png"),
+            "audio": (audio.name, audio.read_bytes(), "audio/wav")}
 
 
 def start_server(bundle: Path) -> tuple[uvicorn.Server, threading.Thread, str]:
@@ -70,21 +65,18 @@ def start_server(bundle: Path) -> tuple[uvicorn.Server, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def timed_post(url: str, body: bytes, content_type: str) -> float:
-    request = urllib.request.Request(f"{url}/predict", data=body,
-                                     headers={"Content-Type": content_type})
+def timed_post(client: httpx.Client, url: str, files: dict) -> float:
     start = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=60) as response:
-        json.load(response)
-        if response.status != 200:
-            raise RuntimeError(f"/predict answered {response.status}")
+    response = client.post(f"{url}/predict", files=files, timeout=60)
+    response.raise_for_status()
+    response.json()
     return time.perf_counter() - start
 
 
-def measure(url: str, body: bytes, content_type: str, n: int, concurrency: int) -> dict:
+def measure(client: httpx.Client, url: str, files: dict, n: int, concurrency: int) -> dict:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        latencies = sorted(pool.map(lambda _: timed_post(url, body, content_type), range(n)))
+        latencies = sorted(pool.map(lambda _: timed_post(client, url, files), range(n)))
     wall = time.perf_counter() - start
     quantiles = statistics.quantiles(latencies, n=100)
     return {"concurrency": concurrency, "requests": n, "seconds": round(wall, 3),
@@ -113,11 +105,12 @@ def main() -> None:
             bundle, image, audio = args.bundle, args.image, args.audio
         server, thread, url = start_server(bundle)
         try:
-            body, content_type = multipart(image, audio)
-            for _ in range(args.warmup):
-                timed_post(url, body, content_type)
-            runs = [measure(url, body, content_type, args.requests, c) for c in args.concurrency]
-            model = json.load(urllib.request.urlopen(f"{url}/model", timeout=10))["name"]
+            files = upload(image, audio)
+            with httpx.Client() as client:
+                for _ in range(args.warmup):
+                    timed_post(client, url, files)
+                runs = [measure(client, url, files, args.requests, c) for c in args.concurrency]
+                model = client.get(f"{url}/model", timeout=10).json()["name"]
         finally:
             server.should_exit = True
             thread.join(10)

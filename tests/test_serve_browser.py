@@ -4,14 +4,11 @@ chromedriver or Selenium is absent (.ci/run installs them with apt-get)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import threading
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ import pytest
 pytest.importorskip("fastapi", reason="serve is an optional extra: pip install -e '.[serve]'")
 uvicorn = pytest.importorskip("uvicorn", reason="serve needs uvicorn ([serve] extra)")
 pytest.importorskip("selenium", reason="the browser test needs selenium (dev extra)")
+httpx = pytest.importorskip("httpx", reason="the browser test needs httpx (dev extra)")
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -77,17 +75,11 @@ def browser():
 
 def api_answer(url: str, image: Path, audio: Path) -> dict:
     """What POST /predict answers for the same files (a plain multipart request)."""
-    boundary = uuid.uuid4().hex
-    body = b""
-    for field, path, kind in (("image", image, "image/png"), ("audio", audio, "audio/wav")):
-        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-                 f"filename=\"{path.name}\"\r\nContent-Type: {kind}\r\n\r\n").encode()
-        body += path.read_bytes() + b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    request = urllib.request.Request(f"{url}/predict", data=body, headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
+    files = {"image": (image.name, image.read_bytes(), "image/png"),
+             "audio": (audio.name, audio.read_bytes(), "audio/wav")}
+    response = httpx.post(f"{url}/predict", files=files, timeout=30)
+    response.raise_for_status()
+    return response.json()
 
 
 def test_page_uploads_a_pair_and_shows_class_chart_and_spectrogram(server, browser, run,
