@@ -14,6 +14,13 @@ against :data:`SKOPS_ALLOWED_TYPES`, an explicit allowlist of scikit-learn/numpy
 other type makes :func:`load_model` refuse the file. Nothing is ever read with ``pickle.load``
 or ``torch.load``. This stops code execution from a tampered file, but not a model that was
 trained badly on purpose: still load models only from sources you trust.
+
+Damage is refused, never half-loaded: a truncated or foreign file, an edited manifest (unknown
+keys, kind or id, a class list that does not match its fingerprint or the model's outputs),
+tensors with other names, shapes, dtypes or non-finite values all raise one
+:class:`ModelLoadError` "refusing to load FILE: reason". A folder holding no model raises
+:class:`ModelNotFoundError` (a ``FileNotFoundError``). Manifests saved before the class-list
+fingerprint existed still load, with a warning.
 """
 
 from __future__ import annotations
@@ -72,15 +79,27 @@ SKOPS_ALLOWED_TYPES: frozenset[str] = frozenset(
 )
 
 
-class UntrustedModelError(ValueError):
-    """A saved file contains object types outside the allowlist; it was not loaded."""
-
-
 class ModelLoadError(ValueError):
     """A saved model is damaged or inconsistent (truncated file, edited manifest, tensors that
     do not fit): refused with the file and the reason, never half-loaded."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"refusing to load {path}: {reason}")
+
+
+class UntrustedModelError(ModelLoadError):
+    """A saved file contains object types outside the allowlist; it was not loaded. A
+    ModelLoadError, so one ``except ModelLoadError`` covers every refused load."""
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No saved model at the given folder (it or its manifest is missing). A
+    FileNotFoundError, so callers that handle missing paths keep working; inside a model (a
+    missing member or encoder) it becomes a ModelLoadError naming the missing file."""
+
+    def __init__(self, path: Path | str, reason: str = "file not found") -> None:
         self.path = str(path)
         self.reason = reason
         super().__init__(f"refusing to load {path}: {reason}")
@@ -105,10 +124,12 @@ def _refusing(path: Path) -> Iterator[None]:
     message is kept as the reason); interrupts and memory errors pass through."""
     try:
         yield
-    except (ModelLoadError, UntrustedModelError, KeyboardInterrupt, MemoryError):
+    except (ModelLoadError, KeyboardInterrupt, MemoryError):
         raise
-    except FileNotFoundError:
-        raise ModelLoadError(path, "file not found") from None
+    except ModelNotFoundError as exc:  # a member or encoder folder of this model is missing
+        raise ModelLoadError(exc.path, exc.reason) from None
+    except FileNotFoundError as exc:
+        raise ModelLoadError(exc.filename or path, "file not found") from None
     except Exception as exc:  # noqa: BLE001 - every library raises its own types here
         detail = " ".join(str(exc).split())  # torch lists its findings over many lines
         if len(detail) > 300:
@@ -166,38 +187,25 @@ def _write_manifest(directory: Path, kind: str, model: Any, **fields: Any) -> No
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
+    """manifest.json, checked before any other file of the model is opened."""
     path = directory / MANIFEST
+    if not directory.exists():
+        raise ModelNotFoundError(directory, "folder not found")
+    if not directory.is_dir():
+        raise ModelLoadError(directory, "not a folder (pass the folder save_model wrote)")
     if not path.is_file():
-        raise FileNotFoundError(f"no {MANIFEST} in {directory}: not a saved scenefusion model")
+        raise ModelNotFoundError(path, "file not found (not a saved scenefusion model)")
     try:
         manifest = read_json_object(path)
     except FileProblem as err:
         raise ModelLoadError(path, err.problem) from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ModelLoadError(
-            path, f"unsupported format {manifest.get('format')!r} "
-            f"v{manifest.get('format_version')!r} (expected {FORMAT!r} v{FORMAT_VERSION})"
-        )
-    missing = [k for k in ("kind", "classes", "classes_dtype") if k not in manifest]
-    if missing:
-        raise ModelLoadError(path, f"missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(manifest) - MANIFEST_KEYS)
-    if unknown:
-        raise ModelLoadError(path, f"unknown manifest key(s) {unknown}")
-    if manifest["kind"] not in KINDS:
-        raise ModelLoadError(path, f"unknown model kind {manifest['kind']!r}; expected one of "
-                                   f"{', '.join(KINDS)}")
-    classes = manifest["classes"]
-    if not isinstance(classes, list) or len(classes) < 2 or len(set(map(str, classes))) != len(
-            classes):
-        raise ModelLoadError(path, "'classes' must list at least two distinct classes")
-    expected = manifest.get("classes_sha256")
-    if expected is not None and expected != class_fingerprint(classes):
-        raise ModelLoadError(path, "the class list does not match its fingerprint "
-                                   "(reordered or edited)")
-    for key in ("params", "state"):
-        if not isinstance(manifest.get(key, {}), dict):
-            raise ModelLoadError(path, f"'{key}' must be an object")
+    problem = _manifest_problem(manifest) or _class_list_problem(manifest)
+    if problem:
+        raise ModelLoadError(path, problem)
+    if "classes_sha256" not in manifest:
+        log.warning("%s has no class-list fingerprint (saved by an older scenefusion): its class "
+                    "order is checked only against the fitted parts; save it again to add one",
+                    path)
     saved = (manifest.get("versions") or {}).get("scikit-learn")
     if saved and saved != sklearn.__version__:
         log.warning(
@@ -206,15 +214,66 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """Why a manifest's format, keys or kind make it unusable (None: they are fine)."""
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        return (f"unsupported format {manifest.get('format')!r} "
+                f"v{manifest.get('format_version')!r} (expected {FORMAT!r} v{FORMAT_VERSION})")
+    missing = [k for k in ("kind", "classes", "classes_dtype") if k not in manifest]
+    if missing:
+        return f"missing key(s) {', '.join(missing)}"
+    unknown = sorted(set(manifest) - MANIFEST_KEYS)
+    if unknown:
+        return f"unknown manifest key(s) {unknown}"
+    if manifest["kind"] not in KINDS:
+        return f"unknown model kind {manifest['kind']!r}; expected one of {', '.join(KINDS)}"
+    for key in ("params", "state"):
+        if not isinstance(manifest.get(key, {}), dict):
+            return f"'{key}' must be an object"
+    return None
+
+
+def _class_list_problem(manifest: dict[str, Any]) -> str | None:
+    """Why the class list cannot be trusted (None: it can): a shortened or reordered list
+    would silently relabel predictions."""
+    classes = manifest["classes"]
+    if (not isinstance(classes, list) or len(classes) < 2
+            or not all(isinstance(c, (str, int, float)) for c in classes)
+            or len(set(map(str, classes))) != len(classes)):
+        return "'classes' must list at least two distinct class labels"
+    try:
+        dtype = np.dtype(manifest["classes_dtype"])
+        as_saved = np.asarray(classes, dtype=dtype).tolist()
+    except (TypeError, ValueError, OverflowError):
+        return f"'classes_dtype' {manifest['classes_dtype']!r} does not fit the classes"
+    if dtype.kind not in "biufUSO" or [str(c) for c in as_saved] != [str(c) for c in classes]:
+        return f"'classes_dtype' {manifest['classes_dtype']!r} does not fit the classes"
+    expected = manifest.get("classes_sha256")
+    if expected is not None and expected != class_fingerprint(classes):
+        return "the class list does not match its fingerprint (reordered or edited)"
+    return None
+
+
 def _classes(manifest: dict[str, Any]) -> np.ndarray:
     return np.asarray(manifest["classes"], dtype=np.dtype(manifest["classes_dtype"]))
 
 
 def _check_classes(path: Path, manifest: dict[str, Any], found: Any) -> None:
-    """The classes a loaded part predicts must be the manifest's, in its order."""
+    """The classes a loaded part predicts must be the manifest's, in its order (their number
+    is the model's output size, so a shortened list is caught too)."""
+    if found is None:
+        raise ModelLoadError(path, "holds no fitted classifier (no classes_)")
     if [str(c) for c in np.asarray(found).tolist()] != [str(c) for c in manifest["classes"]]:
         raise ModelLoadError(path, f"predicts classes {np.asarray(found).tolist()} but the "
                                    f"manifest lists {manifest['classes']}")
+
+
+def _positive_int(path: Path, state: dict[str, Any], key: str) -> int:
+    """A count stored in the manifest's state (feature numbers): a positive integer."""
+    value = state[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelLoadError(path, f"state '{key}' must be a positive integer, got {value!r}")
+    return value
 
 
 def _dump_skops(obj: Any, path: Path) -> None:
@@ -222,7 +281,7 @@ def _dump_skops(obj: Any, path: Path) -> None:
     bad = sorted(set(sio.get_untrusted_types(file=path)) - SKOPS_ALLOWED_TYPES)
     if bad:  # fail at save time rather than producing a file we would refuse to load
         path.unlink()
-        raise UntrustedModelError(f"cannot save {path.name}: types outside the allowlist: {bad}")
+        raise TypeError(f"cannot save {path.name}: types outside the allowlist: {bad}")
 
 
 def _load_skops(path: Path, extra_trusted: Iterable[str] = ()) -> Any:
@@ -233,7 +292,7 @@ def _load_skops(path: Path, extra_trusted: Iterable[str] = ()) -> Any:
     bad = sorted(set(untrusted) - SKOPS_ALLOWED_TYPES - set(extra_trusted))
     if bad:
         raise UntrustedModelError(
-            f"refusing to load {path}: it contains types outside the allowlist: {bad}. "
+            path, f"it contains types outside the allowlist: {bad}. "
             "Only if you trust this file, pass extra_trusted_types=[...] to load_model."
         )
     with _refusing(path):
@@ -339,78 +398,190 @@ def save_model(model: Any, directory: Path | str) -> Path:
 
 
 def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()) -> Any:
-    """Load a model saved by :func:`save_model` (see the module trust note)."""
-    directory = Path(directory)
+    """Load a model saved by :func:`save_model` (see the module trust note).
+
+    A damaged or edited model raises :class:`ModelLoadError` ("refusing to load FILE: reason");
+    a folder with no saved model raises :class:`ModelNotFoundError`."""
+    return _load(Path(directory), tuple(extra_trusted_types), ())
+
+
+def _load(directory: Path, extra: tuple[str, ...], parents: tuple[Path, ...]) -> Any:
+    """One saved model; `parents` are the folders of the models that contain it, so that a
+    member folder linked back to one of them is refused instead of recursing forever."""
+    here = directory.resolve()
+    if here in parents:
+        raise ModelLoadError(directory, "a member folder links back to a folder that contains it")
     manifest = _read_manifest(directory)
-    manifest_path = directory / MANIFEST
-    with _refusing(manifest_path):  # a missing state entry or a wrongly typed value
-        return _load_parts(directory, manifest, tuple(extra_trusted_types))
-
-
-def _load_parts(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...]) -> Any:
-    manifest_path = directory / MANIFEST
-    kind, params, state = manifest["kind"], manifest.get("params", {}), manifest.get("state", {})
-    if kind == "classical":
-        model = _build(manifest_path, manifest.get("model_id"), ClassicalModel,
-                       _classical_params(params))
-        pipeline = directory / "pipeline.skops"
-        model.pipeline_ = _load_skops(pipeline, extra)
-        _check_classes(pipeline, manifest, getattr(model.pipeline_, "classes_", []))
-        model.classes_ = np.asarray(model.pipeline_.classes_)
-        model.best_params_ = state["best_params"]
-        model.n_features_in_ = state["n_features_in"]
-    elif kind == "torch":
-        model = _build(manifest_path, manifest.get("model_id"), TorchModel, params)
-        weights = directory / "weights.safetensors"
-        with _refusing(weights):
-            tensors = load_file(str(weights))
-            model.mean_ = tensors.pop("scaler.mean").numpy()
-            model.scale_ = tensors.pop("scaler.scale").numpy()
-        model.classes_ = _classes(manifest)
-        model.n_features_in_ = state["n_features_in"]
-        with _refusing(weights):  # wrong shapes, missing or extra tensors
-            net = model._build_network(len(model.classes_))
-            net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items()},
-                                strict=True)
-        model.network_ = net.eval()
-        model.best_epoch_ = state["best_epoch"]
-        model.history_ = state["history"]
-    elif kind == "early":
-        classifier = load_model(directory / "classifier", extra_trusted_types=extra)
-        encoder = None
-        if state.get("audio_encoder"):  # the manifest decides, not a possibly stale folder
-            encoder = load_model(directory / "audio_encoder", extra_trusted_types=extra)
-        _check_classes(directory / "classifier", manifest, classifier.classes_)
-        model = EarlyFusion(model=classifier, **params,
-                            audio_encoder=None if encoder is None else FrozenEstimator(encoder))
-        model.transformers_ = _load_skops(directory / "transformers.skops", extra)
-        model.classifier_ = classifier
-        model.classes_ = _classes(manifest)
-        model.n_features_in_ = state["n_features_in"]
-    elif kind in ("late", "hybrid"):
-        names = state["member_names"]
-        params = {k: v for k, v in params.items() if k != "prefit"}  # older manifests had it
-        members = {
-            name: FrozenEstimator(load_model(directory / "members" / str(i),
-                                             extra_trusted_types=extra))
-            for i, name in enumerate(names)
-        }
-        for i, member in enumerate(members.values()):
-            _check_classes(directory / "members" / str(i), manifest, member.classes_)
-        if kind == "late":
-            model = LateFusion(models=members, **params)
-        else:
-            early = members[HybridFusion.EARLY]
-            rest = {n: m for n, m in members.items() if n != HybridFusion.EARLY}
-            model = HybridFusion(early=early, models=rest, **params)
-        model.members_ = members
-        model.member_names_ = list(names)
-        model.classes_ = _classes(manifest)
-        model.weights_ = state["weights"]
-        model.combiner_source_ = state["combiner_source"]
-        meta = directory / "meta.skops"
-        model.meta_ = _load_skops(meta, extra) if meta.is_file() else None
-    else:  # unreachable: _read_manifest checked the kind
-        raise ModelLoadError(manifest_path, f"unknown model kind {kind!r}")
-    log.info("loaded %s model %s from %s", kind, manifest.get("model_id"), directory)
+    with _refusing(directory / MANIFEST):  # a missing state entry or a wrongly typed value
+        model = _LOADERS[manifest["kind"]](directory, manifest, extra, (*parents, here))
+    log.info("loaded %s model %s from %s", manifest["kind"], manifest.get("model_id"), directory)
     return model
+
+
+def _load_classical(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...],
+                    parents: tuple[Path, ...]) -> ClassicalModel:
+    manifest_path, state = directory / MANIFEST, manifest.get("state", {})
+    model = _build(manifest_path, manifest.get("model_id"), ClassicalModel,
+                   _classical_params(manifest.get("params", {})))
+    pipeline = directory / "pipeline.skops"
+    model.pipeline_ = _load_skops(pipeline, extra)
+    _check_classes(pipeline, manifest, getattr(model.pipeline_, "classes_", None))
+    model.n_features_in_ = _positive_int(manifest_path, state, "n_features_in")
+    found = getattr(model.pipeline_, "n_features_in_", model.n_features_in_)
+    if found != model.n_features_in_:
+        raise ModelLoadError(pipeline, f"expects {found} features but the manifest says "
+                                       f"{model.n_features_in_}")
+    model.classes_ = np.asarray(model.pipeline_.classes_)
+    model.best_params_ = state["best_params"]
+    return model
+
+
+def _load_torch(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...],
+                parents: tuple[Path, ...]) -> TorchModel:
+    manifest_path, state = directory / MANIFEST, manifest.get("state", {})
+    model = _build(manifest_path, manifest.get("model_id"), TorchModel,
+                   manifest.get("params", {}))
+    model.classes_ = _classes(manifest)
+    model.n_features_in_ = _positive_int(manifest_path, state, "n_features_in")
+    model.best_epoch_ = state["best_epoch"]
+    model.history_ = state["history"]
+    with _refusing(manifest_path):  # params the network cannot be built from
+        net = model._build_network(len(model.classes_))
+    weights = directory / "weights.safetensors"
+    with _refusing(weights):
+        tensors = load_file(str(weights))
+    model.mean_, model.scale_ = _scaler(weights, tensors, model.n_features_in_)
+    _check_tensors(weights, tensors, net, len(model.classes_))
+    with _refusing(weights):  # anything the checks above did not foresee
+        net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items()}, strict=True)
+    model.network_ = net.eval()
+    return model
+
+
+def _scaler(path: Path, tensors: dict[str, torch.Tensor], n_features: int,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The input scaler stored beside the weights (popped from `tensors`), checked: a
+    wrong-length, non-finite or non-positive scale would skew every prediction silently."""
+    missing = [k for k in ("scaler.mean", "scaler.scale") if k not in tensors]
+    if missing:
+        raise ModelLoadError(path, f"missing tensor(s) {', '.join(missing)}")
+    mean, scale = tensors.pop("scaler.mean"), tensors.pop("scaler.scale")
+    for name, t in (("scaler.mean", mean), ("scaler.scale", scale)):
+        if tuple(t.shape) != (n_features,) or not t.is_floating_point():
+            raise ModelLoadError(path, f"tensor {name} is {t.dtype} {tuple(t.shape)}; expected "
+                                       f"float ({n_features},) for {n_features} features")
+        if not torch.isfinite(t).all():
+            raise ModelLoadError(path, f"tensor {name} holds NaN or infinite values")
+    if not (scale > 0).all():
+        raise ModelLoadError(path, "tensor scaler.scale holds values <= 0")
+    return mean.numpy(), scale.numpy()
+
+
+def _output_keys(net: torch.nn.Module) -> tuple[str, ...]:
+    """The saved names of the final linear layer's tensors (its rows are the classes)."""
+    linear = [name for name, m in net.named_modules() if isinstance(m, torch.nn.Linear)]
+    return (f"net.{linear[-1]}.weight", f"net.{linear[-1]}.bias") if linear else ()
+
+
+def _check_tensors(path: Path, found: dict[str, torch.Tensor], net: torch.nn.Module,
+                   n_classes: int) -> None:
+    """The saved tensors must be exactly the network's: same names, shapes and dtypes, all
+    finite, and an output layer with one row per class in the manifest."""
+    expected = {f"net.{k}": v for k, v in net.state_dict().items()}
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing:
+        raise ModelLoadError(path, f"missing tensor(s) {', '.join(missing)}")
+    if extra:
+        raise ModelLoadError(path, f"unexpected tensor(s) {', '.join(extra)}")
+    for key in _output_keys(net):
+        if found[key].ndim and found[key].shape[0] != n_classes:
+            raise ModelLoadError(path, f"the network's output layer gives {found[key].shape[0]} "
+                                       f"classes but the manifest lists {n_classes}")
+    for key, want in expected.items():
+        got = found[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise ModelLoadError(path, f"tensor {key} is {got.dtype} {tuple(got.shape)} but the "
+                                       f"network expects {want.dtype} {tuple(want.shape)}")
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            raise ModelLoadError(path, f"tensor {key} holds NaN or infinite values")
+
+
+def _load_early(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...],
+                parents: tuple[Path, ...]) -> EarlyFusion:
+    manifest_path, state = directory / MANIFEST, manifest.get("state", {})
+    classifier = _load(directory / "classifier", extra, parents)
+    _check_classes(directory / "classifier", manifest, classifier.classes_)
+    encoder = None
+    if state.get("audio_encoder"):  # the manifest decides, not a possibly stale folder
+        encoder = _load(directory / "audio_encoder", extra, parents)
+    model = EarlyFusion(model=classifier, **manifest.get("params", {}),
+                        audio_encoder=None if encoder is None else FrozenEstimator(encoder))
+    transformers = directory / "transformers.skops"
+    model.transformers_ = _load_skops(transformers, extra)
+    wanted = list(model.modalities)
+    if not isinstance(model.transformers_, dict) or any(
+            not callable(getattr(model.transformers_.get(m), "transform", None)) for m in wanted):
+        raise ModelLoadError(transformers, f"expected a fitted transformer for each of {wanted}")
+    model.n_features_in_ = _positive_int(manifest_path, state, "n_features_in")
+    found = getattr(_unfrozen(classifier), "n_features_in_", model.n_features_in_)
+    if found != model.n_features_in_:
+        raise ModelLoadError(manifest_path, f"n_features_in is {model.n_features_in_} but its "
+                                            f"classifier expects {found}")
+    model.classifier_ = classifier
+    model.classes_ = _classes(manifest)
+    return model
+
+
+def _load_late(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...],
+               parents: tuple[Path, ...]) -> LateFusion | HybridFusion:
+    """Late and hybrid fusion: members saved under members/N, combiner state in the manifest."""
+    manifest_path, state, kind = directory / MANIFEST, manifest.get("state", {}), manifest["kind"]
+    names = state["member_names"]
+    if (not isinstance(names, list) or not names or len(set(map(str, names))) != len(names)
+            or not all(isinstance(n, str) and n for n in names)):
+        raise ModelLoadError(manifest_path, "'member_names' must list distinct member names")
+    if kind == "hybrid" and HybridFusion.EARLY not in names:
+        raise ModelLoadError(manifest_path, f"a hybrid model needs a {HybridFusion.EARLY!r} member")
+    params = {k: v for k, v in manifest.get("params", {}).items() if k != "prefit"}  # old files
+    members = {name: FrozenEstimator(_load(directory / "members" / str(i), extra, parents))
+               for i, name in enumerate(names)}
+    for i, member in enumerate(members.values()):
+        _check_classes(directory / "members" / str(i), manifest, member.classes_)
+    if kind == "late":
+        model = LateFusion(models=members, **params)
+    else:
+        rest = {n: m for n, m in members.items() if n != HybridFusion.EARLY}
+        model = HybridFusion(early=members[HybridFusion.EARLY], models=rest, **params)
+    model.members_, model.member_names_ = members, list(names)
+    model.classes_ = _classes(manifest)
+    model.weights_ = _combiner_weights(manifest_path, state.get("weights"), names,
+                                       model.method == "weighted")
+    model.combiner_source_ = state["combiner_source"]
+    meta = directory / "meta.skops"
+    model.meta_ = None
+    if model.method == "stacking" or meta.is_file():
+        model.meta_ = _load_skops(meta, extra)
+        _check_classes(meta, manifest, getattr(model.meta_, "classes_", None))
+        inputs = len(names) * len(model.classes_)
+        if getattr(model.meta_, "n_features_in_", inputs) != inputs:
+            raise ModelLoadError(meta, f"expects {model.meta_.n_features_in_} inputs but "
+                                       f"{len(names)} members x {len(model.classes_)} classes "
+                                       f"give {inputs}")
+    return model
+
+
+def _combiner_weights(path: Path, weights: Any, names: list[str],
+                      required: bool) -> dict[str, float] | None:
+    """Tuned member weights: one finite, non-negative number per member (None if unused)."""
+    if weights is None and not required:
+        return None
+    if (not isinstance(weights, dict) or set(weights) != set(names) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and np.isfinite(w) and w >= 0
+            for w in weights.values())):
+        raise ModelLoadError(path, f"state 'weights' must give a non-negative number for each "
+                                   f"member {names}")
+    return weights
+
+
+_LOADERS = {"classical": _load_classical, "torch": _load_torch, "early": _load_early,
+            "late": _load_late, "hybrid": _load_late}
