@@ -27,7 +27,7 @@ from .features.backbones import IMAGE_BACKBONES
 from .features.image import ImageExtractor
 from .files import FileProblem, read_json_object
 from .models import load_model, save_model
-from .models.persistence import class_fingerprint
+from .models.persistence import ModelLoadError, class_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +107,21 @@ def load_bundle(path: Path) -> Bundle:
     model = load_model(path / "model")
     n_model = len(getattr(model, "classes_", info["classes"]))
     if n_model != len(info["classes"]):
-        raise FileProblem(path / BUNDLE_FILE, f"refusing to load: lists {len(info['classes'])} "
-                          f"class names but the model predicts {n_model} classes")
+        raise ModelLoadError(path / BUNDLE_FILE, f"lists {len(info['classes'])} class names but "
+                             f"the model predicts {n_model} classes")
     return Bundle(path, info, model)
 
 
 def _read_bundle_info(file: Path) -> dict[str, Any]:
     """bundle.json, checked: a damaged or edited recipe must not feed the model wrong inputs
     or relabel its predictions."""
-    info = read_json_object(file, required=("name", "kind", "classes"))
+    try:
+        info = read_json_object(file, required=("name", "kind", "classes"))
+    except FileProblem as err:
+        raise ModelLoadError(file, err.problem) from None
 
-    def refuse(problem: str) -> FileProblem:
-        return FileProblem(file, f"refusing to load: {problem}")
+    def refuse(problem: str) -> ModelLoadError:
+        return ModelLoadError(file, problem)
 
     classes = info["classes"]
     if (not isinstance(classes, list) or not classes
