@@ -1,5 +1,5 @@
 """Requests/s and p50/p95 latency of `scenefusion serve`'s POST /predict on one image/audio
-pair: uvicorn in this process, on 127.0.0.1 only, a bounded number of requests.
+pair: `scenefusion serve` in its own process on 127.0.0.1 only, a bounded number of requests.
 
     python benchmarks/serve_latency.py [--bundle RUN_DIR/best --image F --audio F]
         [--requests 100] [--concurrency 1 2] [--out benchmarks/results/serve_latency.json]
@@ -17,19 +17,18 @@ import os
 import platform
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from scenefusion.config import ExperimentConfig
 from scenefusion.data.synthetic import make_pairs_folder
 from scenefusion.experiment import run_experiment
-from scenefusion.serve import create_app
 
 TINY = {"models": {"image": ["logreg"], "audio": ["logreg"]},
         "fusion": {"early": ["logreg"], "late": ["mean"], "hybrid": []},
@@ -53,16 +52,25 @@ def upload(image: Path, audio: Path) -> dict[str, tuple[str, bytes, str]]:
             "audio": (audio.name, audio.read_bytes(), "audio/wav")}
 
 
-def start_server(bundle: Path) -> tuple[uvicorn.Server, threading.Thread, str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # loopback only, a free port
-    server = uvicorn.Server(uvicorn.Config(create_app(bundle), log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+def start_server(bundle: Path) -> tuple[subprocess.Popen, str]:
+    """`scenefusion serve` in its own process on a free loopback port: the client's CPU time
+    must not share the server's interpreter (and GIL), or it is measured as server latency."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", "from scenefusion.cli import app; app()",
+                               "serve", str(bundle), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("scenefusion serve did not start within 120 s")
 
 
 def timed_post(client: httpx.Client, url: str, files: dict) -> float:
@@ -103,7 +111,7 @@ def main() -> None:
             if args.image is None or args.audio is None:
                 parser.error("--bundle needs --image and --audio")
             bundle, image, audio = args.bundle, args.image, args.audio
-        server, thread, url = start_server(bundle)
+        server, url = start_server(bundle)
         try:
             files = upload(image, audio)
             with httpx.Client() as client:
@@ -112,8 +120,8 @@ def main() -> None:
                 runs = [measure(client, url, files, args.requests, c) for c in args.concurrency]
                 model = client.get(f"{url}/model", timeout=10).json()["name"]
         finally:
-            server.should_exit = True
-            thread.join(10)
+            server.terminate()
+            server.wait(10)
     result = {"machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()},
               "model": model, "bundle": "tiny synthetic run" if args.bundle is None
