@@ -141,25 +141,40 @@ def extract_images(
 ) -> Extracted:
     """(N, D) embeddings for `items`; computed ones are stored in chunks as the run goes. The
     table is locked while its missing items are computed: a concurrent run waits, then reuses."""
-    start = time.perf_counter()
     table = store.table(extractor.id, extractor.params_key(), (extractor.dim,))
+    batching = _Batching(batch_size, num_workers, flush_every)
+
+    def compute(todo, keys, features, ok, skipped):
+        _embed(items, todo, keys, extractor, table, features, ok, skipped, batching, progress)
+
+    return _through_cache(items, "image", table, (extractor.dim,), compute, progress)
+
+
+Compute = Callable[[list[int], list[str | None], np.ndarray, np.ndarray, list[Skip]], None]
+
+
+def _through_cache(items: list[Item], attr: str, table: FeatureTable, shape: tuple[int, ...],
+                   compute: Compute, progress: Progress | None) -> Extracted:
+    """The cache protocol every extractor follows: reuse what is stored; then, holding the
+    table's lock, reuse what a concurrent run stored meanwhile and `compute` only the rest
+    (which stores rows as it goes). Unreadable files are skipped with their reason."""
+    start = time.perf_counter()
     skipped: list[Skip] = []
-    keys = _keys(items, "image", skipped)
-    features = np.zeros((len(items), extractor.dim), np.float32)
+    keys = _keys(items, attr, skipped)
+    features = np.zeros((len(items), *shape), np.float32)
     ok = np.zeros(len(items), bool)
     todo = _missing(table, keys, features, ok)
-    if not todo:
-        if progress:
-            progress(len(items), len(items))
-        return Extracted(features, ok, 0, int(ok.sum()), skipped, time.perf_counter() - start)
-    with table.locked():
-        todo = _reuse(table, keys, todo, features, ok)  # stored by another run while we waited
-        reused = int(ok.sum())
-        if progress:
-            progress(len(items) - len(todo), len(items))
-        if todo:
-            _embed(items, todo, keys, extractor, table, features, ok, skipped,
-                   _Batching(batch_size, num_workers, flush_every), progress)
+    reused = int(ok.sum())
+    if todo:
+        with table.locked():
+            todo = _reuse(table, keys, todo, features, ok)  # stored by another run meanwhile
+            reused = int(ok.sum())
+            if progress:
+                progress(len(items) - len(todo), len(items))
+            if todo:
+                compute(todo, keys, features, ok, skipped)
+    elif progress:
+        progress(len(items), len(items))
     computed = int(ok.sum()) - reused
     return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
 
@@ -220,18 +235,8 @@ def extract_audio(
     if any(precomputed):
         raise ValueError("mixing precomputed MFCC rows and audio files in one data set")
     table = store.table(extractor_id, feature.key(), tuple(feature.shape))
-    skipped: list[Skip] = []
-    keys = _keys(items, "audio", skipped)
-    features = np.zeros((len(items), *feature.shape), np.float32)
-    ok = np.zeros(len(items), bool)
-    todo = _missing(table, keys, features, ok)
-    if not todo:
-        if progress:
-            progress(len(items), len(items))
-        return Extracted(features, ok, 0, int(ok.sum()), skipped, time.perf_counter() - start)
-    with table.locked():
-        todo = _reuse(table, keys, todo, features, ok)  # stored by another run while we waited
-        reused = int(ok.sum())
+
+    def compute(todo, keys, features, ok, skipped):
         done = len(items) - len(todo)
         with _ChunkWriter(table, flush_every) as writer:
             for i in todo:
@@ -245,8 +250,8 @@ def extract_audio(
                 done += 1
                 if progress:
                     progress(done, len(items))
-    computed = int(ok.sum()) - reused
-    return Extracted(features, ok, computed, reused, skipped, time.perf_counter() - start)
+
+    return _through_cache(items, "audio", table, tuple(feature.shape), compute, progress)
 
 
 @dataclass
