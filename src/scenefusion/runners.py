@@ -9,11 +9,8 @@ not depend on the runner.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 RUNNERS = ("local", "ray")
 
@@ -24,15 +21,12 @@ class RayRunner:
     whose workers must have scenefusion installed."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ValueError("runner 'ray' needs Ray: pip install -e '.[ray]'") from None
+        from .features.distributed import connect  # the one way scenefusion joins Ray
+
+        connect(address, num_cpus)
+        import ray
+
         self._ray = ray
-        if not ray.is_initialized():
-            ray.init(address=address, num_cpus=None if address else num_cpus,
-                     include_dashboard=False, log_to_driver=False, configure_logging=False)
-            log.info("Ray cluster: %s", ray.cluster_resources())
 
     def map(self, fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any,
             on_done: Callable[[Any], None] | None = None) -> list[Any]:
