@@ -55,10 +55,6 @@ class MfccParams(_Framed):
     def channels(self) -> int:
         return self.n_mfcc * (3 if self.deltas else 1)
 
-    def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
-
 
 @dataclass(frozen=True)
 class LogMelParams(_Framed):
