@@ -41,15 +41,18 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = 1
     return float(ece)
 
 
+def _scaled_log_proba(proba: np.ndarray, temperature: float) -> np.ndarray:
+    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
+    return log_softmax(logp / temperature, axis=1)
+
+
 def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
     """Probabilities softened (T > 1) or sharpened (T < 1); argmax unchanged."""
-    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
-    return np.exp(log_softmax(logp / temperature, axis=1))
+    return np.exp(_scaled_log_proba(proba, temperature))
 
 
 def _nll(proba: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
-    return float(-log_softmax(logp / temperature, axis=1)[np.arange(len(y)), y].mean())
+    return float(-_scaled_log_proba(proba, temperature)[np.arange(len(y)), y].mean())
 
 
 def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
