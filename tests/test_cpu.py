@@ -7,7 +7,15 @@ import torch
 from threadpoolctl import threadpool_info
 
 from scenefusion.config import ConfigError, load_config, with_overrides
-from scenefusion.cpu import _cgroup_quota, limit_threads, thread_budget, usable_cores
+from scenefusion.cpu import (
+    SMALL_WORK_CELLS,
+    _cgroup_quota,
+    limit_threads,
+    thread_budget,
+    threads_for_work,
+    torch_threads,
+    usable_cores,
+)
 from scenefusion.models.classical import HGBModel
 
 
@@ -43,3 +51,38 @@ def test_threads_is_a_validated_setting():
     assert with_overrides(load_config(None), threads=1).threads == 1
     with pytest.raises(ConfigError, match="threads"):
         with_overrides(load_config(None), threads=0)
+
+
+def test_small_torch_work_runs_on_one_thread_and_large_work_on_the_budget():
+    with limit_threads(2):
+        assert threads_for_work(SMALL_WORK_CELLS - 1) == 1
+        assert threads_for_work(SMALL_WORK_CELLS) == 2
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_an_lstm_trains_single_threaded_on_small_batches(monkeypatch):
+    """An LSTM batch is a few thousand values: its training asks torch for one thread (two
+    threads on a busy 2-core machine made such a fit 30-200x slower), and the process-wide
+    setting is restored afterwards."""
+    import numpy as np
+
+    from scenefusion.models import dense
+    from scenefusion.models.base import make_model
+
+    seen: list[int] = []
+    real = dense.train_network
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dense, "train_network", spy)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 8, 13)).astype(np.float32), np.arange(40) % 2
+    before = torch.get_num_threads()
+    with limit_threads(2):
+        make_model("lstm", max_epochs=2).fit(X, y)
+    assert seen == [1] and torch.get_num_threads() == before

@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..cpu import torch_threads
 from ..paths import default_cache_dir
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
 from .quantize import (
@@ -334,12 +335,12 @@ class ImageExtractor:
         """(N, dim) float32 embeddings of a preprocessed (N, 3, H, W) batch."""
         if self.runtime == "onnx":
             return self._onnx_session().embed(batch)
-        with torch.inference_mode(), _torch_threads(self.threads), self._autocast():
+        with torch.inference_mode(), torch_threads(self.threads), self._autocast():
             return self.model.embed(self._layout(batch)).float().numpy()
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """ImageNet logits from the torch model (fp32, or bf16 under that precision)."""
-        with torch.inference_mode(), _torch_threads(self.threads), self._autocast():
+        with torch.inference_mode(), torch_threads(self.threads), self._autocast():
             return self.model(self._layout(batch)).float().numpy()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -352,13 +353,3 @@ class ImageExtractor:
             return batch.contiguous(memory_format=torch.channels_last)
         return batch
 
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Cap torch's intra-op threads for a block, restoring the previous count after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

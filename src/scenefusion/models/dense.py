@@ -20,6 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from scenefusion.cpu import threads_for_work, torch_threads
 from scenefusion.models.base import (
     Capabilities,
     ProgressCallback,
@@ -216,7 +217,8 @@ class TorchModel(ClassifierMixin, BaseEstimator):
         elif self.class_weight is not None:
             raise ValueError("class_weight must be 'balanced', a {label: weight} dict or None, "
                              f"got {self.class_weight!r}")
-        with torch.random.fork_rng(devices=[]):
+        batch_cells = min(self.batch_size, len(X_tr)) * int(np.prod(X.shape[1:]))
+        with torch.random.fork_rng(devices=[]), torch_threads(threads_for_work(batch_cells)):
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
             net = self._build_network(len(self.classes_))
@@ -244,7 +246,7 @@ class TorchModel(ClassifierMixin, BaseEstimator):
     def _logits(self, X: np.ndarray, lengths: np.ndarray | None = None) -> torch.Tensor:
         check_is_fitted(self, "network_")
         self.network_.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(threads_for_work(np.asarray(X).size)):
             return self.network_(*self._tensors(X, lengths))
 
     def _proba(self, X: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
