@@ -411,3 +411,35 @@ def test_member_weights_sum_to_one_and_follow_the_combiner(method, data):
         assert weights == {n: round(w, 4) for n, w in model.weights_.items()}
     if method in ("mean", "product"):
         assert weights == {"image": 0.5, "audio": 0.5}
+
+
+def test_fusions_in_one_block_share_out_of_fold_members_and_give_the_same_result(data):
+    """late:weighted, late:stacking and hybrid in one grid refit the same members on the same
+    folds; inside share_out_of_fold that work is done once, with identical predictions."""
+    from scenefusion.models.fusion import share_out_of_fold
+
+    (Xtr, ytr), (Xte, _) = data["train"], data["test"]
+
+    def members():
+        return {"image": RecordingLogReg(), "audio": RecordingLogReg()}
+
+    EVENTS.clear()
+    alone = [LateFusion(members(), m, cv=3).fit(Xtr, ytr) for m in ("stacking", "weighted")]
+    fits_alone = len([e for e in EVENTS if e[0] == "fit"])
+    EVENTS.clear()
+    with share_out_of_fold():
+        shared = [LateFusion(members(), m, cv=3).fit(Xtr, ytr) for m in ("stacking", "weighted")]
+        other_folds = LateFusion(members(), "stacking", cv=2).fit(Xtr, ytr)
+    fits_shared = len([e for e in EVENTS if e[0] == "fit"])
+    # alone: per model 2 members x 3 folds + 2 final fits = 8; shared: the second model's
+    # 6 fold fits are reused; the cv=2 model shares nothing (other folds): 2 x 2 + 2 = 6
+    assert fits_alone == 16 and fits_shared == 8 + 2 + 6
+    for a, b in zip(alone, shared, strict=True):
+        np.testing.assert_array_equal(a.predict_proba(Xte), b.predict_proba(Xte))
+    assert other_folds.combiner_source_ == "oof"
+    with share_out_of_fold():
+        probe = LateFusion(members(), "stacking", cv=3)
+        probe.classes_ = np.unique(ytr)
+        P = probe._oof_proba({"image": RecordingLogReg()}, Xtr, ytr, None)["image"]
+        with pytest.raises(ValueError, match="read-only"):  # no fit can alter another's inputs
+            P[0, 0] = 1.0

@@ -21,6 +21,7 @@ from .config import ExperimentConfig
 from .data import Split
 from .features.extract import DatasetFeatures
 from .models import EarlyFusion, HybridFusion, LateFusion, capabilities, fit_model, make_model
+from .models.fusion import share_out_of_fold
 
 #: (stage description, done, total) -> None; the CLI turns it into progress bars.
 Progress = Callable[[str, int, int], None]
@@ -266,8 +267,9 @@ class ComparisonGrid:
                             f"image:{b}")
                      for b in config.features.image_backbones for m in config.models.image]
         self.fit_batch(unimodal)
-        for b in config.features.image_backbones:
-            self._fusion(b)
+        with share_out_of_fold():  # late:weighted, late:stacking and hybrid share member folds
+            for b in config.features.image_backbones:
+                self._fusion(b)
         return self.candidates
 
     def _audio_encoder(self) -> Candidate | None:

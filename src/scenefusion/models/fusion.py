@@ -9,11 +9,14 @@ training rows, never on in-sample or test predictions.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
+import joblib
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
@@ -45,6 +48,28 @@ LATE_METHODS: dict[str, str] = {
     "product": "normalised product (geometric mean) of the members' probabilities",
     "stacking": "logistic-regression meta-learner on validation (or out-of-fold) predictions",
 }
+
+
+#: Out-of-fold member probabilities already computed in this block (see share_out_of_fold).
+_OOF_MEMO: contextvars.ContextVar[dict[str, np.ndarray] | None] = contextvars.ContextVar(
+    "oof_memo", default=None)
+
+
+@contextlib.contextmanager
+def share_out_of_fold() -> Iterator[None]:
+    """Within the block, fusion models whose combiners learn out of fold reuse each other's
+    out-of-fold member probabilities instead of refitting the same members on the same folds.
+
+    A comparison grid fits ``late:weighted``, ``late:stacking`` and ``hybrid:*`` on the same
+    members and folds; each used to refit every member k times. Reuse is keyed by the member's
+    unfitted parameters, its input, the labels and the folds, so only identical work is shared
+    and the probabilities are the ones a refit would give (the fits are seeded).
+    """
+    token = _OOF_MEMO.set({})
+    try:
+        yield
+    finally:
+        _OOF_MEMO.reset(token)
 
 
 # -- probability-level fusion -----------------------------------------------------------------
@@ -100,11 +125,15 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         use the identical loop by hand because ``cross_val_predict`` cannot index a dict.
         """
         splits = self._cv_splits(y, groups)
+        memo = _OOF_MEMO.get()
         out: dict[str, np.ndarray] = {}
         for name, spec in specs.items():
             est = refittable(spec)
             inp = self._member_input(name, est, X)
-            if isinstance(inp, np.ndarray):
+            key = None if memo is None else joblib.hash((est, inp, y, splits, self.classes_))
+            if key is not None and key in memo:
+                out[name] = memo[key]
+            elif isinstance(inp, np.ndarray):
                 P = cross_val_predict(est, inp, y, cv=splits, method="predict_proba")
                 out[name] = np.asarray(P, dtype=np.float64)
             else:
@@ -115,6 +144,9 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
                         fold.predict_proba(subset_rows(inp, te)), fold.classes_, self.classes_
                     )
                 out[name] = P
+            if key is not None:
+                out[name].setflags(write=False)  # shared from now on: nobody may edit it
+                memo[key] = out[name]
         return out
 
     def _member_proba(self, name: str, X: Modalities) -> np.ndarray:
