@@ -344,3 +344,48 @@ def test_write_reports_rejects_bad_input(tmp_path: Path) -> None:
         write_reports([r], tmp_path, ["x", "y", "z"])
     with pytest.raises(ValueError):
         write_reports([], tmp_path, r.class_names)
+
+
+def test_confusion_matrices_drawn_in_the_background_are_the_reports_own(tmp_path: Path) -> None:
+    """A helper process draws matrices while the grid trains; the report uses a drawing only
+    when its counts are the result's, and draws the others itself."""
+    from scenefusion.evaluation.background import BackgroundPlots
+    from scenefusion.evaluation.metrics import confusion_counts
+
+    results = _three_results()
+    good, stale = results[0], results[1]
+    wrong = np.asarray(stale.confusion_matrix).copy()
+    wrong[0, 0] += 1  # as if drawn from other predictions
+    with BackgroundPlots() as plots:
+        plots.submit(good.name, good.confusion_matrix, good.class_names)
+        plots.submit(stale.name, wrong, stale.class_names)
+        drawn = plots.finished()
+        scratch = plots._scratch
+    assert set(drawn) == {good.name, stale.name} and not scratch.exists()  # moved or removed
+
+    with BackgroundPlots() as plots:
+        plots.submit(good.name, good.confusion_matrix, good.class_names)
+        plots.submit(stale.name, wrong, stale.class_names)
+        drawn = plots.finished()
+        from_helper = drawn[good.name][1].read_bytes()
+        paths = write_reports(results, tmp_path, results[0].class_names, drawn=drawn)
+    assert paths[f"confusion:{good.name}"].read_bytes() == from_helper
+    redrawn = paths[f"confusion:{stale.name}"]  # drawn again in-process from the true counts
+    plot_confusion_matrix(stale, stale.class_names, tmp_path / "expected.png")
+    assert redrawn.read_bytes() == (tmp_path / "expected.png").read_bytes()
+    _assert_png(paths[f"confusion:{results[2].name}"])  # never submitted: drawn in-process
+
+    y, proba = np.array([0, 1, 1]), np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+    np.testing.assert_array_equal(confusion_counts(y, proba, 2), [[1, 0], [1, 1]])
+
+
+def test_background_plotting_switched_off_draws_everything_in_process(tmp_path: Path) -> None:
+    from scenefusion.evaluation.background import BackgroundPlots
+
+    results = _three_results()
+    with BackgroundPlots(enabled=False) as plots:
+        plots.submit(results[0].name, results[0].confusion_matrix, results[0].class_names)
+        assert plots.finished() == {}
+        paths = write_reports(results, tmp_path, results[0].class_names, drawn=plots.finished())
+    for r in results:
+        _assert_png(paths[f"confusion:{r.name}"])

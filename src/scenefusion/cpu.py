@@ -19,9 +19,11 @@ from pathlib import Path
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 #: Below this many input values per operation (a training batch, an inference call) extra
 #: intra-op threads cost more in hand-off and OpenMP spin-waiting than they gain. Measured on
-#: 2 cores beside one busy process: a 96-clip LSTM fit took 3.5-24 s with 2 torch threads and
-#: 0.1 s with 1; a quiet machine shows no loss from 1 thread at that size.
-SMALL_WORK_CELLS = 32_768
+#: 2 cores beside one busy process: a 96-clip LSTM fit (batches of 32 x 8 x 13) took 3.5-24 s
+#: with 2 torch threads and 0.1 s with 1; an MLP on 1,280-d image features (batches of
+#: 64 x 1,280) 8.6 s with 2 and 0.1 s with 1. On a quiet machine 1 thread costs at most ~15 %
+#: at these sizes; the audio CNN's batches (32 x 100 x 64) still get every core.
+SMALL_WORK_CELLS = 131_072
 _CAP: contextvars.ContextVar[int | None] = contextvars.ContextVar("thread_cap", default=None)
 
 

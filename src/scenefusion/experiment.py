@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
-from .cpu import limit_threads
+from .cpu import limit_threads, thread_budget
 from .data import DataError, Dataset, Split, load_dataset, make_split
 from .data.download import cached_reference_root
 from .data.synthetic import DEMO_NOTE, demo_data_path, is_synthetic
@@ -30,7 +30,9 @@ from .evaluation import (
     load_results,
     write_reports,
 )
+from .evaluation.background import BackgroundPlots
 from .evaluation.calibration import Calibration, expected_calibration_error
+from .evaluation.metrics import confusion_counts
 from .features.extract import DatasetFeatures, extract_dataset
 from .features.store import FeatureStore
 from .files import FileProblem, ensure_writable_dir, read_json_object
@@ -151,9 +153,26 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, provena
         split = make_split(features.dataset, config.split.strategy, config.split.test_fraction,
                            config.split.val_fraction, config.split.seed)
     notes += split.notes
+    # confusion matrices are drawn on a spare core while the grid trains (one thread per
+    # small fit leaves one idle); with a single core there is nothing to gain
+    with BackgroundPlots(enabled=thread_budget() > 1) as plots:
+        return _train_and_report(run_dir, config, features, split, provenance, timer, notes,
+                                 skipped, progress, plots)
+
+
+def _train_and_report(run_dir: Path, config: ExperimentConfig, features: DatasetFeatures,
+                      split: Split, provenance: dict, timer: _Timer, notes: list[str],
+                      skipped: list, progress: Progress | None, plots: BackgroundPlots
+                      ) -> RunOutput:
+    """Train the grid, evaluate every run, write the run folder (after the features)."""
+    classes, y_test = features.dataset.classes, features.dataset.labels[split.test]
+
+    def draw(c: Candidate) -> None:
+        plots.submit(c.name, confusion_counts(y_test, c.test_proba, len(classes)), classes)
+
     with timer("training"):
         runner = make_runner(config.runner.kind, config.runner.address, config.runner.num_cpus)
-        grid = ComparisonGrid(config, features, split, progress, runner)
+        grid = ComparisonGrid(config, features, split, progress, runner, on_candidate=draw)
         candidates = grid.run()
     notes += grid.notes
     with timer("evaluation"):
@@ -193,7 +212,7 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, provena
             infos[folder] = _bundle_info(c, dataset, config, provenance, by_name[c.name],
                                          calibration)
         _write_run(run_dir, config, dataset, split, bundles, infos, results,
-                   notes + _data_notes(dataset, skipped))
+                   notes + _data_notes(dataset, skipped), plots.finished())
     (run_dir / "timings.json").write_text(json.dumps(
         {"stages": timer.seconds, "extraction": features.extraction}, indent=2))
     return RunOutput(run_dir, results, comparison_table(results), best.name, timer.seconds,
@@ -202,7 +221,8 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, provena
 
 def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split: Split,
                bundles: dict[str, Candidate], infos: dict[str, dict],
-               results: list[EvaluationResult], notes: list[str]) -> None:
+               results: list[EvaluationResult], notes: list[str],
+               drawn: dict[str, tuple[np.ndarray, Path]] | None = None) -> None:
     """The run folder: model bundles (best/, best-image/, best-audio/), split.json,
     config.yaml, metrics, reports and plots."""
     for folder, candidate in bundles.items():
@@ -213,7 +233,7 @@ def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split:
     (run_dir / "split.json").write_text(json.dumps(record, indent=2))
     (run_dir / "config.yaml").write_text(config.to_yaml())
     write_reports(results, run_dir, dataset.classes, title=f"scenefusion run {run_dir.name}",
-                  config_text=config.to_yaml(), notes=notes)
+                  config_text=config.to_yaml(), notes=notes, drawn=drawn)
 
 
 def rerender_reports(run_dir: Path) -> list[EvaluationResult]:

@@ -189,7 +189,8 @@ class ComparisonGrid:
     here one after the other, with per-epoch progress."""
 
     def __init__(self, config: ExperimentConfig, features: DatasetFeatures, split: Split,
-                 progress: Progress | None = None, runner: Any = None) -> None:
+                 progress: Progress | None = None, runner: Any = None,
+                 on_candidate: Callable[[Candidate], None] | None = None) -> None:
         self.config = config
         self.features = features
         self.data = GridData(features.audio, features.images, features.dataset.labels,
@@ -203,6 +204,7 @@ class ComparisonGrid:
             self.notes.append("no validation set: selection falls back to the first model listed")
         self.progress = progress
         self.runner = runner
+        self.on_candidate = on_candidate  # told of each fitted candidate, in job order
         self.n_done = 0
         fusion = config.fusion
         per_backbone = (len(config.models.image) + len(fusion.early) * len(fusion.early_audio)
@@ -236,6 +238,9 @@ class ComparisonGrid:
         if self.runner is not None and len(jobs) > 1:
             fitted = self.runner.map(fit_and_score, jobs, self.data,
                                      on_done=lambda job: self._report(job.spec))
+            if self.on_candidate is not None:
+                for candidate in fitted:
+                    self.on_candidate(candidate)
         else:
             fitted = [self._fit_here(job) for job in jobs]
         self.candidates += fitted
@@ -251,6 +256,8 @@ class ComparisonGrid:
 
         candidate = fit_and_score(job, self.data, epoch_progress)
         self._report(job.spec)
+        if self.on_candidate is not None:
+            self.on_candidate(candidate)
         return candidate
 
     def _report(self, spec: RunSpec) -> None:

@@ -263,6 +263,14 @@ def bootstrap_accuracy(
     return stats
 
 
+def confusion_counts(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> np.ndarray:
+    """(K, K) counts, rows = true class index, columns = ``argmax(proba)``: the matrix
+    :func:`evaluate` reports (also computed early, to draw it while training goes on)."""
+    pred = np.argmax(np.asarray(proba), axis=1)
+    return confusion_matrix(np.asarray(y_true), pred, labels=list(range(n_classes))).astype(
+        np.int64)
+
+
 def evaluate(
     name: str,
     y_true: np.ndarray,
@@ -312,7 +320,7 @@ def evaluate(
     report = classification_report(
         y, y_pred, labels=labels, target_names=names, zero_division=0, digits=4
     )
-    cm = confusion_matrix(y, y_pred, labels=labels)
+    cm = confusion_counts(y, p, k)
     ll = log_loss(y, p, labels=labels)
 
     ci_low = ci_high = None

@@ -14,10 +14,12 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..files import FileProblem, read_json_object
@@ -296,11 +298,14 @@ def write_reports(
     title: str = "scenefusion run",
     config_text: str | None = None,
     notes: list[str] | None = None,
+    drawn: Mapping[str, tuple[np.ndarray, Path]] | None = None,
 ) -> dict[str, Path]:
     """Write every report artefact for a set of runs evaluated on the same test split.
 
     Returns a dict of paths: ``metrics_json``, ``report_md``, ``report_html``,
     ``comparison_plot``, and per run ``report:<name>`` and ``confusion:<name>``.
+    ``drawn`` holds confusion matrices already drawn elsewhere (run name -> (counts, PNG),
+    see :mod:`.background`); one is moved into place only if its counts are the result's.
     Run names must be unique; class names must match every result's, because comparing
     runs that were scored against different label sets would be meaningless.
     """
@@ -353,9 +358,13 @@ def write_reports(
             encoding="utf-8",
         )
         paths[f"report:{r.name}"] = txt
-        png = plot_confusion_matrix(
-            r, class_names, plots_dir / f"confusion_{stem}.png", normalize=True
-        )
+        png = plots_dir / f"confusion_{stem}.png"
+        ready = (drawn or {}).get(r.name)
+        if (ready is not None and ready[1].is_file()
+                and np.array_equal(ready[0], r.confusion_matrix)):
+            shutil.move(ready[1], png)
+        else:
+            plot_confusion_matrix(r, class_names, png, normalize=True)
         images[r.name] = png
         paths[f"confusion:{r.name}"] = png
     comparison_png = plot_comparison(results, plots_dir / "comparison.png")

@@ -1,0 +1,98 @@
+"""Confusion-matrix PNGs drawn in a helper process while the grid is still training.
+
+Drawing a confusion matrix with matplotlib costs ~0.15 s, mostly text layout, and a default
+run draws 20 of them: ~3 s of a ~20 s demo run. Meanwhile training leaves a core idle (small
+fits run on one thread, see :mod:`scenefusion.cpu`). So each run's matrix is sent, as soon as
+the run is fitted, to one spawned process that draws it into a scratch folder; the report
+writer then only moves the finished file into place.
+
+Nothing here can change a result: a drawing is used only if its counts equal the final
+evaluation's, and anything that did not arrive (a helper that failed to start, crashed or was
+disabled) is drawn in-process by the report writer as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import shutil
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _warm_up() -> None:
+    """First job: the helper imports matplotlib while the parent is still training."""
+    from . import plots  # noqa: F401
+
+
+def _draw(cm: np.ndarray, class_names: list[str], path: str, title: str) -> str:
+    """The helper process's job: one row-normalised matrix, exactly as the report draws it."""
+    from .plots import plot_confusion_matrix
+
+    return str(plot_confusion_matrix(cm, class_names, path, normalize=True, title=title))
+
+
+class BackgroundPlots:
+    """Draws confusion matrices in one helper process; a context manager that removes its
+    scratch folder and stops the helper on exit.
+
+    ``enabled=False`` (or a helper that cannot start) makes :meth:`submit` a no-op, so the
+    caller's code path is the same either way.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._pool: ProcessPoolExecutor | None = None
+        self._scratch: Path | None = None
+        self._jobs: dict[str, tuple[np.ndarray, Future]] = {}
+
+    def __enter__(self) -> BackgroundPlots:
+        if self.enabled:
+            try:
+                self._scratch = Path(tempfile.mkdtemp(prefix="scenefusion-plots-"))
+                # spawn, not fork: the parent holds torch / ONNX Runtime / OpenMP threads,
+                # which a forked child would inherit in an undefined state
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                self._pool.submit(_warm_up)  # starts the process now, not at the first plot
+            except (OSError, RuntimeError) as err:
+                log.info("background plotting off (%s): plots are drawn at the end", err)
+                self.enabled = False
+        return self
+
+    def submit(self, name: str, cm: np.ndarray, class_names: Sequence[str]) -> None:
+        """Start drawing run ``name``'s matrix (counts ``cm``); returns at once."""
+        if not self.enabled or self._pool is None or self._scratch is None or name in self._jobs:
+            return
+        path = self._scratch / f"{len(self._jobs)}.png"
+        try:
+            future = self._pool.submit(_draw, np.asarray(cm), [str(c) for c in class_names],
+                                       str(path), name)
+        except RuntimeError as err:  # the pool broke (a crashed helper): draw in-process later
+            log.info("background plotting stopped (%s)", err)
+            self.enabled = False
+            return
+        self._jobs[name] = (np.asarray(cm).copy(), future)
+
+    def finished(self) -> dict[str, tuple[np.ndarray, Path]]:
+        """Run name -> (the counts it was drawn from, its PNG) for every drawing that
+        succeeded; waits for those still being drawn."""
+        done: dict[str, tuple[np.ndarray, Path]] = {}
+        for name, (cm, future) in self._jobs.items():
+            try:
+                done[name] = (cm, Path(future.result()))
+            except Exception as err:  # noqa: BLE001 - any failure means: draw it in-process
+                log.info("background drawing of %s failed (%s): drawn in-process", name, err)
+        return done
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
