@@ -444,3 +444,15 @@ def test_predict_a_video_second_by_second(finished_run, tmp_path):
     assert list(frame["second"]) == [0, 1, 2]
     assert set(frame["predicted"]) <= {"BEACH", "CITY", "FOREST", "RESTAURANT"}
     assert "of 3 seconds" in result.output
+
+
+def test_python_dash_m_runs_the_cli():
+    """`python -m scenefusion` works where the console script is not on PATH (and is the
+    module a spawned helper process re-imports safely: the CLI runs only under __main__)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "scenefusion", "list"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "effnet_lite0" in done.stdout
