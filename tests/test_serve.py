@@ -24,7 +24,7 @@ from scenefusion.cli import app as cli  # noqa: E402
 from scenefusion.data.synthetic import make_pairs_folder  # noqa: E402
 from scenefusion.predict import load_bundle, predict_pairs  # noqa: E402
 from scenefusion.serve import create_app  # noqa: E402
-from scenefusion.serve.app import parse_top_k  # noqa: E402
+from scenefusion.serve.app import ranked  # noqa: E402
 
 TINY_GRID = {"models": {"image": ["logreg"], "audio": ["logreg"]},
              "fusion": {"early": ["logreg"], "late": ["mean"], "hybrid": []},
@@ -93,7 +93,10 @@ def test_good_pair_answers_as_predict_pairs_with_per_modality_probabilities(clie
     assert set(body["per_modality"]) >= {"image", "audio"}
     for result in body["per_modality"].values():
         assert sorted(p["class"] for p in result["probabilities"]) == bundle.classes
-        assert sum(p["probability"] for p in result["probabilities"]) == pytest.approx(1, abs=0.01)
+        assert sum(p["probability"] for p in result["probabilities"]) == pytest.approx(1, abs=1e-6)
+    # unrounded: the API gives the model's own numbers, not the 3-decimal top-k text
+    exact = predict_pairs(bundle, [image], [audio], with_probabilities=True).iloc[0]
+    assert body["probability"] == exact["probabilities"][body["class"]] == exact["probability"]
     assert body["per_modality"]["audio"]["model"].startswith("audio:")
     assert any("SYNTHETIC" in w for w in body["warnings"])
     assert body["timeline"] is None
@@ -245,9 +248,8 @@ def test_video_gets_a_per_second_timeline_and_a_length_limit(client, run, tmp_pa
         "broken.mp4: not a readable video")
 
 
-def test_top_k_text_parses_class_names_with_spaces_and_separators():
-    classes = ["A", "A B", "x; y"]
-    assert parse_top_k("A B 0.500; x; y 0.300; A 0.200", classes) == [
+def test_probabilities_are_ranked_whatever_the_class_names():
+    assert ranked({"A": 0.2, "A B": 0.5, "x; y": 0.3}) == [
         {"class": "A B", "probability": 0.5}, {"class": "x; y", "probability": 0.3},
         {"class": "A", "probability": 0.2}]
 

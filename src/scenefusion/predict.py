@@ -167,6 +167,7 @@ def predict_pairs(
     images: list[Path | None],
     audios: list[Path | None],
     top_k: int = 3,
+    with_probabilities: bool = False,
 ) -> pd.DataFrame:
     """One row per pair: predicted class, top-k probabilities, modalities and model used, any
     warning, or the error.
@@ -174,6 +175,8 @@ def predict_pairs(
     A pair that lacks (or has an unreadable) modality this model needs is classified by the
     best single-modality model of the same run (``best-image/`` / ``best-audio/`` beside this
     bundle) when there is one; the ``model`` and ``warning`` columns say so.
+    ``with_probabilities`` adds a ``probabilities`` column: {class: probability} over every
+    class of the model that answered, unrounded (``top_k`` is text for people and CSVs).
     """
     if len(images) != len(audios):
         raise ValueError("images and audios must be lists of the same length")
@@ -238,27 +241,32 @@ def predict_pairs(
             rows[i]["predicted"] = classes[top[0]]
             rows[i]["probability"] = float(proba[row_i, top[0]])
             rows[i]["top_k"] = "; ".join(f"{classes[t]} {proba[row_i, t]:.3f}" for t in top)
+            rows[i]["probabilities"] = dict(zip(bundle.classes, map(float, proba[row_i]),
+                                                strict=True))
             rows[i]["modalities"] = "+".join(used)
             rows[i]["model"] = bundle.info["name"]
     for modality, idx in fallback_rows.items():
         only = [(images[i] if modality == "image" else None,
                  audios[i] if modality == "audio" else None) for i in idx]
         sub = predict_pairs(bundle.fallback(modality), [p[0] for p in only],
-                            [p[1] for p in only], top_k=top_k)
+                            [p[1] for p in only], top_k=top_k, with_probabilities=True)
         for i, result in zip(idx, sub.to_dict("records"), strict=True):
-            for col in ("predicted", "probability", "top_k", "modalities", "model", "error"):
+            for col in ("predicted", "probability", "top_k", "probabilities", "modalities",
+                        "model", "error"):
                 rows[i][col] = result[col]
             rows[i]["warning"] = "; ".join(
                 filter(None, [rows[i]["warning"], f"used {result['model']}", result["warning"]]))
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "problems"} for r in rows])
-    for col in ("predicted", "probability", "top_k", "modalities", "model"):
+    for col in ("predicted", "probability", "top_k", "probabilities", "modalities", "model"):
         if col not in frame:
             frame[col] = None
-    return frame[["image", "audio", "predicted", "probability", "top_k", "modalities", "model",
-                  "warning", "error"]]
+    columns = ["image", "audio", "predicted", "probability", "top_k", "modalities", "model",
+               "warning", "error"]
+    return frame[columns + (["probabilities"] if with_probabilities else [])]
 
 
-def predict_video(bundle: Bundle, video: Path, top_k: int = 3) -> pd.DataFrame:
+def predict_video(bundle: Bundle, video: Path, top_k: int = 3,
+                  with_probabilities: bool = False) -> pd.DataFrame:
     """Classify a video second by second (a frame + its second of audio): one row per second,
     with the same columns as :func:`predict_pairs` less the temporary file paths."""
     from .data.video import video_to_pairs
@@ -266,7 +274,8 @@ def predict_video(bundle: Bundle, video: Path, top_k: int = 3) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         video_to_pairs(video, Path(tmp), "video")
         images, audios = pairs_in_folder(Path(tmp))
-        frame = predict_pairs(bundle, images, audios, top_k=top_k)
+        frame = predict_pairs(bundle, images, audios, top_k=top_k,
+                              with_probabilities=with_probabilities)
     frame.insert(0, "second", range(len(frame)))
     return frame.drop(columns=["image", "audio"])
 

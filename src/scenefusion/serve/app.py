@@ -154,19 +154,10 @@ def _user_text(text: str, names: dict[Path, str]) -> str:
     return re.sub(rf"{tmp}/[^\s:;]*/([^/\s:;]+)", r"\1", text)
 
 
-def parse_top_k(text: str, classes: list[str]) -> list[dict[str, Any]]:
-    """predict_pairs' "CLASS p; CLASS p" as [{class, probability}], matching the model's own
-    class names (so names with spaces or "; " in them parse as written)."""
-    names = "|".join(re.escape(c) for c in sorted(classes, key=len, reverse=True))
-    pattern = re.compile(rf"({names}) (\d+(?:\.\d+)?)(?:; |$)")
-    out, pos = [], 0
-    while pos < len(text):
-        match = pattern.match(text, pos)
-        if match is None:
-            raise ValueError(f"cannot read top-k text {text!r}")
-        out.append({"class": match.group(1), "probability": float(match.group(2))})
-        pos = match.end()
-    return out
+def ranked(probabilities: dict[str, float]) -> list[dict[str, Any]]:
+    """{class: probability} as [{class, probability}], most probable first."""
+    return [{"class": c, "probability": p}
+            for c, p in sorted(probabilities.items(), key=lambda kv: -kv[1])]
 
 
 def _split_warnings(text: str) -> list[str]:
@@ -200,11 +191,11 @@ def _video_seconds(path: Path) -> float:
 def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
                   top_k: int) -> dict[str, Any]:
     bundle = served.bundle
-    row = predict_pairs(bundle, [image], [audio], top_k=len(bundle.classes)).iloc[0]
+    row = predict_pairs(bundle, [image], [audio], with_probabilities=True).iloc[0]
     if row["error"]:
         raise _fail(422, row["error"])
     used = row["modalities"].split("+")
-    probs = parse_top_k(row["top_k"], bundle.classes)
+    probs = ranked(row["probabilities"])
     per = {"fused" if len(used) > 1 else used[0]: {"model": row["model"], "probabilities": probs}}
     for modality, path in (("image", image), ("audio", audio)):
         single = served.singles.get(modality)
@@ -212,10 +203,10 @@ def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
             continue
         alone = predict_pairs(single, [path if modality == "image" else None],
                               [path if modality == "audio" else None],
-                              top_k=len(single.classes)).iloc[0]
+                              with_probabilities=True).iloc[0]
         if not alone["error"]:
             per[modality] = {"model": alone["model"],
-                             "probabilities": parse_top_k(alone["top_k"], single.classes)}
+                             "probabilities": ranked(alone["probabilities"])}
     return {"class": row["predicted"], "probability": float(row["probability"]),
             "top_k": probs[:top_k], "per_modality": per, "modalities": used,
             "model": row["model"], "warnings": _split_warnings(row["warning"])}
@@ -223,14 +214,14 @@ def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
 
 def _predict_video(served: _Served, video: Path, top_k: int) -> dict[str, Any]:
     bundle = served.bundle
-    frame = predict_video(bundle, video, top_k=len(bundle.classes))
+    frame = predict_video(bundle, video, with_probabilities=True)
     good = frame[frame["error"] == ""]
     if good.empty:
         raise _fail(422, "no second of the video could be classified: " + frame["error"].iloc[0])
     totals: dict[str, float] = dict.fromkeys(bundle.classes, 0.0)
-    for text in good["top_k"]:
-        for item in parse_top_k(text, bundle.classes):
-            totals[item["class"]] += item["probability"] / len(good)
+    for probabilities in good["probabilities"]:  # a fallback model may know fewer classes
+        for c, p in probabilities.items():
+            totals[c] = totals.get(c, 0.0) + p / len(good)
     mean = [{"class": c, "probability": round(p, 4)}
             for c, p in sorted(totals.items(), key=lambda kv: -kv[1])]
     counts = Counter(good["predicted"])
