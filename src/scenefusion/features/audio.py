@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.validate import read_audio
 from ..registry import Registry
+from .aisfx import AisfxParams, aisfx_embedding
 
 
 class _Framed:
@@ -167,11 +168,15 @@ def pool_sequence(X: np.ndarray) -> np.ndarray:
     """Summarise (N, T, C) sequences as (N, 4C) [mean | std | min | max] over time.
 
     Lets order-agnostic classical models use audio sequences; the block order is fixed so that
-    downstream feature indices stay meaningful.
+    downstream feature indices stay meaningful. A one-step sequence (T == 1, e.g. a clip
+    embedding such as ``aisfx``) is already a vector and is returned as (N, C): pooling it would
+    only add a zero std block and two copies of it.
     """
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 3:
         raise ValueError(f"pool_sequence expects (N, T, C) sequences, got shape {X.shape}")
+    if X.shape[1] == 1:
+        return np.ascontiguousarray(X[:, 0, :])
     return np.concatenate(
         [X.mean(axis=1), X.std(axis=1), X.min(axis=1), X.max(axis=1)], axis=1
     ).astype(np.float32)
@@ -181,11 +186,12 @@ def pool_sequence(X: np.ndarray) -> np.ndarray:
 class AudioFeature:
     """An audio representation: its parameters and the function from a file to its array.
 
-    ``key()`` identifies the numbers it produces (the function and every parameter), so the
-    feature cache never serves values computed differently.
+    ``key()`` identifies the numbers it produces (the function, every parameter and, for a
+    feature with a weight file, that file's content), so the feature cache never serves values
+    computed differently.
     """
 
-    params: MfccParams | LogMelParams
+    params: MfccParams | LogMelParams | AisfxParams
     extract: Callable[[Path, Any], np.ndarray]
 
     @property
@@ -194,8 +200,10 @@ class AudioFeature:
         return (self.params.frames, self.params.channels)
 
     def key(self) -> str:
+        identity = getattr(self.params, "weights_identity", None)
+        extra = {"weights_sha256": identity()} if identity is not None else {}
         blob = json.dumps({"fn": f"{self.extract.__module__}.{self.extract.__qualname__}",
-                           **asdict(self.params)}, sort_keys=True).encode()
+                           **asdict(self.params), **extra}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def __call__(self, path: Path) -> np.ndarray:
@@ -224,4 +232,9 @@ AUDIO_FEATURES.register(
 AUDIO_FEATURES.register(
     "logmel_norm", AudioFeature(LogMelParams(per_clip_norm=True), logmel_sequence),
     description="log-mel with each clip's mean per band removed (less recording colouration)",
+)
+AUDIO_FEATURES.register(
+    "aisfx", AudioFeature(AisfxParams(), aisfx_embedding),
+    description="pretrained aiSFX sound-effects CNN embedding (512-d per clip, ISMIR 2022; "
+    "weights from `pip install --no-deps aisfx==0.1.2`)",
 )
