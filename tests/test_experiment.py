@@ -452,7 +452,7 @@ def test_python_dash_m_runs_the_cli():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "scenefusion", "list"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "scenefusion", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "effnet_lite0" in done.stdout
+    assert "run" in done.stdout and "predict" in done.stdout
