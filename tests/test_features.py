@@ -249,3 +249,38 @@ def test_interrupted_extract_says_it_can_resume(pairs_root, tmp_path, monkeypatc
     result = CliRunner().invoke(app, ["extract", str(pairs_root), "--cache", str(tmp_path)])
     assert result.exit_code == 130
     assert "interrupted" in result.output and "resumes" in result.output
+
+
+def test_an_audio_feature_can_use_seconds_of_context_around_each_item(tmp_path):
+    """`ID@Ns` is the same representation of N seconds (clips from `data from-video
+    --audio-seconds N`): its shape and cache key follow; malformed suffixes are named."""
+    from scenefusion.features.audio import audio_feature
+
+    one, three = audio_feature("logmel"), audio_feature("logmel@3s")
+    assert one.shape == (100, 64) and three.shape == (300, 64)
+    assert three.key() != one.key() and audio_feature("logmel@1s").key() == one.key()
+    wav = _tone(tmp_path / "a.wav", 3.0)
+    assert three(wav).shape == (300, 64)
+    for bad, message in [("logmel@3", "ID@Ns"), ("logmel@0s", "1 to 30"),
+                         ("nope@3s", "unknown audio feature")]:
+        with pytest.raises(ValueError, match=message):
+            audio_feature(bad)
+
+
+def test_context_beyond_the_reference_sets_one_second_is_refused(tmp_path):
+    from scenefusion.data.items import Item
+    from scenefusion.features.extract import extract_audio
+    from scenefusion.features.store import FeatureStore
+
+    item = Item(id="a", label="x", group="g", mfcc=np.zeros((8, 13), np.float32))
+    with pytest.raises(ValueError, match="only 1 s of precomputed MFCCs"):
+        extract_audio([item], FeatureStore(tmp_path), "mfcc@3s")
+
+
+def test_the_config_accepts_audio_context_and_names_a_bad_one():
+    from scenefusion.config import ConfigError, ExperimentConfig, with_overrides
+
+    config = with_overrides(ExperimentConfig(), **{"features.audio": "mfcc@2s"})
+    assert config.features.audio == "mfcc@2s"
+    with pytest.raises((ConfigError, ValueError), match="ID@Ns"):
+        with_overrides(ExperimentConfig(), **{"features.audio": "mfcc@two"})

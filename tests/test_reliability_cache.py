@@ -51,7 +51,7 @@ def fake_audio(monkeypatch):
     """extract_audio(..., "fake") uses `fake_sound`; CALLS counts what was computed."""
     CALLS.clear()
     INTERRUPT_AT.clear()
-    monkeypatch.setattr(extract_mod, "AUDIO_FEATURES", {"fake": FEATURE})
+    monkeypatch.setattr(extract_mod, "audio_feature", {"fake": FEATURE}.__getitem__)
 
 
 @pytest.fixture()

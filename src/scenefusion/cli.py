@@ -560,7 +560,8 @@ def data_from_video(
         float,
         typer.Option(metavar="SECONDS", min=0.25,
                      help="Seconds of audio around each frame (default 1, as the reference "
-                          "set; more gives raw-audio features more context)."),
+                          "set); features read N s with an audio feature id ID@Ns, e.g. "
+                          "aisfx@3s."),
     ] = 1.0,
 ) -> None:
     """Cut videos into one image + 1 s of audio per second, as a pairs folder."""

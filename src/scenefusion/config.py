@@ -96,9 +96,9 @@ class FeaturesConfig(_Strict):
     @field_validator("audio")
     @classmethod
     def _known_audio(cls, value: str) -> str:
-        from .features.audio import AUDIO_FEATURES
+        from .features.audio import audio_feature
 
-        AUDIO_FEATURES.get(value)
+        audio_feature(value)  # raises, naming the valid ids (or the ID@Ns form)
         return value
 
 

@@ -22,7 +22,7 @@ import torch
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
 from .evaluation.calibration import apply_temperature, near_tie
 from .features import DEFAULT_BATCH_SIZE
-from .features.audio import AUDIO_FEATURES
+from .features.audio import audio_feature
 from .features.backbones import IMAGE_BACKBONES
 from .features.image import ImageExtractor
 from .files import FileProblem, read_json_object
@@ -135,8 +135,11 @@ def _read_bundle_info(file: Path) -> dict[str, Any]:
     if info["kind"] not in BUNDLE_KINDS:
         raise refuse(f"unknown kind {info['kind']!r}; expected one of {sorted(BUNDLE_KINDS)}")
     audio = info.get("audio_features", "mfcc")
-    if info["kind"] != "image" and audio not in AUDIO_FEATURES.list():
-        raise refuse(f"unknown audio feature id {audio!r}")
+    if info["kind"] != "image":
+        try:
+            audio_feature(audio)
+        except ValueError as err:  # an unknown id (UnknownIdError) or a bad ID@Ns suffix
+            raise refuse(str(err)) from None
     backbone = info.get("image_backbone")
     if info["kind"] != "audio" and backbone not in IMAGE_BACKBONES.list():
         raise refuse(f"unknown image backbone id {backbone!r}")
@@ -194,11 +197,11 @@ def predict_pairs(
     if bundle.kind != "audio":
         wanted = {i: Path(p) for i, p in enumerate(images) if p is not None}
         feats["image"] = _embed_images(bundle, wanted, rows)
-    audio_feature = AUDIO_FEATURES.get(bundle.info.get("audio_features", "mfcc"))
+    feature = audio_feature(bundle.info.get("audio_features", "mfcc"))
     for i, path in enumerate(audios):
         if path is not None and bundle.kind != "image":
             try:
-                feats["audio"][i] = audio_feature(Path(path))
+                feats["audio"][i] = feature(Path(path))
             except DataError as err:
                 rows[i]["problems"].append(str(err))
     patterns: dict[tuple[str, ...], list[int]] = {}

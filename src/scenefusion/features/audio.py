@@ -8,8 +8,10 @@ A clip of `clip_seconds` seconds becomes a (8 * clip_seconds, n_mfcc) sequence.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -238,3 +240,28 @@ AUDIO_FEATURES.register(
     description="pretrained aiSFX sound-effects CNN embedding (512-d per clip, ISMIR 2022; "
     "weights from `pip install --no-deps aisfx==0.1.2`)",
 )
+
+
+#: Longest audio context an item may use (``ID@Ns``); a video frame's sound rarely needs more.
+MAX_CLIP_SECONDS = 30
+_CONTEXT = re.compile(r"^(?P<id>[^@]+)@(?P<seconds>\d+)s$")
+
+
+def audio_feature(feature_id: str) -> AudioFeature:
+    """The audio feature a config, bundle or CLI names: a registered id (1 s of audio per item),
+    or ``ID@Ns`` for the same representation of N seconds around the item (e.g. ``aisfx@3s``
+    with clips written by ``data from-video --audio-seconds 3``). The seconds are a parameter,
+    so they are part of the cache key; an unknown id or a bad suffix names what is valid."""
+    match = _CONTEXT.match(feature_id)
+    if match is None:
+        if "@" in feature_id:
+            raise ValueError(f"audio feature {feature_id!r}: write the context as ID@Ns, "
+                             f"e.g. {feature_id.split('@')[0]}@3s")
+        return AUDIO_FEATURES.get(feature_id)
+    base = AUDIO_FEATURES.get(match["id"])
+    seconds = int(match["seconds"])
+    if not 1 <= seconds <= MAX_CLIP_SECONDS:
+        raise ValueError(f"audio feature {feature_id!r}: context must be 1 to "
+                         f"{MAX_CLIP_SECONDS} seconds")
+    return dataclasses.replace(base, params=dataclasses.replace(base.params,
+                                                                clip_seconds=seconds))

@@ -35,7 +35,7 @@ import numpy as np
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
 from . import DEFAULT_BATCH_SIZE
-from .audio import AUDIO_FEATURES
+from .audio import audio_feature
 from .extract import item_key
 from .store import FeatureStore, FeatureTable
 
@@ -189,7 +189,7 @@ def _audio_columns(ids: list[str], paths: list[str], plan: _Plan) -> dict[str, n
     keys, skips, states = [""] * n, [""] * n, ["none"] * n
     values = np.zeros((n, *plan.audio_shape), np.float32)
     if plan.audio is not None:
-        feature = AUDIO_FEATURES.get(plan.audio)
+        feature = audio_feature(plan.audio)
         table = _worker_table(plan, "audio", plan.audio, plan.audio_key or "", plan.audio_shape)
         for i, (item_id, path) in enumerate(zip(ids, paths, strict=True)):
             keys[i], skips[i] = _key(item_id, path)
@@ -357,7 +357,7 @@ def _plan(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: st
         jobs.append(_ImageJob(c, b, ex.weights, ex.runtime, precision, store.root,
                               ex.params_key(), ex.dim,
                               threads, batch_size))
-    feature = AUDIO_FEATURES.get(audio) if audio else None
+    feature = audio_feature(audio) if audio else None
     return _Plan(uuid.uuid4().hex, store.root, audio, feature.key() if feature else None,
                  tuple(feature.shape) if feature else (0,), tuple(jobs))
 
@@ -494,7 +494,7 @@ def _summary(dataset: Dataset, plan: _Plan, audio: str | None, tallies: dict[str
 
     extraction, shapes, skipped = {}, {}, []
     if audio is not None:
-        feature = AUDIO_FEATURES.get(audio)
+        feature = audio_feature(audio)
         extraction[f"audio:{audio}"] = row(tallies.get("audio"))
         shapes[f"audio:{audio}"] = tuple(feature.shape)
         skipped += tallies["audio"].skipped if "audio" in tallies else []

@@ -22,7 +22,7 @@ from ..cpu import usable_cores
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
 from . import DEFAULT_BATCH_SIZE
-from .audio import AUDIO_FEATURES
+from .audio import audio_feature
 from .image import ImageExtractor
 from .store import FeatureStore, FeatureTable, content_hash
 
@@ -236,9 +236,12 @@ def extract_audio(
     """(N, T, C) audio feature sequences. Items with precomputed MFCCs (reference layout) use
     those: they are all the audio that layout ships."""
     start = time.perf_counter()
-    feature = AUDIO_FEATURES.get(extractor_id)
+    feature = audio_feature(extractor_id)
     precomputed = [it.mfcc is not None for it in items]
     if all(precomputed) and items:
+        if feature.params.clip_seconds != 1:
+            raise ValueError(f"audio feature {extractor_id!r} needs raw audio around each item; "
+                             "this data set ships only 1 s of precomputed MFCCs per item")
         seqs = np.stack([it.mfcc for it in items]).astype(np.float32)
         return Extracted(seqs, np.ones(len(items), bool), 0, len(items), [],
                          time.perf_counter() - start)
