@@ -342,8 +342,9 @@ def save_model(model: Any, directory: Path | str) -> Path:
         tensors = {
             f"net.{k}": v.detach().contiguous() for k, v in model.network_.state_dict().items()
         }
-        tensors["scaler.mean"] = torch.from_numpy(np.ascontiguousarray(model.mean_))
-        tensors["scaler.scale"] = torch.from_numpy(np.ascontiguousarray(model.scale_))
+        # torch.tensor copies: a model fitted in a Ray worker comes back with read-only arrays
+        tensors["scaler.mean"] = torch.tensor(np.asarray(model.mean_))
+        tensors["scaler.scale"] = torch.tensor(np.asarray(model.scale_))
         save_file(tensors, str(directory / "weights.safetensors"))
         _write_manifest(
             directory,
