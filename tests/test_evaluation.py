@@ -366,10 +366,16 @@ def test_confusion_matrices_drawn_in_the_background_are_the_reports_own(tmp_path
     with BackgroundPlots() as plots:
         plots.submit(good.name, good.confusion_matrix, good.class_names)
         plots.submit(stale.name, wrong, stale.class_names)
+        plots.submit_comparison(results)
         drawn = plots.finished()
         from_helper = drawn[good.name][1].read_bytes()
-        paths = write_reports(results, tmp_path, results[0].class_names, drawn=drawn)
+        chart = plots.comparison()
+        paths = write_reports(results, tmp_path, results[0].class_names, drawn=drawn,
+                              drawn_comparison=chart)
     assert paths[f"confusion:{good.name}"].read_bytes() == from_helper
+    plot_comparison(results, tmp_path / "expected_comparison.png")
+    assert paths["comparison_plot"].read_bytes() == (
+        tmp_path / "expected_comparison.png").read_bytes()
     redrawn = paths[f"confusion:{stale.name}"]  # drawn again in-process from the true counts
     plot_confusion_matrix(stale, stale.class_names, tmp_path / "expected.png")
     assert redrawn.read_bytes() == (tmp_path / "expected.png").read_bytes()
@@ -385,7 +391,22 @@ def test_background_plotting_switched_off_draws_everything_in_process(tmp_path: 
     results = _three_results()
     with BackgroundPlots(enabled=False) as plots:
         plots.submit(results[0].name, results[0].confusion_matrix, results[0].class_names)
-        assert plots.finished() == {}
+        plots.submit_comparison(results)
+        assert plots.finished() == {} and plots.comparison() is None
         paths = write_reports(results, tmp_path, results[0].class_names, drawn=plots.finished())
+    _assert_png(paths["comparison_plot"])
     for r in results:
         _assert_png(paths[f"confusion:{r.name}"])
+
+
+def test_importing_the_evaluation_package_leaves_matplotlib_for_when_a_plot_is_drawn():
+    """A run whose plots a helper process draws never pays for matplotlib in the main one."""
+    import subprocess
+    import sys
+
+    code = ("import sys, scenefusion.evaluation as e, scenefusion.experiment; "
+            "assert 'matplotlib' not in sys.modules; e.plot_comparison; "
+            "assert 'matplotlib' in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr

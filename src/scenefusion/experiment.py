@@ -192,6 +192,7 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
                 notes.append(f"member weights of {c.name}: " + ", ".join(
                     f"{m} {w:.2f}" for m, w in weights.items()))
             results.append(r)
+        plots.submit_comparison(results)  # drawn while the models are calibrated and saved
         best = max(candidates, key=lambda c: c.val_rank) if grid.has_val else candidates[0]
         notes.append(f"best by validation accuracy: {best.name} (saved as best/)")
         # predict falls back to these for pairs with only one (readable) modality
@@ -212,7 +213,7 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
             infos[folder] = _bundle_info(c, dataset, config, provenance, by_name[c.name],
                                          calibration)
         _write_run(run_dir, config, dataset, split, bundles, infos, results,
-                   notes + _data_notes(dataset, skipped), plots.finished())
+                   notes + _data_notes(dataset, skipped), plots.finished(), plots.comparison())
     (run_dir / "timings.json").write_text(json.dumps(
         {"stages": timer.seconds, "extraction": features.extraction}, indent=2))
     return RunOutput(run_dir, results, comparison_table(results), best.name, timer.seconds,
@@ -222,7 +223,8 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
 def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split: Split,
                bundles: dict[str, Candidate], infos: dict[str, dict],
                results: list[EvaluationResult], notes: list[str],
-               drawn: dict[str, tuple[np.ndarray, Path]] | None = None) -> None:
+               drawn: dict[str, tuple[np.ndarray, Path]] | None = None,
+               drawn_comparison: Path | None = None) -> None:
     """The run folder: model bundles (best/, best-image/, best-audio/), split.json,
     config.yaml, metrics, reports and plots."""
     for folder, candidate in bundles.items():
@@ -233,7 +235,8 @@ def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split:
     (run_dir / "split.json").write_text(json.dumps(record, indent=2))
     (run_dir / "config.yaml").write_text(config.to_yaml())
     write_reports(results, run_dir, dataset.classes, title=f"scenefusion run {run_dir.name}",
-                  config_text=config.to_yaml(), notes=notes, drawn=drawn)
+                  config_text=config.to_yaml(), notes=notes, drawn=drawn,
+                  drawn_comparison=drawn_comparison)
 
 
 def rerender_reports(run_dir: Path) -> list[EvaluationResult]:

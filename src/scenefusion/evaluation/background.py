@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,12 @@ def _draw(cm: np.ndarray, class_names: list[str], path: str, title: str) -> str:
     return str(plot_confusion_matrix(cm, class_names, path, normalize=True, title=title))
 
 
+def _draw_comparison(results: list, path: str) -> str:
+    from .plots import plot_comparison
+
+    return str(plot_comparison(results, path))
+
+
 class BackgroundPlots:
     """Draws confusion matrices in one helper process; a context manager that removes its
     scratch folder and stops the helper on exit.
@@ -51,6 +58,7 @@ class BackgroundPlots:
         self._pool: ProcessPoolExecutor | None = None
         self._scratch: Path | None = None
         self._jobs: dict[str, tuple[np.ndarray, Future]] = {}
+        self._comparison: Future | None = None
 
     def __enter__(self) -> BackgroundPlots:
         if self.enabled:
@@ -79,6 +87,27 @@ class BackgroundPlots:
             self.enabled = False
             return
         self._jobs[name] = (np.asarray(cm).copy(), future)
+
+    def submit_comparison(self, results: Sequence[Any]) -> None:
+        """Start drawing the cross-run comparison chart of these final results."""
+        if not self.enabled or self._pool is None or self._scratch is None:
+            return
+        try:
+            self._comparison = self._pool.submit(_draw_comparison, list(results),
+                                                 str(self._scratch / "comparison.png"))
+        except RuntimeError as err:
+            log.info("background plotting stopped (%s)", err)
+            self.enabled = False
+
+    def comparison(self) -> Path | None:
+        """The comparison chart once drawn (waits for it), or None: draw it in-process."""
+        if self._comparison is None:
+            return None
+        try:
+            return Path(self._comparison.result())
+        except Exception as err:  # noqa: BLE001 - any failure means: draw it in-process
+            log.info("background drawing of the comparison failed (%s): drawn in-process", err)
+            return None
 
     def finished(self) -> dict[str, tuple[np.ndarray, Path]]:
         """Run name -> (the counts it was drawn from, its PNG) for every drawing that

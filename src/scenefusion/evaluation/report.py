@@ -24,7 +24,6 @@ import pandas as pd
 
 from ..files import FileProblem, read_json_object
 from .metrics import EvaluationResult, comparison_table
-from .plots import plot_comparison, plot_confusion_matrix
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +298,7 @@ def write_reports(
     config_text: str | None = None,
     notes: list[str] | None = None,
     drawn: Mapping[str, tuple[np.ndarray, Path]] | None = None,
+    drawn_comparison: Path | None = None,
 ) -> dict[str, Path]:
     """Write every report artefact for a set of runs evaluated on the same test split.
 
@@ -306,6 +306,7 @@ def write_reports(
     ``comparison_plot``, and per run ``report:<name>`` and ``confusion:<name>``.
     ``drawn`` holds confusion matrices already drawn elsewhere (run name -> (counts, PNG),
     see :mod:`.background`); one is moved into place only if its counts are the result's.
+    ``drawn_comparison`` is the comparison chart drawn elsewhere from these same results.
     Run names must be unique; class names must match every result's, because comparing
     runs that were scored against different label sets would be meaningless.
     """
@@ -364,10 +365,18 @@ def write_reports(
                 and np.array_equal(ready[0], r.confusion_matrix)):
             shutil.move(ready[1], png)
         else:
+            from .plots import plot_confusion_matrix  # matplotlib only when drawing here
+
             plot_confusion_matrix(r, class_names, png, normalize=True)
         images[r.name] = png
         paths[f"confusion:{r.name}"] = png
-    comparison_png = plot_comparison(results, plots_dir / "comparison.png")
+    comparison_png = plots_dir / "comparison.png"
+    if drawn_comparison is not None and drawn_comparison.is_file():
+        shutil.move(drawn_comparison, comparison_png)
+    else:
+        from .plots import plot_comparison
+
+        plot_comparison(results, comparison_png)
     paths["comparison_plot"] = comparison_png
 
     md = _render_markdown(title, class_names, results_sorted, table, stems, config_text, notes)
