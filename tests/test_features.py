@@ -275,6 +275,10 @@ def test_context_beyond_the_reference_sets_one_second_is_refused(tmp_path):
     item = Item(id="a", label="x", group="g", mfcc=np.zeros((8, 13), np.float32))
     with pytest.raises(ValueError, match="only 1 s of precomputed MFCCs"):
         extract_audio([item], FeatureStore(tmp_path), "mfcc@3s")
+    for other in ("logmel", "mfcc40", "aisfx"):  # would silently have used the MFCCs
+        with pytest.raises(ValueError, match="only precomputed 8x13 MFCC rows"):
+            extract_audio([item], FeatureStore(tmp_path), other)
+    assert extract_audio([item], FeatureStore(tmp_path), "mfcc").features.shape == (1, 8, 13)
 
 
 def test_the_config_accepts_audio_context_and_names_a_bad_one():

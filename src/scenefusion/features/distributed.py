@@ -36,7 +36,7 @@ from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
 from . import DEFAULT_BATCH_SIZE
 from .audio import audio_feature
-from .extract import item_key
+from .extract import item_key, precomputed_audio
 from .store import FeatureStore, FeatureTable
 
 log = logging.getLogger(__name__)
@@ -364,11 +364,8 @@ def _plan(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: st
 
 def _audio_source(dataset: Dataset, audio: str | None) -> str | None:
     """The audio feature to compute, or None when every item ships precomputed MFCCs."""
-    precomputed = [it.mfcc is not None for it in dataset.items]
-    if audio is None or (precomputed and all(precomputed)):
+    if audio is None or precomputed_audio(dataset.items, audio) is not None:
         return None
-    if any(precomputed):
-        raise ValueError("mixing precomputed MFCC rows and audio files in one data set")
     return audio
 
 

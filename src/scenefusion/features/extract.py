@@ -22,7 +22,7 @@ from ..cpu import usable_cores
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
 from . import DEFAULT_BATCH_SIZE
-from .audio import audio_feature
+from .audio import AUDIO_FEATURES, audio_feature
 from .image import ImageExtractor
 from .store import FeatureStore, FeatureTable, content_hash
 
@@ -226,6 +226,26 @@ def _embed(items: list[Item], todo: list[int], keys: list[str | None], extractor
                 progress(done, len(items))
 
 
+def precomputed_audio(items: list[Item], extractor_id: str) -> np.ndarray | None:
+    """The (N, 8, 13) MFCC rows the reference layout ships when every item has them (None when
+    none has): all the audio such a data set holds, so a feature other than 1 s of plain
+    ``mfcc`` is refused rather than silently replaced by them. Mixed sets are refused too."""
+    precomputed = [it.mfcc is not None for it in items]
+    if not any(precomputed):
+        return None
+    if not all(precomputed):
+        raise ValueError("mixing precomputed MFCC rows and audio files in one data set")
+    feature = audio_feature(extractor_id)
+    if feature.params.clip_seconds != 1:
+        raise ValueError(f"audio feature {extractor_id!r} needs raw audio around each item; "
+                         "this data set ships only 1 s of precomputed MFCCs per item")
+    if feature.extract is not AUDIO_FEATURES.get("mfcc").extract or \
+            feature.shape != items[0].mfcc.shape:
+        raise ValueError(f"audio feature {extractor_id!r} cannot be computed here: this data "
+                         "set ships only precomputed 8x13 MFCC rows, no audio; use 'mfcc'")
+    return np.stack([it.mfcc for it in items]).astype(np.float32)
+
+
 def extract_audio(
     items: list[Item],
     store: FeatureStore,
@@ -237,16 +257,10 @@ def extract_audio(
     those: they are all the audio that layout ships."""
     start = time.perf_counter()
     feature = audio_feature(extractor_id)
-    precomputed = [it.mfcc is not None for it in items]
-    if all(precomputed) and items:
-        if feature.params.clip_seconds != 1:
-            raise ValueError(f"audio feature {extractor_id!r} needs raw audio around each item; "
-                             "this data set ships only 1 s of precomputed MFCCs per item")
-        seqs = np.stack([it.mfcc for it in items]).astype(np.float32)
-        return Extracted(seqs, np.ones(len(items), bool), 0, len(items), [],
+    shipped = precomputed_audio(items, extractor_id)
+    if shipped is not None:
+        return Extracted(shipped, np.ones(len(items), bool), 0, len(items), [],
                          time.perf_counter() - start)
-    if any(precomputed):
-        raise ValueError("mixing precomputed MFCC rows and audio files in one data set")
     table = store.table(extractor_id, feature.key(), tuple(feature.shape))
 
     def compute(todo, keys, features, ok, skipped):
@@ -330,4 +344,4 @@ def extract_dataset(
 
 
 __all__ = ["DatasetFeatures", "Extracted", "extract_audio", "extract_dataset", "extract_images",
-           "item_key"]
+           "item_key", "precomputed_audio"]
