@@ -79,16 +79,12 @@ def torch_threads(n: int) -> Iterator[int]:
 def limit_threads(threads: int | None = None) -> Iterator[int]:
     """Cap torch's intra-op threads and every BLAS/OpenMP pool at `threads` (default:
     :func:`usable_cores`) for a block; the previous settings come back after it."""
-    import torch
     from threadpoolctl import threadpool_limits
 
     n = threads or usable_cores()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
     token = _CAP.set(n)
     try:
-        with threadpool_limits(limits=n):
+        with torch_threads(n), threadpool_limits(limits=n):
             yield n
     finally:
         _CAP.reset(token)
-        torch.set_num_threads(previous)

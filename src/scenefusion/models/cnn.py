@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from scenefusion.cpu import threads_for_work, torch_threads
 from scenefusion.models.base import Capabilities, ProgressCallback, register_model
 from scenefusion.models.dense import _EPS, Augment, TorchModel
 
@@ -188,9 +187,8 @@ class AudioCNNModel(TorchModel):
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         """(N, 2 * last width) pooled conv features: a learned audio embedding for fusion."""
-        self.network_.eval()
-        with torch.inference_mode(), torch_threads(threads_for_work(np.asarray(X).size)):
-            return self.network_.embed(*self._tensors(X, None)).numpy().astype(np.float32)
+        with self._inference(X) as net:
+            return net.embed(*self._tensors(X, None)).numpy().astype(np.float32)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Alias of :meth:`embed`, so the model can act as a scikit-learn transformer."""

@@ -6,10 +6,11 @@ fusion and cross-validation treat them exactly like the classical pipelines.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -243,11 +244,18 @@ class TorchModel(ClassifierMixin, BaseEstimator):
         self.best_epoch_ = best_epoch
 
     # -- inference ----------------------------------------------------------------------------
-    def _logits(self, X: np.ndarray, lengths: np.ndarray | None = None) -> torch.Tensor:
+    @contextlib.contextmanager
+    def _inference(self, X: np.ndarray) -> Iterator[nn.Module]:
+        """The fitted network in eval mode, without autograd, on as many threads as inputs of
+        X's size are worth (:func:`scenefusion.cpu.threads_for_work`)."""
         check_is_fitted(self, "network_")
         self.network_.eval()
         with torch.inference_mode(), torch_threads(threads_for_work(np.asarray(X).size)):
-            return self.network_(*self._tensors(X, lengths))
+            yield self.network_
+
+    def _logits(self, X: np.ndarray, lengths: np.ndarray | None = None) -> torch.Tensor:
+        with self._inference(X) as net:
+            return net(*self._tensors(X, lengths))
 
     def _proba(self, X: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         return normalise_proba(torch.softmax(self._logits(X, lengths), dim=1).numpy())

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from scenefusion.cpu import threads_for_work, torch_threads
 from scenefusion.models.base import Capabilities, ProgressCallback, register_model
 from scenefusion.models.dense import _EPS, TorchModel
 
@@ -157,9 +156,8 @@ class LSTMModel(TorchModel):
 
     def embed(self, X: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """(N, H) float32 last hidden state: a learned audio embedding for early fusion."""
-        self.network_.eval()
-        with torch.inference_mode(), torch_threads(threads_for_work(np.asarray(X).size)):
-            return self.network_.embed(*self._tensors(X, lengths)).numpy().astype(np.float32)
+        with self._inference(X) as net:
+            return net.embed(*self._tensors(X, lengths)).numpy().astype(np.float32)
 
     def transform(self, X: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Alias of :meth:`embed`, so the model can act as a scikit-learn transformer."""
