@@ -32,7 +32,7 @@ def _warm_up() -> None:
     from . import plots  # noqa: F401
 
 
-def _draw(cm: np.ndarray, class_names: list[str], path: str, title: str) -> str:
+def _draw(cm: np.ndarray, class_names: list[str], title: str, path: str) -> str:
     """The helper process's job: one row-normalised matrix, exactly as the report draws it."""
     from .plots import plot_confusion_matrix
 
@@ -74,51 +74,54 @@ class BackgroundPlots:
                 self.enabled = False
         return self
 
-    def submit(self, name: str, cm: np.ndarray, class_names: Sequence[str]) -> None:
-        """Start drawing run ``name``'s matrix (counts ``cm``); returns at once."""
-        if not self.enabled or self._pool is None or self._scratch is None or name in self._jobs:
-            return
-        path = self._scratch / f"{len(self._jobs)}.png"
-        try:
-            future = self._pool.submit(_draw, np.asarray(cm), [str(c) for c in class_names],
-                                       str(path), name)
-        except RuntimeError as err:  # the pool broke (a crashed helper): draw in-process later
-            log.info("background plotting stopped (%s)", err)
-            self.enabled = False
-            return
-        self._jobs[name] = (np.asarray(cm).copy(), future)
-
-    def submit_comparison(self, results: Sequence[Any]) -> None:
-        """Start drawing the cross-run comparison chart of these final results."""
+    def _submit(self, draw: Any, *args: Any, file_name: str) -> Future | None:
+        """Queue one drawing into the scratch folder; None when the helper is off or broke (a
+        crashed helper breaks the pool: what is left is drawn in-process later)."""
         if not self.enabled or self._pool is None or self._scratch is None:
-            return
+            return None
         try:
-            self._comparison = self._pool.submit(_draw_comparison, list(results),
-                                                 str(self._scratch / "comparison.png"))
+            return self._pool.submit(draw, *args, str(self._scratch / file_name))
         except RuntimeError as err:
             log.info("background plotting stopped (%s)", err)
             self.enabled = False
+            return None
+
+    @staticmethod
+    def _result(future: Future | None, what: str) -> Path | None:
+        """The finished drawing's path (waits for it), or None: draw it in-process."""
+        if future is None:
+            return None
+        try:
+            return Path(future.result())
+        except Exception as err:  # noqa: BLE001 - any failure means: draw it in-process
+            log.info("background drawing of %s failed (%s): drawn in-process", what, err)
+            return None
+
+    def submit(self, name: str, cm: np.ndarray, class_names: Sequence[str]) -> None:
+        """Start drawing run ``name``'s matrix (counts ``cm``); returns at once."""
+        if name in self._jobs:
+            return
+        cm = np.asarray(cm).copy()
+        future = self._submit(_draw, cm, [str(c) for c in class_names], name,
+                              file_name=f"{len(self._jobs)}.png")
+        if future is not None:
+            self._jobs[name] = (cm, future)
+
+    def submit_comparison(self, results: Sequence[Any]) -> None:
+        """Start drawing the cross-run comparison chart of these final results."""
+        self._comparison = self._submit(_draw_comparison, list(results),
+                                        file_name="comparison.png")
 
     def comparison(self) -> Path | None:
         """The comparison chart once drawn (waits for it), or None: draw it in-process."""
-        if self._comparison is None:
-            return None
-        try:
-            return Path(self._comparison.result())
-        except Exception as err:  # noqa: BLE001 - any failure means: draw it in-process
-            log.info("background drawing of the comparison failed (%s): drawn in-process", err)
-            return None
+        return self._result(self._comparison, "the comparison")
 
     def finished(self) -> dict[str, tuple[np.ndarray, Path]]:
         """Run name -> (the counts it was drawn from, its PNG) for every drawing that
         succeeded; waits for those still being drawn."""
-        done: dict[str, tuple[np.ndarray, Path]] = {}
-        for name, (cm, future) in self._jobs.items():
-            try:
-                done[name] = (cm, Path(future.result()))
-            except Exception as err:  # noqa: BLE001 - any failure means: draw it in-process
-                log.info("background drawing of %s failed (%s): drawn in-process", name, err)
-        return done
+        done = {name: (cm, self._result(future, name))
+                for name, (cm, future) in self._jobs.items()}
+        return {name: (cm, path) for name, (cm, path) in done.items() if path is not None}
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
