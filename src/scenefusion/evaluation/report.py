@@ -12,7 +12,6 @@ import base64
 import html
 import json
 import logging
-import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..files import FileProblem, read_json_object
+from ..files import FileProblem, read_json_object, written_atomically
 from .metrics import EvaluationResult, comparison_table
 
 log = logging.getLogger(__name__)
@@ -147,9 +146,8 @@ def _ci_sentence(r: EvaluationResult) -> str:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _render_markdown(

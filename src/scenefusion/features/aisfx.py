@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data.validate import read_audio
+from ..files import written_atomically
 
 if TYPE_CHECKING:
     import torch
@@ -424,19 +425,6 @@ def _export_bytes(checkpoint: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """A temporary file renamed into place: a kill or a full disk never leaves a truncated
-    graph (and the temporary file is removed on any failure)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-
-
 def _new_session(model: Path | bytes, threads: int) -> Any:
     import onnxruntime as ort
 
@@ -486,7 +474,8 @@ def _cached_session(checkpoint: Path, path: Path, threads: int) -> Any:
     log.info("exporting the aiSFX network to ONNX at %s (once per cache)", path)
     graph = _export_bytes(checkpoint)
     try:
-        _write_atomically(path, graph)
+        with written_atomically(path) as tmp:
+            tmp.write_bytes(graph)
     except OSError as exc:
         log.warning("cannot cache the aiSFX ONNX export at %s (%s); using it from memory, so "
                     "each process exports it again", path, exc)

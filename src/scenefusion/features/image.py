@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from ..cpu import torch_threads
+from ..files import written_atomically
 from ..paths import default_cache_dir
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
 from .quantize import (
@@ -81,21 +82,14 @@ def export_onnx(model: nn.Module, input_size: int, path: Path) -> Path:
     """Write the embedding graph of `model` as ONNX (dynamic batch), atomically: it goes to a
     temporary file renamed into place, so a kill or a full disk never leaves a truncated graph
     (and the temporary file is removed on any failure)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     example = torch.zeros(1, 3, input_size, input_size)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _EmbedOnly(model).eval(), (example,), str(tmp), input_names=["image"],
-                output_names=["embedding"], dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}},
-                opset_version=17, dynamo=False,
-            )
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    with written_atomically(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _EmbedOnly(model).eval(), (example,), str(tmp), input_names=["image"],
+            output_names=["embedding"], dynamic_axes={"image": {0: "n"}, "embedding": {0: "n"}},
+            opset_version=17, dynamo=False,
+        )
     return path
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..files import written_atomically
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8", "bf16")
@@ -166,25 +168,23 @@ def quantize_int8(model, out_path: Path, batches: Iterable[np.ndarray]) -> Path:
 
     reader = _Reader(batches)
     calib = type("ImageCalibration", (CalibrationDataReader,), {"get_next": reader.get_next})()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     prepared = out_path.with_name(f".{out_path.name}.{os.getpid()}.prep.tmp")
     try:
-        # ORT's recommended pre-pass: shape inference and graph optimisation, which also turns
-        # deduplicated constants (Identity nodes) back into initializers the quantiser needs
-        quant_pre_process(model, prepared)
-        quantize_static(
-            prepared, tmp, calib, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            # no CalibMaxIntermediateOutputs: the calibration graph keeps only per-tensor
-            # ReduceMin/ReduceMax scalars, and in ORT 1.32 that option drops them unmerged
-        )
-        if reader.count == 0:
-            raise ValueError("no calibration image could be read")
-        os.replace(tmp, out_path)
+        with written_atomically(out_path) as tmp:
+            # ORT's recommended pre-pass: shape inference and graph optimisation, which also
+            # turns deduplicated constants (Identity nodes) back into initializers the
+            # quantiser needs
+            quant_pre_process(model, prepared)
+            quantize_static(
+                prepared, tmp, calib, quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                # no CalibMaxIntermediateOutputs: the calibration graph keeps only per-tensor
+                # ReduceMin/ReduceMax scalars, and in ORT 1.32 that option drops them unmerged
+            )
+            if reader.count == 0:
+                raise ValueError("no calibration image could be read")
     finally:
-        for leftover in (tmp, prepared):
-            with contextlib.suppress(OSError):
-                leftover.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            prepared.unlink(missing_ok=True)
     log.info("int8 model written to %s (calibrated on %d images)", out_path, reader.count)
     return out_path
