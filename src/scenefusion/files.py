@@ -1,8 +1,9 @@
-"""Reading the JSON files scenefusion writes, and checking output locations before long work.
+"""Reading the JSON files scenefusion writes, writing files whole, and checking output
+locations before long work.
 
-Both exist so that a broken file or an unwritable folder is reported as one sentence naming
-the path, and so that it is reported *before* minutes of feature extraction or training, not
-after.
+They exist so that a broken file or an unwritable folder is reported as one sentence naming
+the path, *before* minutes of feature extraction or training, not after; and so that a killed
+run never leaves a half-written file where a reader expects a whole one.
 """
 
 from __future__ import annotations
