@@ -444,6 +444,14 @@ def test_predict_a_video_second_by_second(finished_run, tmp_path):
     assert list(frame["second"]) == [0, 1, 2]
     assert set(frame["predicted"]) <= {"BEACH", "CITY", "FOREST", "RESTAURANT"}
     assert "of 3 seconds" in result.output
+    assert "probabilities" not in frame  # the dicts stay in memory; the CSV keeps top_k text
+    result = runner.invoke(app, ["predict", "--model", str(run_dir), "--video", str(video),
+                                 "--out", str(out), "--smooth", "5"])
+    assert result.exit_code == 0, result.output
+    assert "smoothed over 5 s" in result.output
+    smoothed = pd.read_csv(out).fillna("")
+    assert list(smoothed["second"]) == [0, 1, 2]
+    assert len(set(smoothed["predicted"])) == 1  # every 5 s window spans all 3 s: one average
 
 
 def test_python_dash_m_runs_the_cli():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from PIL import Image
@@ -65,3 +66,59 @@ def test_audio_seconds_takes_more_sound_around_each_frame(tmp_path):
                                       "--out", str(tmp_path / "cli"), "--audio-seconds", "2"])
     assert result.exit_code == 0, result.output
     assert {sf.info(p).frames for p in (tmp_path / "cli" / "CITY").glob("*.wav")} == {32000}
+
+
+def _timeline(rows: list[dict | str]) -> pd.DataFrame:
+    """Per-second rows as predict_pairs(with_probabilities=True) writes them; a str = error."""
+    records = []
+    for r in rows:
+        if isinstance(r, str):
+            records.append({"predicted": None, "probability": None, "top_k": None,
+                            "probabilities": None, "warning": "", "error": r})
+        else:
+            best = max(r, key=r.get)
+            records.append({"predicted": best, "probability": r[best], "top_k": "",
+                            "probabilities": r, "warning": "", "error": ""})
+    return pd.DataFrame(records)
+
+
+def test_smoothing_outvotes_a_lone_odd_second_and_skips_errors():
+    from scenefusion.predict import smooth_timeline, video_verdict
+
+    beach, city = {"BEACH": 0.8, "CITY": 0.2}, {"BEACH": 0.3, "CITY": 0.7}
+    frame = _timeline([beach, beach, city, "x.wav: unreadable", beach])
+    assert smooth_timeline(frame, 1) is frame
+    out = smooth_timeline(frame, 3, top_k=2)
+    assert list(out["predicted"].fillna("")) == ["BEACH", "BEACH", "BEACH", "", "BEACH"]
+    # second 2 averages seconds 1 and 2 only (3 is an error); second 4 itself and second 3 not
+    assert out["probabilities"][2]["BEACH"] == pytest.approx((0.8 + 0.3) / 2)
+    assert out["probabilities"][4] == pytest.approx(beach)
+    assert out["top_k"][2] == "BEACH 0.550; CITY 0.450"
+    assert out["error"][3] == "x.wav: unreadable"
+    assert list(frame["predicted"].fillna("")) == ["BEACH", "BEACH", "CITY", "", "BEACH"]  # kept
+    best, totals, counts = video_verdict(out)
+    assert best == "BEACH" and dict(counts) == {"BEACH": 4}
+    assert sum(totals.values()) == pytest.approx(1.0)
+
+
+def test_smoothing_recomputes_the_low_margin_warning_and_fills_unknown_classes():
+    from scenefusion.predict import smooth_timeline
+
+    frame = _timeline([{"BEACH": 0.51, "CITY": 0.49}, {"BEACH": 0.9, "CITY": 0.1},
+                       {"BEACH": 0.95}])  # e.g. a fallback model that knows one class
+    frame.loc[0, "warning"] = "used best-image; low margin: the model cannot tell BEACH 0.510, " \
+                              "CITY 0.490 apart"
+    out = smooth_timeline(frame, 3)
+    assert out["warning"][0] == "used best-image"
+    assert out["probabilities"][2]["CITY"] == pytest.approx(0.05 / 0.975)
+    with pytest.raises(ValueError, match=">= 1 second"):
+        smooth_timeline(frame, 0)
+
+
+def test_verdict_breaks_a_tie_in_seconds_by_mean_probability_and_needs_one_second():
+    from scenefusion.predict import video_verdict
+
+    frame = _timeline([{"A": 0.6, "B": 0.4}, {"A": 0.1, "B": 0.9}])
+    assert video_verdict(frame)[0] == "B"
+    with pytest.raises(ValueError, match="no second of the video could be classified"):
+        video_verdict(_timeline(["bad"]))

@@ -466,10 +466,16 @@ def predict(
         Path, typer.Option(metavar="FILE", help="CSV written for --pairs / --video.")
     ] = Path("predictions.csv"),
     top_k: Annotated[int, typer.Option(min=1, metavar="K")] = 3,
+    smooth: Annotated[
+        int,
+        typer.Option(min=1, metavar="SECONDS",
+                     help="--video: average each second's probabilities over this many "
+                          "seconds around it (1 = off), so one odd second does not flip it."),
+    ] = 1,
 ) -> None:
     """Classify one image/audio pair (prints top-k), many (--pairs), or a video (--video)."""
     from .files import ensure_writable_file
-    from .predict import load_bundle, predict_pairs, predict_video, read_pairs
+    from .predict import load_bundle, predict_pairs, predict_video, read_pairs, video_verdict
 
     if pairs is None and video is None and image is None and audio is None:
         fail("give --image and/or --audio, --pairs DIR|CSV, or --video FILE")
@@ -478,7 +484,8 @@ def predict(
             ensure_writable_file(out, "--out file")
         bundle = load_bundle(model)
         if video is not None:
-            frame = predict_video(bundle, video, top_k=top_k)
+            frame = predict_video(bundle, video, top_k=top_k, with_probabilities=True,
+                                  smooth=smooth)
         else:
             images, audios = read_pairs(pairs) if pairs is not None else ([image], [audio])
             frame = predict_pairs(bundle, images, audios, top_k=top_k)
@@ -488,17 +495,20 @@ def predict(
     if bundle.provenance_warning():
         err_console.print(f"[yellow]warning:[/yellow] {escape(bundle.provenance_warning())}")
     if video is not None:
-        frame.to_csv(out, index=False)
-        good = frame[frame["error"] == ""]
-        if good.empty:
-            fail("no second of the video could be classified", code=2)
-        counts = good["predicted"].value_counts()
+        frame.drop(columns=["probabilities"]).to_csv(out, index=False)
+        try:
+            best, _, counts = video_verdict(frame)
+        except ValueError as err:
+            fail(str(err), code=2)
+            return
+        smoothed = f", smoothed over {smooth} s" if smooth > 1 else ""
         console.print(
-            f"[bold]{escape(str(counts.index[0]))}[/bold] in {counts.iloc[0]} of "
-            f"{len(frame)} seconds ({escape(bundle.info['name'])}); per second -> {out}"
+            f"[bold]{escape(str(best))}[/bold] in {counts[best]} of "
+            f"{len(frame)} seconds ({escape(bundle.info['name'])}{smoothed}); per second -> {out}"
         )
-        for label, n in counts.iloc[1:].items():
-            console.print(f"  {escape(str(label)):<20} {n} s")
+        for label, n in counts.items():
+            if label != best:
+                console.print(f"  {escape(str(label)):<20} {n} s")
         return
     if pairs is not None:
         frame.to_csv(out, index=False)

@@ -269,18 +269,81 @@ def predict_pairs(
 
 
 def predict_video(bundle: Bundle, video: Path, top_k: int = 3,
-                  with_probabilities: bool = False) -> pd.DataFrame:
+                  with_probabilities: bool = False, smooth: int = 1) -> pd.DataFrame:
     """Classify a video second by second (a frame + its second of audio): one row per second,
-    with the same columns as :func:`predict_pairs` less the temporary file paths."""
+    with the same columns as :func:`predict_pairs` less the temporary file paths.
+
+    ``smooth`` > 1 averages each second's probabilities with its neighbours' over a centred
+    window of that many seconds (see :func:`smooth_timeline`)."""
     from .data.video import video_to_pairs
 
+    if smooth < 1:
+        raise ValueError(f"smooth must be a whole number of seconds >= 1, got {smooth}")
     with tempfile.TemporaryDirectory() as tmp:
         video_to_pairs(video, Path(tmp), "video")
         images, audios = pairs_in_folder(Path(tmp))
-        frame = predict_pairs(bundle, images, audios, top_k=top_k,
-                              with_probabilities=with_probabilities)
+        frame = predict_pairs(bundle, images, audios, top_k=top_k, with_probabilities=True)
     frame.insert(0, "second", range(len(frame)))
-    return frame.drop(columns=["image", "audio"])
+    frame = smooth_timeline(frame, smooth, top_k)
+    drop = ["image", "audio"] + ([] if with_probabilities else ["probabilities"])
+    return frame.drop(columns=drop)
+
+
+def smooth_timeline(frame: pd.DataFrame, window: int, top_k: int = 3) -> pd.DataFrame:
+    """Average each classified second's probabilities over a centred window of ``window``
+    seconds and re-derive its prediction, top-k and low-margin warning.
+
+    A scene rarely changes from one second to the next, so a lone second that disagrees with
+    its neighbours (a passing bus on a beach) is usually the model's error, not the scene's.
+    Seconds that could not be classified stay errors and are left out of their neighbours'
+    averages; classes a fallback model does not know count as probability 0. ``window`` 1
+    returns the frame unchanged. Needs the ``probabilities`` column of
+    ``predict_pairs(with_probabilities=True)``.
+    """
+    if window < 1:
+        raise ValueError(f"smoothing window must be >= 1 second, got {window}")
+    good = (frame["error"] == "").to_numpy()
+    if window == 1 or not good.any():
+        return frame
+    classes = sorted({c for p in frame.loc[good, "probabilities"] for c in p})
+    raw = np.full((len(frame), len(classes)), np.nan)
+    for i in np.flatnonzero(good):
+        probabilities = frame["probabilities"].iloc[i]
+        raw[i] = [probabilities.get(c, 0.0) for c in classes]
+    smoothed = pd.DataFrame(raw).rolling(window, center=True, min_periods=1).mean().to_numpy()
+    out = frame.copy()
+    names = np.array(classes)
+    for i in np.flatnonzero(good):
+        p = smoothed[i] / smoothed[i].sum()
+        top = np.argsort(-p)[:top_k]
+        old_tie = near_tie(raw[i], classes)
+        warnings = [w for w in str(out.at[out.index[i], "warning"]).split("; ")
+                    if w and w != old_tie]
+        warnings.append(near_tie(p, classes))
+        out.at[out.index[i], "predicted"] = names[top[0]]
+        out.at[out.index[i], "probability"] = float(p[top[0]])
+        out.at[out.index[i], "top_k"] = "; ".join(f"{names[t]} {p[t]:.3f}" for t in top)
+        out.at[out.index[i], "probabilities"] = dict(zip(classes, map(float, p), strict=True))
+        out.at[out.index[i], "warning"] = "; ".join(filter(None, warnings))
+    return out
+
+
+def video_verdict(frame: pd.DataFrame) -> tuple[str, dict[str, float], pd.Series]:
+    """The class of a whole video from its per-second rows: the class predicted in most
+    classified seconds, ties broken by the mean probability. Returns it, the mean probability
+    of every class over those seconds, and the seconds per predicted class (most first).
+    Needs the ``probabilities`` column; raises ValueError when no second was classified."""
+    good = frame[frame["error"] == ""]
+    if good.empty:
+        raise ValueError("no second of the video could be classified")
+    totals: dict[str, float] = {}
+    for probabilities in good["probabilities"]:  # a fallback model may know fewer classes
+        for c, p in probabilities.items():
+            totals[c] = totals.get(c, 0.0) + p / len(good)
+    counts = good["predicted"].value_counts()
+    best = max(counts.index, key=lambda c: (counts[c], totals.get(c, 0.0)))
+    order = sorted(counts.index, key=lambda c: (-counts[c], -totals.get(c, 0.0)))
+    return best, totals, counts[order]
 
 
 def read_pairs(path: Path) -> tuple[list[Path | None], list[Path | None]]:

@@ -26,11 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
 from ..data.video import VIDEO_SUFFIXES
-from ..predict import Bundle, load_bundle, predict_pairs, predict_video
+from ..predict import Bundle, load_bundle, predict_pairs, predict_video, video_verdict
 
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_VIDEO_SECONDS = 120.0
 MAX_TOP_K = 50
+#: Longest smoothing window a client may ask for, in seconds: a longer one would blur every
+#: change of scene in the videos this server accepts (the verdict already averages them all).
+MAX_SMOOTH_SECONDS = 60
 
 #: Accepted file-name suffixes and the content types browsers and curl send for them.
 ACCEPTED: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -212,20 +215,17 @@ def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
             "model": row["model"], "warnings": _split_warnings(row["warning"])}
 
 
-def _predict_video(served: _Served, video: Path, top_k: int) -> dict[str, Any]:
+def _predict_video(served: _Served, video: Path, top_k: int, smooth: int) -> dict[str, Any]:
     bundle = served.bundle
-    frame = predict_video(bundle, video, with_probabilities=True)
+    frame = predict_video(bundle, video, with_probabilities=True, smooth=smooth)
+    try:
+        best, totals, _ = video_verdict(frame)
+    except ValueError as err:
+        raise _fail(422, f"{err}: {frame['error'].iloc[0]}") from None
     good = frame[frame["error"] == ""]
-    if good.empty:
-        raise _fail(422, "no second of the video could be classified: " + frame["error"].iloc[0])
-    totals: dict[str, float] = dict.fromkeys(bundle.classes, 0.0)
-    for probabilities in good["probabilities"]:  # a fallback model may know fewer classes
-        for c, p in probabilities.items():
-            totals[c] = totals.get(c, 0.0) + p / len(good)
+    totals = dict.fromkeys(bundle.classes, 0.0) | totals
     mean = [{"class": c, "probability": round(p, 4)}
             for c, p in sorted(totals.items(), key=lambda kv: -kv[1])]
-    counts = Counter(good["predicted"])
-    best = max(counts, key=lambda c: (counts[c], totals[c]))
     used = Counter(good["modalities"]).most_common(1)[0][0].split("+")
     timeline = [{"second": int(r["second"]), "class": r["predicted"] or None,
                  "probability": None if r["error"] else float(r["probability"]),
@@ -334,6 +334,10 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
         video: Annotated[UploadFile | None, File(description="Or a video, classified second by "
                                                              "second.")] = None,
         top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 3,
+        smooth: Annotated[int, Form(ge=1, le=MAX_SMOOTH_SECONDS,
+                                    description="A video: average each second's probabilities "
+                                                "over this many seconds around it (1 = off).")]
+        = 1,
     ) -> dict[str, Any]:
         """Classify an image and/or its audio, or a video (multipart form upload)."""
         image, audio, video = _present(image), _present(audio), _present(video)
@@ -346,7 +350,7 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
             saved = {m: _save(u, m, Path(tmp)) for m, u in uploads.items() if u is not None}
             names = {saved[m]: _display_name(uploads[m].filename) for m in saved}
             try:
-                result = _checked_predict(served, saved, top_k)
+                result = _checked_predict(served, saved, top_k, smooth)
             except (DataError, HTTPException) as err:
                 detail = err.detail if isinstance(err, HTTPException) else str(err)
                 status = err.status_code if isinstance(err, HTTPException) else 422
@@ -362,7 +366,8 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
     return api
 
 
-def _checked_predict(served: _Served, saved: dict[str, Path], top_k: int) -> dict[str, Any]:
+def _checked_predict(served: _Served, saved: dict[str, Path], top_k: int,
+                     smooth: int = 1) -> dict[str, Any]:
     """Check each saved file with the library's readers (outside the lock), then predict."""
     if "video" in saved:
         seconds = _video_seconds(saved["video"])
@@ -373,7 +378,7 @@ def _checked_predict(served: _Served, saved: dict[str, Path], top_k: int) -> dic
                             f"accepts at most {served.max_video_seconds:g} s "
                             "(scenefusion serve --max-video-seconds)")
         with served.lock:
-            return _predict_video(served, saved["video"], top_k)
+            return _predict_video(served, saved["video"], top_k, smooth)
     if "image" in saved:
         check_image(saved["image"])
     if "audio" in saved:
