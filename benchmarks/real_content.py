@@ -1,6 +1,7 @@
 """Audio representations x models on real recordings, split by recording and at random.
 
     python benchmarks/real_content.py --data PATH [--audio mfcc logmel] [--models logreg lstm]
+    python benchmarks/real_content.py --data PATH --fusion [--audio aisfx] [--repeats 6]
 
 PATH is any data set scenefusion loads (pairs folder, manifest); its groups must be source
 recordings. Every (audio feature, model) pair is scored by k-fold cross-validation twice: with
@@ -9,6 +10,14 @@ and with folds drawn at random by clip (StratifiedKFold: the leaky protocol, sho
 comparison). Classes with fewer recordings than folds are left out and named, since a
 recording-grouped fold could not hold them out. Prints a table, writes JSON to
 benchmarks/results/real_content.json.
+
+``--fusion`` asks issue 9's other question: does fusing a weak audio side with images help or
+hurt on recordings never heard? It draws ``--repeats`` grouped train/validation/test splits
+(the run's default split, one seed each: with a handful of recordings per class a single split
+is one anecdote), fits each image/audio member pair on train, and scores on test the image and
+audio members alone and their late fusions (mean, weighted, stacking; combiners learned out of
+fold over the training recordings, as the grid does when validation is thin). Writes
+benchmarks/results/real_content_fusion.json.
 """
 
 from __future__ import annotations
@@ -18,16 +27,20 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from scenefusion.data import load_dataset
-from scenefusion.features.extract import extract_audio
+from scenefusion.data import load_dataset, make_split
+from scenefusion.features.extract import extract_audio, extract_dataset
 from scenefusion.features.store import FeatureStore
-from scenefusion.models import make_model
+from scenefusion.models import LateFusion, fit_model, make_model
 
 RESULTS = Path(__file__).parent / "results" / "real_content.json"
+FUSION_RESULTS = Path(__file__).parent / "results" / "real_content_fusion.json"
+LATE_METHODS = ("mean", "weighted", "stacking")
 
 
 def cross_validated_accuracy(model_id: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
@@ -44,6 +57,61 @@ def cross_validated_accuracy(model_id: str, X: np.ndarray, y: np.ndarray, groups
     return correct / len(y)
 
 
+def fitted_member(model_id: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, split: Any,
+                  seed: int) -> Any:
+    """A member fitted on train, with validation for early stopping, as the grid fits it."""
+    model = make_model(model_id, random_state=seed)
+    return fit_model(model, X[split.train], y[split.train], X[split.val], y[split.val],
+                     groups=groups[split.train])
+
+
+def fusion_over_splits(features: Any, pairs: list[tuple[str, str]], backbone: str,
+                       repeats: int, test_fraction: float, val_fraction: float,
+                       folds: int) -> list[dict]:
+    """Test accuracy of each member alone and of its late fusions, per grouped split."""
+    dataset = features.dataset
+    y, groups = dataset.labels, dataset.groups
+    X = {"image": features.images[backbone], "audio": features.audio}
+    records = []
+    for seed in range(repeats):
+        split = make_split(dataset, "group", test_fraction, val_fraction, seed)
+        test = split.test
+        for image_id, audio_id in pairs:
+            start = time.perf_counter()
+            members = {"image": fitted_member(image_id, X["image"], y, groups, split, seed),
+                       "audio": fitted_member(audio_id, X["audio"], y, groups, split, seed)}
+            row = {"seed": seed, "image_model": image_id, "audio_model": audio_id,
+                   "test_recordings": len(set(groups[test].tolist()))}
+            for name, member in members.items():
+                row[name] = round(float(np.mean(member.predict(X[name][test]) == y[test])), 4)
+            train_X = {k: v[split.train] for k, v in X.items()}
+            for method in LATE_METHODS:
+                fused = LateFusion({k: FrozenEstimator(m) for k, m in members.items()},
+                                   method=method, stack_on="oof", cv=folds, random_state=seed)
+                fused.fit(train_X, y[split.train], groups=groups[split.train])
+                pred = fused.predict({k: v[test] for k, v in X.items()})
+                row[f"late:{method}"] = round(float(np.mean(pred == y[test])), 4)
+                row[f"late:{method} image weight"] = fused.member_weights()["image"]
+            row["seconds"] = round(time.perf_counter() - start, 1)
+            records.append(row)
+            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return records
+
+
+def summarise_fusion(records: list[dict]) -> list[dict]:
+    """Per row kind: mean / min / max test accuracy over splits and member pairs, and how often
+    it fell more than 1 point below the better member of its own split (issue 9's bar)."""
+    best_single = np.array([max(r["image"], r["audio"]) for r in records])
+    summary = []
+    for kind in ("image", "audio", *(f"late:{m}" for m in LATE_METHODS)):
+        acc = np.array([r[kind] for r in records])
+        summary.append({"run": kind, "mean": round(float(acc.mean()), 3),
+                        "min": round(float(acc.min()), 3), "max": round(float(acc.max()), 3),
+                        "below_best_single_by_1pt": int(np.sum(acc < best_single - 0.01)),
+                        "of": len(acc)})
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -53,8 +121,15 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--fusion", action="store_true",
+                        help="late fusion with images over --repeats grouped splits instead")
+    parser.add_argument("--backbone", default="effnet_lite0")
+    parser.add_argument("--pairs", nargs="+", default=["logreg:logreg", "rf:rf", "mlp:lstm"],
+                        metavar="IMAGE:AUDIO", help="member model pairs (--fusion)")
+    parser.add_argument("--repeats", type=int, default=6)
     args = parser.parse_args()
+    out = args.out or (FUSION_RESULTS if args.fusion else RESULTS)
 
     dataset = load_dataset(args.data)
     per_class = dataset.groups_per_class()
@@ -68,6 +143,24 @@ def main() -> None:
     print(f"{args.data}: {len(dataset)} clips; {described}"
           + (f"; left out (< {args.folds} recordings): {', '.join(dropped)}" if dropped else ""))
     store = FeatureStore(args.cache)
+    machine = f"{platform.processor() or platform.machine()}, {platform.python_version()}"
+    if args.fusion:
+        pairs = [tuple(p.split(":", 1)) for p in args.pairs]
+        features = extract_dataset(dataset, store, [args.backbone], args.audio[0])
+        records = fusion_over_splits(features, pairs, args.backbone, args.repeats, 0.25, 0.15,
+                                     args.folds)
+        summary = summarise_fusion(records)
+        for row in summary:
+            print(f"{row['run']:>15}  mean {row['mean']:.3f}  min {row['min']:.3f}  max "
+                  f"{row['max']:.3f}  >1 pt below the better member: "
+                  f"{row['below_best_single_by_1pt']}/{row['of']}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "data": str(args.data), "classes": described, "left_out": dropped,
+            "audio": args.audio[0], "backbone": args.backbone, "machine": machine,
+            "summary": summary, "records": records}, indent=2))
+        print(f"-> {out}")
+        return
     records = []
     for audio_id in args.audio:
         X = extract_audio(dataset.items, store, audio_id).features
@@ -81,12 +174,11 @@ def main() -> None:
                                 "seconds": round(time.perf_counter() - start, 1)})
                 print(f"{audio_id:>12} {model_id:>10} {split:>6}  {acc:.3f}  "
                       f"({records[-1]['seconds']} s)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
         "data": str(args.data), "classes": described, "left_out": dropped,
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
-        "records": records}, indent=2))
-    print(f"-> {args.out}")
+        "machine": machine, "records": records}, indent=2))
+    print(f"-> {out}")
 
 
 if __name__ == "__main__":
