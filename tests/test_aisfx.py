@@ -206,6 +206,23 @@ def test_extraction_through_the_store_skips_a_corrupt_file(random_weights, pairs
     np.testing.assert_array_equal(first.features, again.features)
 
 
+def test_the_onnx_export_goes_to_the_feature_store_that_was_chosen(random_weights, pairs_copy,
+                                                                   tmp_path, monkeypatch):
+    """`--cache DIR` keeps everything extraction writes in DIR, the aisfx graph included."""
+    from scenefusion.data import load_pairs_folder
+    from scenefusion.features.extract import extract_audio
+    from scenefusion.features.store import FeatureStore
+    from scenefusion.paths import default_cache_dir
+
+    monkeypatch.setenv("SCENEFUSION_CACHE", str(tmp_path / "default"))
+    monkeypatch.setattr(aisfx, "_SESSIONS", {})
+    extract_audio(load_pairs_folder(pairs_copy).items[:2], FeatureStore(tmp_path / "chosen"),
+                  "aisfx")
+    assert [p.name for p in (tmp_path / "chosen" / "onnx").glob("aisfx-*.onnx")]
+    assert not (tmp_path / "default").exists()
+    assert default_cache_dir() == tmp_path / "default"  # only while extracting
+
+
 # --- refusing bad checkpoints ------------------------------------------------------------------
 
 class _Payload:

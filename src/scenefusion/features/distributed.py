@@ -34,6 +34,7 @@ import numpy as np
 
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
+from ..paths import cache_dir_in_use
 from . import DEFAULT_BATCH_SIZE
 from .audio import audio_feature
 from .extract import item_key, precomputed_audio
@@ -191,14 +192,15 @@ def _audio_columns(ids: list[str], paths: list[str], plan: _Plan) -> dict[str, n
     if plan.audio is not None:
         feature = audio_feature(plan.audio)
         table = _worker_table(plan, "audio", plan.audio, plan.audio_key or "", plan.audio_shape)
-        for i, (item_id, path) in enumerate(zip(ids, paths, strict=True)):
-            keys[i], skips[i] = _key(item_id, path)
-            if skips[i]:
-                states[i] = "skip"
-            elif keys[i] in table:
-                states[i] = "cached"
-            else:
-                states[i], skips[i] = _compute_audio(feature, Path(path), values, i)
+        with cache_dir_in_use(plan.cache_root):  # a feature's side exports: same folder
+            for i, (item_id, path) in enumerate(zip(ids, paths, strict=True)):
+                keys[i], skips[i] = _key(item_id, path)
+                if skips[i]:
+                    states[i] = "skip"
+                elif keys[i] in table:
+                    states[i] = "cached"
+                else:
+                    states[i], skips[i] = _compute_audio(feature, Path(path), values, i)
     return {"audio_key": np.array(keys, dtype=object), "audio_skip": np.array(skips, dtype=object),
             "audio_state": np.array(states, dtype=object), "audio_values": values}
 

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset as TorchDataset
 from ..cpu import usable_cores
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
+from ..paths import cache_dir_in_use
 from . import DEFAULT_BATCH_SIZE
 from .audio import AUDIO_FEATURES, audio_feature
 from .image import ImageExtractor
@@ -265,7 +266,7 @@ def extract_audio(
 
     def compute(todo, keys, features, ok, skipped):
         done = len(items) - len(todo)
-        with _ChunkWriter(table, flush_every) as writer:
+        with _ChunkWriter(table, flush_every) as writer, cache_dir_in_use(store.root):
             for i in todo:
                 try:
                     features[i] = feature(items[i].audio)
