@@ -124,3 +124,30 @@ def test_page_uploads_a_pair_and_shows_class_chart_and_spectrogram(server, brows
         target = Path(os.environ["SCENEFUSION_SCREENSHOT"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target)
+
+
+def test_page_sends_a_video_with_its_smoothing_and_draws_the_timeline(server, browser,
+                                                                      tmp_path):
+    pytest.importorskip("av", reason="videos need PyAV: pip install -e '.[video]'")
+    from videos import write_video
+
+    video = write_video(tmp_path / "walk.mp4", seconds=3)
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    wait.until(lambda d: d.find_element(By.ID, "model-info").text.startswith("model "))
+    assert not browser.find_element(By.ID, "smooth-label").is_displayed()  # pairs: no smoothing
+    browser.find_element(By.ID, "video-input").send_keys(str(video))
+    assert browser.find_element(By.ID, "smooth-label").is_displayed()
+    smooth = browser.find_element(By.ID, "smooth")
+    smooth.clear()
+    smooth.send_keys("5")
+    browser.find_element(By.ID, "predict").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline rect.second"))
+
+    files = {"video": (video.name, video.read_bytes(), "video/mp4")}
+    expected = httpx.post(f"{server}/predict", files=files, data={"smooth": "5"}, timeout=60)
+    expected.raise_for_status()
+    titles = [r.find_element(By.TAG_NAME, "title").get_attribute("textContent")
+              for r in browser.find_elements(By.CSS_SELECTOR, "#timeline rect.second")]
+    assert [t.split(" ")[2] for t in titles] == [s["class"] for s in expected.json()["timeline"]]
+    assert browser.find_element(By.ID, "predicted-class").text == expected.json()["class"]
