@@ -314,17 +314,16 @@ def smooth_timeline(frame: pd.DataFrame, window: int, top_k: int = 3) -> pd.Data
     out = frame.copy()
     names = np.array(classes)
     for i in np.flatnonzero(good):
-        p = smoothed[i] / smoothed[i].sum()
+        row, p = out.index[i], smoothed[i] / smoothed[i].sum()
         top = np.argsort(-p)[:top_k]
         old_tie = near_tie(raw[i], classes)
-        warnings = [w for w in str(out.at[out.index[i], "warning"]).split("; ")
-                    if w and w != old_tie]
+        warnings = [w for w in str(out.at[row, "warning"]).split("; ") if w and w != old_tie]
         warnings.append(near_tie(p, classes))
-        out.at[out.index[i], "predicted"] = names[top[0]]
-        out.at[out.index[i], "probability"] = float(p[top[0]])
-        out.at[out.index[i], "top_k"] = "; ".join(f"{names[t]} {p[t]:.3f}" for t in top)
-        out.at[out.index[i], "probabilities"] = dict(zip(classes, map(float, p), strict=True))
-        out.at[out.index[i], "warning"] = "; ".join(filter(None, warnings))
+        out.at[row, "predicted"] = names[top[0]]
+        out.at[row, "probability"] = float(p[top[0]])
+        out.at[row, "top_k"] = "; ".join(f"{names[t]} {p[t]:.3f}" for t in top)
+        out.at[row, "probabilities"] = dict(zip(classes, map(float, p), strict=True))
+        out.at[row, "warning"] = "; ".join(filter(None, warnings))
     return out
 
 
