@@ -472,6 +472,7 @@ def predict(
                      help="--video: average each second's probabilities over this many "
                           "seconds around it (1 = off), so one odd second does not flip it."),
     ] = 1,
+    allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
     """Classify one image/audio pair (prints top-k), many (--pairs), or a video (--video)."""
     from .files import ensure_writable_file
@@ -487,7 +488,8 @@ def predict(
             frame = predict_video(bundle, video, top_k=top_k, with_probabilities=True,
                                   smooth=smooth)
         else:
-            images, audios = read_pairs(pairs) if pairs is not None else ([image], [audio])
+            images, audios = (read_pairs(pairs, allow_outside=allow_outside_paths)
+                              if pairs is not None else ([image], [audio]))
             frame = predict_pairs(bundle, images, audios, top_k=top_k)
     except (DataError, ValueError, FileNotFoundError) as err:
         fail(str(err))
@@ -575,10 +577,28 @@ def data_from_video(
     ] = 1.0,
 ) -> None:
     """Cut videos into one image + 1 s of audio per second, as a pairs folder."""
-    from .data.video import video_to_pairs
+    from .data.video import planned_pairs, refuse_clashes, video_to_pairs
+    from .files import check_folder_name
 
+    try:
+        check_folder_name(label, "--label")
+    except ValueError as err:
+        fail(str(err))
+        return
+    readable, planned = [], []
+    for path in videos:  # every clash is named before the first file is written
+        try:
+            planned += planned_pairs(path, out, label)
+            readable.append(path)
+        except DataError as err:
+            err_console.print(f"[yellow]skipped[/yellow] {escape(str(err))}")
+    try:
+        refuse_clashes(planned)
+    except DataError as err:
+        fail(str(err))
+        return
     total = 0
-    for path in videos:
+    for path in readable:
         try:
             written = video_to_pairs(path, out, label, audio_seconds=audio_seconds)
         except DataError as err:

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from .features import DEFAULT_BATCH_SIZE
+from .files import check_folder_name
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,13 @@ class EvaluationConfig(_Strict):
 
 class OutputConfig(_Strict):
     runs_dir: Path = Path("runs")
-    name: str | None = None
+    name: str | None = Field(None, description="Run folder name inside runs_dir (one folder "
+                             "name); None = the start time.")
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, value: str | None) -> str | None:
+        return None if value is None else check_folder_name(value, "run name")
 
 
 class RunnerConfig(_Strict):
@@ -193,7 +200,8 @@ class ConfigError(ValueError):
 def _problems(exc: ValidationError) -> str:
     """Every validation problem as `dotted.path: message`, joined on one line."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
     )
 
 

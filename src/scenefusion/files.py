@@ -88,3 +88,32 @@ def ensure_writable_file(path: Path | str, what: str = "output file") -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise FileProblem(path, f"{what} exists and is not writable")
     return path
+
+
+def check_folder_name(name: str, what: str) -> str:
+    """``name`` as one folder name, or a ValueError naming it: a class label or a run name
+    that is empty, ``.``/``..``, absolute or holds a path separator would put files outside
+    (or at the root of) the folder they belong in."""
+    text = str(name)
+    problem = None
+    if not text.strip():
+        problem = "is empty"
+    elif text in (".", ".."):
+        problem = "is not a folder name"
+    elif "/" in text or "\\" in text or os.sep in text or (os.altsep and os.altsep in text):
+        problem = "holds a path separator"
+    elif "\0" in text:
+        problem = "holds a NUL character"
+    if problem:
+        raise ValueError(f"{what} {text!r} {problem}: it must be one folder name "
+                         "(no '/', '\\', '.' or '..')")
+    return text
+
+
+def open_new(path: Path | str):
+    """Open a file that must not exist yet for binary writing (create-only, so a file that
+    appeared since a clash check is refused, never replaced)."""
+    try:
+        return open(path, "xb")
+    except FileExistsError:
+        raise FileProblem(path, "already exists; refusing to overwrite it") from None

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .data.datasets import leaving_path
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
 from .evaluation.calibration import apply_temperature, near_tie
 from .features import DEFAULT_BATCH_SIZE
@@ -345,10 +346,16 @@ def video_verdict(frame: pd.DataFrame) -> tuple[str, dict[str, float], pd.Series
     return best, totals, counts[order]
 
 
-def read_pairs(path: Path) -> tuple[list[Path | None], list[Path | None]]:
-    """Image and audio paths of many pairs: a CSV manifest or a folder matched by file name."""
+def read_pairs(path: Path, allow_outside: bool = False
+               ) -> tuple[list[Path | None], list[Path | None]]:
+    """Image and audio paths of many pairs: a CSV manifest or a folder matched by file name.
+
+    A manifest path that leaves the manifest's folder is refused, as in training data sets,
+    unless `allow_outside`."""
     path = Path(path)
-    return pairs_in_manifest(path) if path.suffix.lower() == ".csv" else pairs_in_folder(path)
+    if path.suffix.lower() == ".csv":
+        return pairs_in_manifest(path, allow_outside=allow_outside)
+    return pairs_in_folder(path)
 
 
 def pairs_in_folder(folder: Path) -> tuple[list[Path | None], list[Path | None]]:
@@ -366,8 +373,10 @@ def pairs_in_folder(folder: Path) -> tuple[list[Path | None], list[Path | None]]
     return [p.get("image") for p in pairs], [p.get("audio") for p in pairs]
 
 
-def pairs_in_manifest(csv_path: Path) -> tuple[list[Path | None], list[Path | None]]:
-    """Read `image` and/or `audio` columns of a CSV, paths relative to it."""
+def pairs_in_manifest(csv_path: Path, allow_outside: bool = False
+                      ) -> tuple[list[Path | None], list[Path | None]]:
+    """Read `image` and/or `audio` columns of a CSV, paths relative to it (none may leave its
+    folder unless `allow_outside`: a DataError names the first row that does)."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(csv_path, "CSV file not found")
@@ -380,10 +389,17 @@ def pairs_in_manifest(csv_path: Path) -> tuple[list[Path | None], list[Path | No
     if "image" not in frame and "audio" not in frame:
         raise DataError(csv_path, "needs an 'image' and/or an 'audio' column")
 
-    def col(name: str) -> list[Path | None]:
-        if name not in frame:
-            return [None] * len(frame)
-        return [csv_path.parent / str(v) if isinstance(v, str) and v.strip() else None
-                for v in frame[name]]
+    def cell(name: str, value: object) -> str | None:
+        return value.strip() if name in frame and isinstance(value, str) and value.strip() \
+            else None
 
-    return col("image"), col("audio")
+    images, audios = [], []
+    for n, rec in enumerate(frame.to_dict("records"), start=2):  # row 1 is the header
+        row = {k: cell(k, rec.get(k)) for k in ("image", "audio")}
+        leaving = None if allow_outside else leaving_path(
+            {k: v for k, v in row.items() if v}, csv_path.parent, "manifest folder")
+        if leaving:
+            raise DataError(f"{csv_path}:{n}", leaving)
+        images.append(csv_path.parent / row["image"] if row["image"] else None)
+        audios.append(csv_path.parent / row["audio"] if row["audio"] else None)
+    return images, audios

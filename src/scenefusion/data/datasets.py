@@ -103,7 +103,7 @@ def _outside(path: Path, base: Path) -> bool:
     return not (base_abs / path).resolve().is_relative_to(base_abs.resolve())
 
 
-def _leaving_path(values: dict[str, str], base: Path, folder: str) -> str | None:
+def leaving_path(values: dict[str, str], base: Path, folder: str) -> str | None:
     """A skip reason when any of the row's paths leaves `base`, else None."""
     for kind, value in values.items():
         if _outside(Path(value), base):
@@ -350,7 +350,7 @@ def _manifest_row(
     label = _label(rec["label"], stripped)
     if not (image and audio and label):
         return _Row(where, ref, Skip(where, "empty image, audio or label cell"))
-    leaving = None if allow_outside else _leaving_path(
+    leaving = None if allow_outside else leaving_path(
         {"image": image, "audio": audio}, base, "manifest folder"
     )
     if leaving:
@@ -411,7 +411,7 @@ def load_reference(
     for n, (raw_rel, raw_label) in enumerate(zip(frame["IMAGE"], frame["CLASS2"], strict=True)):
         where, ref = f"{csv_path}:{n + 2}", f"row {n + 2}"
         rel, label = _cell(raw_rel).replace("\\", "/"), _label(raw_label, stripped)
-        leaving = None if allow_outside or not rel else _leaving_path(
+        leaving = None if allow_outside or not rel else leaving_path(
             {"image": rel}, root, "data folder"
         )
         if not (rel and label):

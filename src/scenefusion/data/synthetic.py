@@ -20,6 +20,7 @@ import pandas as pd
 import soundfile as sf
 from PIL import Image
 
+from ..files import FileProblem, open_new
 from .datasets import REFERENCE_MFCC_COLUMNS
 from .validate import DataError
 
@@ -122,10 +123,12 @@ def _pair_paths(root: Path, name: str, g: int, f: int) -> tuple[Path, Path]:
 
 def _new_file(path: Path, exclusive: bool):
     """Open for writing; `exclusive` fails rather than replace a file that appeared meanwhile."""
+    if not exclusive:
+        return open(path, "wb")
     try:
-        return open(path, "xb" if exclusive else "wb")
-    except FileExistsError:
-        raise DataError(path, "already exists; refusing to overwrite it") from None
+        return open_new(path)
+    except FileProblem as err:
+        raise DataError(path, err.problem) from None
 
 
 def write_manifest(pairs_root: Path, csv_path: Path, with_group: bool = True) -> Path:

@@ -9,11 +9,13 @@ video) applies unchanged. Needs PyAV (`pip install 'scenefusion[video]'`).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from ..files import check_folder_name, open_new
 from .validate import MIN_AUDIO_SECONDS, DataError
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,53 @@ def _frames_at(av, path: Path, times: list[float]):
                 yield index, frame.to_image()
 
 
+class PairClash(DataError):
+    """A file that cutting a video would write exists already (a user's file, never replaced)."""
+
+
+def planned_pairs(video: Path, out_dir: Path, label: str, sample_rate: int = 16000,
+                  image_suffix: str = ".jpg") -> list[tuple[Path, Path]]:
+    """The (image, audio) paths :func:`video_to_pairs` would write for `video`, one pair per
+    whole second, without writing anything; unreadable or too-short videos raise DataError."""
+    video = Path(video)
+    check_folder_name(label, "label")
+    if not video.is_file():
+        raise DataError(video, "video file not found")
+    av = _av()
+    try:
+        audio = _read_audio(av, video, sample_rate)
+    except av.error.FFmpegError as exc:
+        raise DataError(video, f"not a readable video ({exc})") from None
+    return _pair_paths(video, Path(out_dir) / label, audio, sample_rate, image_suffix)
+
+
+def _pair_paths(video: Path, folder: Path, audio: np.ndarray, sample_rate: int,
+                image_suffix: str) -> list[tuple[Path, Path]]:
+    """One naming rule: second `t` of `video` is `<folder>/<stem>_<t:05d>.<suffix>` + `.wav`."""
+    seconds = len(audio) // sample_rate
+    if seconds < 1:
+        raise DataError(video, f"shorter than one second ({len(audio) / sample_rate:.2f} s)")
+    stems = [f"{video.stem}_{t:05d}" for t in range(seconds)]
+    return [(folder / f"{stem}{image_suffix}", folder / f"{stem}.wav") for stem in stems]
+
+
+def refuse_clashes(pairs: list[tuple[Path, Path]]) -> None:
+    """Raise :class:`PairClash` naming the first path that exists already or is planned twice
+    (two videos with one file name stem), before anything is written."""
+    paths = [p for pair in pairs for p in pair]
+    seen: set[Path] = set()
+    clashes = []
+    for p in paths:
+        if os.path.lexists(p) or p in seen:
+            clashes.append(p)
+        seen.add(p)
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise PairClash(clashes[0], f"already exists or is written twice{more}; from-video "
+                                    "never replaces a file: remove it, rename a video or "
+                                    "choose another --out")
+
+
 def video_to_pairs(
     video: Path,
     out_dir: Path,
@@ -85,30 +134,38 @@ def video_to_pairs(
 
     The WAV holds `audio_seconds` of sound centred on the frame (shifted to stay inside the
     track near its start and end), so neighbouring clips overlap when it is above 1.
+    A user's files are never replaced: `label` must be one folder name, every path this video
+    would write is checked before the first is written (:class:`PairClash` names an existing
+    one), and each file is opened create-only.
     """
     video = Path(video)
+    check_folder_name(label, "label")
     if not video.is_file():
         raise DataError(video, "video file not found")
     if audio_seconds < MIN_AUDIO_SECONDS:
         raise ValueError(f"audio_seconds must be at least {MIN_AUDIO_SECONDS}, got "
                          f"{audio_seconds}")
     av = _av()
+    folder = Path(out_dir) / label
     try:
         audio = _read_audio(av, video, sample_rate)
-        seconds = len(audio) // sample_rate
-        if seconds < 1:
-            raise DataError(video, f"shorter than one second ({len(audio) / sample_rate:.2f} s)")
-        folder = Path(out_dir) / label
+        pairs = _pair_paths(video, folder, audio, sample_rate, image_suffix)
+        refuse_clashes(pairs)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for t, image in _frames_at(av, video, [s + 0.5 for s in range(seconds)]):
-            stem = f"{video.stem}_{t:05d}"
-            image.convert("RGB").save(folder / f"{stem}{image_suffix}")
-            sf.write(folder / f"{stem}.wav", _audio_around(audio, t + 0.5, audio_seconds,
-                                                           sample_rate), sample_rate)
-            written.append(folder / f"{stem}{image_suffix}")
+        for t, image in _frames_at(av, video, [s + 0.5 for s in range(len(pairs))]):
+            image_path, audio_path = pairs[t]
+            with open_new(image_path) as fh:
+                image.convert("RGB").save(fh, format=_PIL_FORMATS[image_suffix.lower()])
+            with open_new(audio_path) as fh:
+                sf.write(fh, _audio_around(audio, t + 0.5, audio_seconds, sample_rate),
+                         sample_rate, format="WAV")
+            written.append(image_path)
     except av.error.FFmpegError as exc:
         raise DataError(video, f"not a readable video ({exc})") from None
-    if len(written) < seconds:
-        log.info("%s: %d of %d seconds had a frame", video, len(written), seconds)
+    if len(written) < len(pairs):
+        log.info("%s: %d of %d seconds had a frame", video, len(written), len(pairs))
     return written
+
+
+_PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
