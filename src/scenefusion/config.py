@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from .features import DEFAULT_BATCH_SIZE
+from .errors import ScenefusionError
 from .files import check_folder_name
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ class ExperimentConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-class ConfigError(ValueError):
+class ConfigError(ScenefusionError, ValueError):
     """A config file that cannot be used; the message says which file and which field."""
 
 

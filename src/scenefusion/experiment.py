@@ -285,6 +285,8 @@ def _run_dir(config: ExperimentConfig) -> Path:
 class NoUsableData(DataError):
     """Nothing in the data can be used: the CLI's "no usable input" exit code (2)."""
 
+    exit_code = 2
+
 
 def require_trainable(dataset: Dataset) -> None:
     """Stop before feature extraction when the data cannot give a model of every class: no

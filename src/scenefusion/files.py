@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import ScenefusionError
+
 
 @contextlib.contextmanager
 def written_atomically(path: Path | str) -> Iterator[Path]:
@@ -33,7 +35,7 @@ def written_atomically(path: Path | str) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-class FileProblem(ValueError):
+class FileProblem(ScenefusionError, ValueError):
     """A file or folder scenefusion needs is missing, unreadable, broken or not writable."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

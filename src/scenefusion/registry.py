@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar, overload
 
+from .errors import ScenefusionError
+
 T = TypeVar("T")
 
 
-class UnknownIdError(KeyError, ValueError):
+class UnknownIdError(ScenefusionError, KeyError, ValueError):
     """An id that is not registered; the message lists the valid ones.
 
     Subclasses both KeyError (a failed lookup) and ValueError (bad user input), so callers that

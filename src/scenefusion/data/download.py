@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import ScenefusionError
 from ..paths import default_cache_dir
 from .datasets import REFERENCE_CSV
 
@@ -21,7 +22,7 @@ MANUAL_STEPS = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ScenefusionError, RuntimeError):
     """The data set could not be fetched; the message says how to get it by hand."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ScenefusionError
 from .items import Dataset
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 STRATEGIES = ("group", "frame")
 
 
-class SplitError(ValueError):
+class SplitError(ScenefusionError, ValueError):
     """The data cannot be split as asked (e.g. a class with too few source videos)."""
 
 

@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import ScenefusionError
+
 log = logging.getLogger(__name__)
 
 MIN_AUDIO_SECONDS = 0.25
@@ -45,7 +47,7 @@ _UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)
 _WAV_PLACEHOLDER_MIN = 0x7FFFF000
 
 
-class DataError(ValueError):
+class DataError(ScenefusionError, ValueError):
     """A problem with input data, phrased for the person who owns the file."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

@@ -42,6 +42,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.frozen import FrozenEstimator
 
+from scenefusion.errors import ScenefusionError
 from scenefusion.files import FileProblem, read_json_object
 from scenefusion.models.base import MODELS
 from scenefusion.models.classical import ClassicalModel
@@ -79,7 +80,7 @@ SKOPS_ALLOWED_TYPES: frozenset[str] = frozenset(
 )
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(ScenefusionError, ValueError):
     """A saved model is damaged or inconsistent (truncated file, edited manifest, tensors that
     do not fit): refused with the file and the reason, never half-loaded."""
 
@@ -94,7 +95,7 @@ class UntrustedModelError(ModelLoadError):
     ModelLoadError, so one ``except ModelLoadError`` covers every refused load."""
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(ScenefusionError, FileNotFoundError):
     """No saved model at the given folder (it or its manifest is missing). A
     FileNotFoundError, so callers that handle missing paths keep working; inside a model (a
     missing member or encoder) it becomes a ModelLoadError naming the missing file."""

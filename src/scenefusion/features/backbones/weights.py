@@ -14,21 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ...errors import WeightsLoadError, WeightsMismatchError, WeightsNotFoundError
 from .spec import BackboneSpec
 
 log = logging.getLogger(__name__)
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """The official weight file is neither given, nor cached, nor downloadable."""
-
-
-class WeightsLoadError(RuntimeError):
-    """The weight file exists but could not be read as a state_dict."""
-
-
-class WeightsMismatchError(WeightsLoadError):
-    """The weight file's keys/shapes do not match the architecture (strict loading failed)."""
 
 
 def _checkpoint_dir() -> Path:
