@@ -33,3 +33,8 @@ class WeightsMismatchError(WeightsLoadError):
 class UntrustedWeightsError(WeightsLoadError):
     """A weight file names pickle globals outside an allow-list: refused, never unpickled
     (that could run code)."""
+
+
+class InvalidValue(ScenefusionError, ValueError):
+    """A name, option or setting the user gave that cannot be used (the message says which
+    and why)."""

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ScenefusionError
+from .errors import InvalidValue, ScenefusionError
 
 
 @contextlib.contextmanager
@@ -107,7 +107,7 @@ def check_folder_name(name: str, what: str) -> str:
     elif "\0" in text:
         problem = "holds a NUL character"
     if problem:
-        raise ValueError(f"{what} {text!r} {problem}: it must be one folder name "
+        raise InvalidValue(f"{what} {text!r} {problem}: it must be one folder name "
                          "(no '/', '\\', '.' or '..')")
     return text
 

@@ -26,6 +26,7 @@ from .features import DEFAULT_BATCH_SIZE
 from .features.audio import audio_feature
 from .features.backbones import IMAGE_BACKBONES
 from .features.image import ImageExtractor
+from .errors import ScenefusionError
 from .files import FileProblem, read_json_object
 from .models import load_model, save_model
 from .models.persistence import ModelLoadError, class_fingerprint
@@ -33,6 +34,13 @@ from .models.persistence import ModelLoadError, class_fingerprint
 log = logging.getLogger(__name__)
 
 BUNDLE_FILE = "bundle.json"
+
+
+class NothingClassified(ScenefusionError, ValueError):
+    """Readable input of which no part could be classified: the "no usable input" exit (2)."""
+
+    exit_code = 2
+
 NEEDS = {"image": {"image"}, "audio": {"audio"}, "early": {"image", "audio"}}
 BUNDLE_KINDS = frozenset({*NEEDS, "late", "hybrid"})
 
@@ -147,7 +155,7 @@ def _read_bundle_info(file: Path) -> dict[str, Any]:
     return info
 
 
-def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
+def _embed_images(bundle: Bundle, paths: dict[int, Path], problems: list[list[str]],
                   batch_size: int = DEFAULT_BATCH_SIZE) -> dict[int, np.ndarray]:
     """Embeddings by row; an unreadable image is noted in its row instead of failing all."""
     extractor = bundle.image_extractor
@@ -156,7 +164,7 @@ def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
         try:
             tensors[i] = extractor.preprocess(open_image_rgb(Path(path)))
         except DataError as err:
-            rows[i]["problems"].append(str(err))
+            problems[i].append(str(err))
     out: dict[int, np.ndarray] = {}
     keys = list(tensors)
     for start in range(0, len(keys), batch_size):
@@ -166,6 +174,49 @@ def _embed_images(bundle: Bundle, paths: dict[int, Path], rows: list[dict],
     return out
 
 
+@dataclass
+class Prediction:
+    """One classified pair (or the reason it could not be): what the CLI, the server and the
+    CSV writer read, as typed fields, so nobody parses joined strings back apart."""
+
+    image: Path | None
+    audio: Path | None
+    predicted: str | None = None
+    probability: float | None = None
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+    probabilities: dict[str, float] = field(default_factory=dict)
+    modalities: list[str] = field(default_factory=list)
+    model: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+    #: classified by the run's single-modality model because this pair lacked a modality
+    fallback: bool = False
+
+    def csv_row(self) -> dict[str, Any]:
+        """The row as text columns (``top_k``: ``"CLASS p; ..."``, ``modalities``:
+        ``"image+audio"``, ``warning``: joined by ``"; "``)."""
+        done = self.predicted is not None
+        return {"image": str(self.image) if self.image else "",
+                "audio": str(self.audio) if self.audio else "",
+                "predicted": self.predicted, "probability": self.probability,
+                "top_k": "; ".join(f"{c} {p:.3f}" for c, p in self.top_k) if done else None,
+                "modalities": "+".join(self.modalities) if done else None,
+                "model": self.model, "warning": "; ".join(self.warnings), "error": self.error,
+                "probabilities": self.probabilities if done else None}
+
+
+PREDICTION_COLUMNS = ["image", "audio", "predicted", "probability", "top_k", "modalities",
+                      "model", "warning", "error"]
+
+
+def predictions_frame(rows: list[Prediction], with_probabilities: bool = False) -> pd.DataFrame:
+    """Predictions as the CSV table ``predict --pairs`` writes (plus ``probabilities``:
+    {class: probability}, unrounded, when asked)."""
+    frame = pd.DataFrame([r.csv_row() for r in rows],
+                         columns=[*PREDICTION_COLUMNS, "probabilities"])
+    return frame[PREDICTION_COLUMNS + (["probabilities"] if with_probabilities else [])]
+
+
 def predict_pairs(
     bundle: Bundle,
     images: list[Path | None],
@@ -173,14 +224,22 @@ def predict_pairs(
     top_k: int = 3,
     with_probabilities: bool = False,
 ) -> pd.DataFrame:
-    """One row per pair: predicted class, top-k probabilities, modalities and model used, any
-    warning, or the error.
+    """:func:`predict_rows` as a table (see :func:`predictions_frame`)."""
+    return predictions_frame(predict_rows(bundle, images, audios, top_k), with_probabilities)
+
+
+def predict_rows(
+    bundle: Bundle,
+    images: list[Path | None],
+    audios: list[Path | None],
+    top_k: int = 3,
+) -> list[Prediction]:
+    """One :class:`Prediction` per pair: predicted class, top-k probabilities, modalities and
+    model used, any warnings, or the error.
 
     A pair that lacks (or has an unreadable) modality this model needs is classified by the
     best single-modality model of the same run (``best-image/`` / ``best-audio/`` beside this
-    bundle) when there is one; the ``model`` and ``warning`` columns say so.
-    ``with_probabilities`` adds a ``probabilities`` column: {class: probability} over every
-    class of the model that answered, unrounded (``top_k`` is text for people and CSVs).
+    bundle) when there is one; ``model``, ``fallback`` and ``warnings`` say so.
     """
     if len(images) != len(audios):
         raise ValueError("images and audios must be lists of the same length")
@@ -188,29 +247,26 @@ def predict_pairs(
     if bundle.info.get("audio_source") == "reference-csv-mfcc" and any(audios):
         log.warning("this model learned from the reference CSV's precomputed MFCCs; MFCCs from "
                     "raw audio match their shape but may differ in scale")
-    rows: list[dict[str, Any]] = [
-        {"image": str(i) if i else "", "audio": str(a) if a else "", "error": "", "warning": "",
-         "problems": []}
-        for i, a in zip(images, audios, strict=True)
-    ]
+    rows = [Prediction(Path(i) if i else None, Path(a) if a else None)
+            for i, a in zip(images, audios, strict=True)]
+    problems: list[list[str]] = [[] for _ in range(n)]
     feats: dict[str, dict[int, np.ndarray]] = {"image": {}, "audio": {}}
     tried = {"image": {"image"}, "audio": {"audio"}}.get(bundle.kind, {"image", "audio"})
     if bundle.kind != "audio":
         wanted = {i: Path(p) for i, p in enumerate(images) if p is not None}
-        feats["image"] = _embed_images(bundle, wanted, rows)
+        feats["image"] = _embed_images(bundle, wanted, problems)
     feature = audio_feature(bundle.info.get("audio_features", "mfcc"))
     for i, path in enumerate(audios):
         if path is not None and bundle.kind != "image":
             try:
                 feats["audio"][i] = feature(Path(path))
             except DataError as err:
-                rows[i]["problems"].append(str(err))
+                problems[i].append(str(err))
     patterns: dict[tuple[str, ...], list[int]] = {}
     fallback_rows: dict[str, list[int]] = {}
     for i in range(n):
         have = tuple(m for m in ("image", "audio") if i in feats[m])
         missing = bundle.required() - set(have)
-        problems = rows[i]["problems"]
         if missing or not have:
             need = ", ".join(sorted(missing)) if missing else "an image or an audio file"
             reason = f"model {bundle.info['name']} needs {need}"
@@ -219,12 +275,12 @@ def predict_pairs(
             usable = [m for m in ("image", "audio")
                       if i in feats[m] or (given[m] and m not in tried)]
             if len(usable) == 1 and bundle.fallback(usable[0]) is not None:
-                rows[i]["warning"] = "; ".join([*problems, reason])
+                rows[i].warnings = [*problems[i], reason]
                 fallback_rows.setdefault(usable[0], []).append(i)
             else:
-                rows[i]["error"] = "; ".join(problems) or reason
+                rows[i].error = "; ".join(problems[i]) or reason
             continue
-        rows[i]["warning"] = "; ".join(problems)
+        rows[i].warnings = list(problems[i])
         patterns.setdefault(have, []).append(i)
     classes = np.array(bundle.classes)
     for have, idx in patterns.items():
@@ -238,35 +294,29 @@ def predict_pairs(
         proba = apply_temperature(proba, bundle.temperature)
         order = np.argsort(-proba, axis=1)[:, :top_k]
         for row_i, i in enumerate(idx):
-            top = order[row_i]
+            top, row = order[row_i], rows[i]
             tie = near_tie(proba[row_i], bundle.classes)
             if tie:
-                rows[i]["warning"] = "; ".join(filter(None, [rows[i]["warning"], tie]))
-            rows[i]["predicted"] = classes[top[0]]
-            rows[i]["probability"] = float(proba[row_i, top[0]])
-            rows[i]["top_k"] = "; ".join(f"{classes[t]} {proba[row_i, t]:.3f}" for t in top)
-            rows[i]["probabilities"] = dict(zip(bundle.classes, map(float, proba[row_i]),
-                                                strict=True))
-            rows[i]["modalities"] = "+".join(used)
-            rows[i]["model"] = bundle.info["name"]
+                row.warnings.append(tie)
+            row.predicted = str(classes[top[0]])
+            row.probability = float(proba[row_i, top[0]])
+            row.top_k = [(str(classes[t]), float(proba[row_i, t])) for t in top]
+            row.probabilities = dict(zip(bundle.classes, map(float, proba[row_i]), strict=True))
+            row.modalities = list(used)
+            row.model = bundle.info["name"]
     for modality, idx in fallback_rows.items():
         only = [(images[i] if modality == "image" else None,
                  audios[i] if modality == "audio" else None) for i in idx]
-        sub = predict_pairs(bundle.fallback(modality), [p[0] for p in only],
-                            [p[1] for p in only], top_k=top_k, with_probabilities=True)
-        for i, result in zip(idx, sub.to_dict("records"), strict=True):
-            for col in ("predicted", "probability", "top_k", "probabilities", "modalities",
-                        "model", "error"):
-                rows[i][col] = result[col]
-            rows[i]["warning"] = "; ".join(
-                filter(None, [rows[i]["warning"], f"used {result['model']}", result["warning"]]))
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "problems"} for r in rows])
-    for col in ("predicted", "probability", "top_k", "probabilities", "modalities", "model"):
-        if col not in frame:
-            frame[col] = None
-    columns = ["image", "audio", "predicted", "probability", "top_k", "modalities", "model",
-               "warning", "error"]
-    return frame[columns + (["probabilities"] if with_probabilities else [])]
+        sub = predict_rows(bundle.fallback(modality), [p[0] for p in only],
+                           [p[1] for p in only], top_k=top_k)
+        for i, result in zip(idx, sub, strict=True):
+            row = rows[i]
+            for name in ("predicted", "probability", "top_k", "probabilities", "modalities",
+                         "model", "error"):
+                setattr(row, name, getattr(result, name))
+            row.fallback = not result.error
+            row.warnings = [*row.warnings, f"used {result.model}", *result.warnings]
+    return rows
 
 
 def predict_video(bundle: Bundle, video: Path, top_k: int = 3,
@@ -335,7 +385,7 @@ def video_verdict(frame: pd.DataFrame) -> tuple[str, dict[str, float], pd.Series
     Needs the ``probabilities`` column; raises ValueError when no second was classified."""
     good = frame[frame["error"] == ""]
     if good.empty:
-        raise ValueError("no second of the video could be classified")
+        raise NothingClassified("no second of the video could be classified")
     totals: dict[str, float] = {}
     for probabilities in good["probabilities"]:  # a fallback model may know fewer classes
         for c, p in probabilities.items():

@@ -1,7 +1,7 @@
 """The FastAPI app behind `scenefusion serve`: a JSON API and one offline HTML page.
 
 The app only parses uploads and renders results; every prediction goes through
-:func:`scenefusion.predict.predict_pairs` / :func:`~scenefusion.predict.predict_video`. Safety:
+:func:`scenefusion.predict.predict_rows` / :func:`~scenefusion.predict.predict_video`. Safety:
 uploads are capped (413) before they are parsed, saved under server-chosen names in a temporary
 folder that is always removed (no client path is ever opened), checked with the library's
 readers (422 naming the file and the problem), and predicted one request at a time under a lock
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
 from ..data.video import VIDEO_SUFFIXES
-from ..predict import Bundle, load_bundle, predict_pairs, predict_video, video_verdict
+from ..predict import Bundle, load_bundle, predict_rows, predict_video, video_verdict
 
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_VIDEO_SECONDS = 120.0
@@ -194,25 +194,23 @@ def _video_seconds(path: Path) -> float:
 def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
                   top_k: int) -> dict[str, Any]:
     bundle = served.bundle
-    row = predict_pairs(bundle, [image], [audio], with_probabilities=True).iloc[0]
-    if row["error"]:
-        raise _fail(422, row["error"])
-    used = row["modalities"].split("+")
-    probs = ranked(row["probabilities"])
-    per = {"fused" if len(used) > 1 else used[0]: {"model": row["model"], "probabilities": probs}}
+    row = predict_rows(bundle, [image], [audio])[0]
+    if row.error:
+        raise _fail(422, row.error)
+    probs = ranked(row.probabilities)
+    used = row.modalities
+    per = {"fused" if len(used) > 1 else used[0]: {"model": row.model, "probabilities": probs}}
     for modality, path in (("image", image), ("audio", audio)):
         single = served.singles.get(modality)
         if path is None or modality in per or single is None:
             continue
-        alone = predict_pairs(single, [path if modality == "image" else None],
-                              [path if modality == "audio" else None],
-                              with_probabilities=True).iloc[0]
-        if not alone["error"]:
-            per[modality] = {"model": alone["model"],
-                             "probabilities": ranked(alone["probabilities"])}
-    return {"class": row["predicted"], "probability": float(row["probability"]),
-            "top_k": probs[:top_k], "per_modality": per, "modalities": used,
-            "model": row["model"], "warnings": _split_warnings(row["warning"])}
+        alone = predict_rows(single, [path if modality == "image" else None],
+                             [path if modality == "audio" else None])[0]
+        if not alone.error:
+            per[modality] = {"model": alone.model, "probabilities": ranked(alone.probabilities)}
+    return {"class": row.predicted, "probability": row.probability, "top_k": probs[:top_k],
+            "per_modality": per, "modalities": used, "model": row.model,
+            "warnings": row.warnings}
 
 
 def _predict_video(served: _Served, video: Path, top_k: int, smooth: int) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""The typer apps, the consoles, and the one place where a library error becomes a message.
+
+Every command is declared with :func:`command`: a :class:`~scenefusion.errors.ScenefusionError`
+raised anywhere below it is printed as ``error: <message>`` and ends the process with the
+error's ``exit_code``; Ctrl-C ends it with the command's own note and exit code 130. No command
+catches errors itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import ScenefusionError
+
+app = typer.Typer(
+    help="Scene classification from images and the audio recorded with them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect, generate and download data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+INTERRUPTED = "interrupted: features computed so far are cached; the same command resumes there"
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False):
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def warn(message: str, label: str = "warning") -> None:
+    err_console.print(f"[yellow]{label}:[/yellow] {escape(message)}")
+
+
+def command(typer_app: typer.Typer, name: str, interrupted: str = INTERRUPTED
+            ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a command whose library errors end in one sentence, never a traceback."""
+
+    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def handled(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except ScenefusionError as err:
+                fail(str(err), err.exit_code)
+            except OSError as err:  # the disk or the OS refused (full, read-only, permission)
+                where = f"{err.filename}: " if err.filename else ""
+                fail(f"{where}{err.strerror or err}")
+            except KeyboardInterrupt:
+                fail(interrupted, 130)
+
+        return typer_app.command(name)(handled)
+
+    return register
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def stage_progress(bar: Progress) -> Callable[[str, int, int], None]:
+    """Adapter from the library's (stage, done, total) callback to one rich task per stage."""
+    tasks: dict[str, tuple[Any, float]] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        training = stage.startswith("training")
+        key = "training" if training else stage
+        if key not in tasks:
+            tasks[key] = (bar.add_task(escape(stage), total=total, rate=""), time.perf_counter())
+        task, start = tasks[key]
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        bar.update(task, completed=done, total=total, description=escape(stage),
+                   rate="" if training else f"{rate:,.1f} items/s")
+
+    return update
+
+
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(metavar="LIST", help="Comma-separated class list; other labels are skipped."),
+]
+AllowOutsideOpt = Annotated[
+    bool,
+    typer.Option("--allow-outside-paths",
+                 help="Accept manifest paths that leave the manifest's folder."),
+]
+LayoutOpt = Annotated[
+    str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest or pairs.")
+]
+CacheOpt = Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")]
+
+
+def class_list(value: str | None) -> list[str] | None:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else None

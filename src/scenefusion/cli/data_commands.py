@@ -1,0 +1,139 @@
+"""`scenefusion data ...`: inspect a data set, write the demo, cut videos, download the
+reference set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..data import load_dataset
+from .app import (
+    AllowOutsideOpt,
+    ClassesOpt,
+    LayoutOpt,
+    class_list,
+    command,
+    console,
+    data_app,
+    fail,
+    progress_bar,
+    warn,
+)
+
+
+@command(data_app, "inspect")
+def data_inspect(
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="Data folder (pairs or reference layout) or CSV.")
+    ],
+    layout: LayoutOpt = "auto",
+    classes: ClassesOpt = None,
+    allow_outside_paths: AllowOutsideOpt = False,
+) -> None:
+    """Count items per class and group; list every skipped input and why."""
+    with progress_bar() as bar:
+        task = bar.add_task("checking files", total=None, rate="")
+        dataset = load_dataset(
+            path, layout=layout, classes=class_list(classes), allow_outside=allow_outside_paths,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    where = escape(str(path))
+    table = Table(title=f"{where} ({dataset.layout} layout, {len(dataset)} usable items)")
+    table.add_column("class")
+    table.add_column("items", justify="right")
+    table.add_column("groups", justify="right")
+    groups = dataset.groups_per_class()
+    for name, count in dataset.class_counts().items():
+        table.add_row(escape(name), str(count), str(groups[name]))
+    console.print(table)
+    console.print(f"groups (source videos): {len(set(dataset.groups))}, {dataset.group_source}")
+    if dataset.skipped:
+        skipped = Table(title=f"{len(dataset.skipped)} skipped input(s)", title_style="yellow")
+        skipped.add_column("file")
+        skipped.add_column("reason")
+        for s in dataset.skipped:
+            skipped.add_row(escape(s.path), escape(s.reason))
+        console.print(skipped)
+    if len(dataset) == 0:
+        fail("no usable items remain", code=2)
+
+
+@command(data_app, "download")
+def data_download(
+    dest: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Copy the data set here.")
+    ] = None,
+) -> None:
+    """Fetch the reference data set from Kaggle with kagglehub (needs network access)."""
+    from ..data.download import download_reference
+
+    root = download_reference(dest)
+    console.print(
+        f"reference data set ready at [bold]{escape(str(root))}[/bold]; next: "
+        f"scenefusion run --data {escape(str(root))}"
+    )
+
+
+@command(data_app, "from-video")
+def data_from_video(
+    videos: Annotated[
+        list[Path], typer.Argument(metavar="VIDEO...", help="Video file(s) of one scene class.")
+    ],
+    label: Annotated[str, typer.Option(metavar="CLASS", help="Class name for these videos.")],
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Pairs folder to add to (OUT/<label>/...).")
+    ],
+    audio_seconds: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", min=0.25,
+                     help="Seconds of audio around each frame (default 1, as the reference "
+                          "set); features read N s with an audio feature id ID@Ns, e.g. "
+                          "aisfx@3s."),
+    ] = 1.0,
+) -> None:
+    """Cut videos into one image + 1 s of audio per second, as a pairs folder."""
+    from ..data import DataError
+    from ..data.video import planned_pairs, refuse_clashes, video_to_pairs
+    from ..files import check_folder_name
+
+    check_folder_name(label, "--label")
+    readable, planned = [], []
+    for path in videos:  # every clash is named before the first file is written
+        try:
+            planned += planned_pairs(path, out, label)
+            readable.append(path)
+        except DataError as err:
+            warn(str(err), "skipped")
+    refuse_clashes(planned)
+    total = 0
+    for path in readable:
+        try:
+            written = video_to_pairs(path, out, label, audio_seconds=audio_seconds)
+        except DataError as err:
+            warn(str(err), "skipped")
+            continue
+        total += len(written)
+        console.print(f"{escape(str(path))}: {len(written)} pairs")
+    if total == 0:
+        fail("no pairs written", code=2)
+    console.print(escape(f"{total} pairs in {out / label}; next: scenefusion data inspect {out}"))
+
+
+@command(data_app, "demo")
+def data_demo(
+    dest: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to create.")],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Add the demo to a non-empty folder (never overwrites a "
+                     "file)."),
+    ] = False,
+) -> None:
+    """Write the SYNTHETIC demo pairs folder (for trying the tool; not real scenes)."""
+    from ..data.synthetic import make_demo
+
+    make_demo(dest, force=force)
+    console.print(escape(f"synthetic demo data written to {dest}"))

@@ -1,0 +1,240 @@
+"""`scenefusion extract | run | evaluate | list`: the pipeline's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..data import load_dataset
+from ..features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE
+from .app import (
+    AllowOutsideOpt,
+    CacheOpt,
+    ClassesOpt,
+    LayoutOpt,
+    app,
+    class_list,
+    command,
+    console,
+    err_console,
+    fail,
+    progress_bar,
+    stage_progress,
+    warn,
+)
+from .tables import print_results
+
+RUN_INTERRUPTED = ("interrupted: features computed so far are cached (a re-run reuses them); "
+                   "a run folder already started is marked INCOMPLETE")
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(metavar="N", min=1,
+                 help="CPU threads for every stage (default: the cores this process may use); "
+                      "lower it on a shared machine."),
+]
+
+
+@command(app, "extract")
+def extract(
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Data folder or manifest CSV.")],
+    image_backbone: Annotated[
+        list[str] | None,
+        typer.Option(metavar="ID", help="Image backbone id(s), repeatable; see `list`."),
+    ] = None,
+    audio: Annotated[
+        str, typer.Option(metavar="ID", help="Audio feature id; see `list`.")
+    ] = "mfcc",
+    weights: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Weight file for a (single) torchvision backbone."),
+    ] = None,
+    cache: CacheOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N")] = DEFAULT_BATCH_SIZE,
+    runtime: Annotated[str, typer.Option(metavar="RUNTIME", help="auto, onnx or torch.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(metavar="PRECISION", help="fp32 (default), int8 or bf16: see "
+                          "benchmarks/README.md for speed and fidelity.")
+    ] = "fp32",
+    threads: ThreadsOpt = None,
+    layout: LayoutOpt = "auto",
+    classes: ClassesOpt = None,
+    allow_outside_paths: AllowOutsideOpt = False,
+    runner: Annotated[
+        str, typer.Option(metavar="RUNNER", help="local (default) or ray: a Ray Data pipeline "
+                          "on a Ray cluster (--threads is then per actor).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(metavar="ADDR", help="Ray cluster to join (ray://HEAD:10001 or auto); "
+                     "default: start a local one."),
+    ] = None,
+    actors: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Embedding actors per backbone (ray).")
+    ] = 1,
+    gpus_per_actor: Annotated[
+        float, typer.Option(metavar="G", min=0, help="GPUs reserved per actor (ray).")
+    ] = 0.0,
+) -> None:
+    """Compute and cache image embeddings and audio features; reuse whatever is cached."""
+    from ..cpu import limit_threads
+    from ..features.fill_cache import RayConfig, fill_cache
+    from ..features.store import FeatureStore
+
+    backbones = image_backbone or [DEFAULT_BACKBONE]
+    if weights is not None and len(backbones) != 1:
+        fail("--weights needs exactly one --image-backbone")
+    dataset = load_dataset(path, layout=layout, classes=class_list(classes), check_files=False,
+                           allow_outside=allow_outside_paths)
+    if len(dataset) == 0:
+        fail(f"{path}: no usable items (see `scenefusion data inspect {path}`)", code=2)
+    store = FeatureStore(cache)
+    store.check_writable()
+    with limit_threads(threads), progress_bar() as bar:
+        out = fill_cache(
+            dataset, store, backbones, audio, runner=runner,
+            ray=RayConfig(address, actors, gpus_per_actor),
+            image_weights={backbones[0]: weights} if weights else None, runtime=runtime,
+            threads=threads, batch_size=batch_size, precision=precision,
+            progress=stage_progress(bar))
+    table = Table(title=f"features for {len(dataset)} items, cache {escape(str(store.root))}")
+    for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
+        table.add_column(col, justify="right" if col != "features" else "left")
+    for name, row in out.extraction.items():
+        table.add_row(escape(name), "x".join(str(s) for s in out.shapes[name]),
+                      str(row["computed"]), str(row["reused"]), str(row["skipped"]),
+                      f"{row['seconds']:.1f}")
+    console.print(table)
+    for s in dataset.skipped + out.skipped:
+        console.print(f"[yellow]skipped[/yellow] {escape(s.path)}: {escape(s.reason)}")
+
+
+@command(app, "run", interrupted=RUN_INTERRUPTED)
+def run(
+    config: Annotated[
+        Path | None,
+        typer.Argument(metavar="CONFIG", help="Experiment YAML; default grid if omitted."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(metavar="PATH", help="Data path (overrides the config).")
+    ] = None,
+    image_backbone: Annotated[
+        list[str] | None,
+        typer.Option(metavar="ID", help="Backbone id(s), repeatable (overrides the config)."),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Weight file for the (single) torchvision backbone."),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SPLIT", help="group (default, leak-free) or frame (leaky, comparison)."
+        ),
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Where run folders go.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Run folder name.")] = None,
+    cache: CacheOpt = None,
+    threads: ThreadsOpt = None,
+    runner: Annotated[
+        str | None,
+        typer.Option(metavar="RUNNER", help="local (default) or ray: independent fits as Ray "
+                     "tasks."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(metavar="ADDR", help="Ray cluster to join (with --runner ray); default: "
+                     "start a local one."),
+    ] = None,
+    allow_outside_paths: AllowOutsideOpt = False,
+    precision: Annotated[
+        str | None,
+        typer.Option(metavar="PRECISION", help="Image embedding precision: fp32 (default), "
+                     "int8 or bf16."),
+    ] = None,
+) -> None:
+    """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
+    from ..config import load_config, with_overrides
+    from ..experiment import resolve_data, run_experiment
+
+    cfg = load_config(config)
+    backbones = image_backbone or cfg.features.image_backbones
+    if weights is not None and len(backbones) != 1:
+        fail("--weights needs exactly one --image-backbone")
+    cfg = with_overrides(cfg, **{
+        "data.path": data,
+        "features.image_backbones": image_backbone or None,
+        "features.image_weights": {backbones[0]: weights} if weights else None,
+        "split.strategy": split,
+        "output.runs_dir": runs_dir,
+        "output.name": name,
+        "features.cache_dir": cache,
+        "threads": threads,
+        "runner.kind": runner,
+        "runner.address": address,
+        "data.allow_outside_paths": allow_outside_paths or None,
+        "features.precision": precision,
+    })
+    if cfg.data.path is None:  # say which data before the long work starts
+        _, note = resolve_data(cfg)
+        warn(note, "no data configured")
+        err_console.print("(see `scenefusion data download` for the reference data)")
+    with progress_bar() as bar:
+        out = run_experiment(cfg, progress=stage_progress(bar))
+    print_results(out.results, f"test split ({out.results[0].n_test} items)")
+    for note in out.notes:
+        console.print(f"[dim]- {escape(note)}[/dim]")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in out.timings.items())
+    console.print(f"time: {stages}")
+    console.print(
+        f"run folder: [bold]{escape(str(out.run_dir))}[/bold] (report.html, report.md, "
+        f"metrics.json, plots/, best/)"
+    )
+
+
+@command(app, "evaluate")
+def evaluate_run(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run folder written by `scenefusion run`.")
+    ],
+) -> None:
+    """Re-render a saved run's reports, plots and table without retraining."""
+    from ..experiment import rerender_reports
+
+    results = rerender_reports(run_dir)
+    print_results(results, f"{run_dir} ({results[0].n_test} test items)")
+    console.print(f"reports re-rendered in [bold]{escape(str(run_dir))}[/bold]")
+
+
+@command(app, "list")
+def list_components() -> None:
+    """Every id a config or option accepts, with what it is: backbones, audio features,
+    models (and which input each takes), fusion methods."""
+    from ..features.audio import AUDIO_FEATURES
+    from ..features.backbones import IMAGE_BACKBONES
+    from ..models import FUSION, MODELS, capabilities
+
+    table = Table(title="scenefusion ids")
+    for col in ("kind", "id", "what it is"):
+        table.add_column(col, overflow="fold")
+    for e in IMAGE_BACKBONES.entries():
+        table.add_row(
+            "image backbone",
+            e.id,
+            escape(f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"),
+        )
+    for e in AUDIO_FEATURES.entries():
+        shape = "x".join(str(n) for n in e.obj.shape)
+        table.add_row("audio feature", e.id, escape(f"{e.description} ({shape} per item)"))
+    for e in MODELS.entries():
+        table.add_row(
+            "model", e.id, escape(f"{e.description} [input: {capabilities(e.obj).summary()}]")
+        )
+    for e in FUSION.entries():
+        table.add_row("fusion", e.id, escape(e.description))
+    console.print(table)
