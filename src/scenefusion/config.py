@@ -18,8 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from .features import DEFAULT_BATCH_SIZE
 from .errors import ScenefusionError
+from .features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE
 from .files import check_folder_name
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class SplitConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    image_backbones: list[str] = ["effnet_lite0"]
+    image_backbones: list[str] = [DEFAULT_BACKBONE]
     image_weights: dict[str, Path] = {}
     audio: str = "mfcc"
     # fastest on 2 cores with ONNX Runtime (benchmarks/README.md)

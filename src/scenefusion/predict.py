@@ -21,12 +21,12 @@ import torch
 
 from .data.datasets import leaving_path
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
+from .errors import InvalidValue, ScenefusionError
 from .evaluation.calibration import apply_temperature, near_tie
 from .features import DEFAULT_BATCH_SIZE
 from .features.audio import audio_feature
 from .features.backbones import IMAGE_BACKBONES
 from .features.image import ImageExtractor
-from .errors import ScenefusionError
 from .files import FileProblem, read_json_object
 from .models import load_model, save_model
 from .models.persistence import ModelLoadError, class_fingerprint
@@ -329,7 +329,7 @@ def predict_video(bundle: Bundle, video: Path, top_k: int = 3,
     from .data.video import video_to_pairs
 
     if smooth < 1:
-        raise ValueError(f"smooth must be a whole number of seconds >= 1, got {smooth}")
+        raise InvalidValue(f"smooth must be a whole number of seconds >= 1, got {smooth}")
     with tempfile.TemporaryDirectory() as tmp:
         video_to_pairs(video, Path(tmp), "video")
         images, audios = pairs_in_folder(Path(tmp))
@@ -352,7 +352,7 @@ def smooth_timeline(frame: pd.DataFrame, window: int, top_k: int = 3) -> pd.Data
     ``predict_pairs(with_probabilities=True)``.
     """
     if window < 1:
-        raise ValueError(f"smoothing window must be >= 1 second, got {window}")
+        raise InvalidValue(f"smoothing window must be >= 1 second, got {window}")
     good = (frame["error"] == "").to_numpy()
     if window == 1 or not good.any():
         return frame

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .errors import InvalidValue
+
 RUNNERS = ("local", "ray")
 
 
@@ -52,4 +54,4 @@ def make_runner(kind: str, address: str | None = None, num_cpus: int | None = No
         return None
     if kind == "ray":
         return RayRunner(address, num_cpus)
-    raise ValueError(f"unknown runner {kind!r}; choose one of {', '.join(RUNNERS)}")
+    raise InvalidValue(f"unknown runner {kind!r}; choose one of {', '.join(RUNNERS)}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidValue
 from .items import Dataset, Item, Skip
 from .validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
 
@@ -452,7 +453,7 @@ def check_layout(layout: str) -> str:
     """The layout name normalised ('Pairs ' -> 'pairs'); an unknown one names the valid ones."""
     name = str(layout).strip().lower()
     if name not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+        raise InvalidValue(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     return name
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ScenefusionError
+from ..errors import InvalidValue, ScenefusionError
 from .items import Dataset
 
 log = logging.getLogger(__name__)
@@ -154,4 +154,4 @@ def make_split(
         return grouped_split(dataset, test_fraction, val_fraction, seed)
     if strategy == "frame":
         return frame_split(dataset, test_fraction, val_fraction, seed)
-    raise ValueError(f"unknown split strategy {strategy!r}; choose one of {STRATEGIES}")
+    raise InvalidValue(f"unknown split strategy {strategy!r}; choose one of {STRATEGIES}")

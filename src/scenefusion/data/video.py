@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..errors import InvalidValue
 from ..files import check_folder_name, open_new
 from .validate import MIN_AUDIO_SECONDS, DataError
 
@@ -143,7 +144,7 @@ def video_to_pairs(
     if not video.is_file():
         raise DataError(video, "video file not found")
     if audio_seconds < MIN_AUDIO_SECONDS:
-        raise ValueError(f"audio_seconds must be at least {MIN_AUDIO_SECONDS}, got "
+        raise InvalidValue(f"audio_seconds must be at least {MIN_AUDIO_SECONDS}, got "
                          f"{audio_seconds}")
     av = _av()
     folder = Path(out_dir) / label

@@ -408,7 +408,7 @@ def load_results(out_dir: str | Path) -> list[EvaluationResult]:
     data = read_json_object(path, required=("results",))
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ValueError(f"{path}: unsupported metrics schema_version {version!r}")
+        raise FileProblem(path, f"unsupported metrics schema_version {version!r}")
     try:
         return [EvaluationResult.from_dict(d) for d in data["results"]]
     except (TypeError, KeyError, ValueError, AttributeError) as exc:

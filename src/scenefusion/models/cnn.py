@@ -1,7 +1,8 @@
 """A small CNN over audio spectrogram sequences (``audio_cnn``), trained from scratch.
 
 Why: on real recordings split by recording, models on 13 MFCCs learn the recording, not the
-scene (issue 9). A convolutional net over a log-mel "image", trained with augmentation that
+scene (a real-content check scored them far below the same models on recordings they had
+heard). A convolutional net over a log-mel "image", trained with augmentation that
 breaks what identifies one recording (level, position in time, single bands and moments,
 mixtures of clips), is the standard remedy in acoustic scene classification. It stays small
 (three conv blocks, ~25k weights) so the default grid trains in seconds on a CPU, and its pooled
