@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 from PIL import Image
@@ -13,6 +12,8 @@ from videos import write_video
 from scenefusion.cli import app
 from scenefusion.data import DataError, load_pairs_folder
 from scenefusion.data.video import video_to_pairs
+from scenefusion.predict import Prediction
+from scenefusion.timeline import NothingClassified, smooth_timeline, timeline_frame, video_verdict
 
 
 def test_each_second_gives_the_middle_frame_and_its_second_of_audio(tmp_path):
@@ -68,57 +69,53 @@ def test_audio_seconds_takes_more_sound_around_each_frame(tmp_path):
     assert {sf.info(p).frames for p in (tmp_path / "cli" / "CITY").glob("*.wav")} == {32000}
 
 
-def _timeline(rows: list[dict | str]) -> pd.DataFrame:
-    """Per-second rows as predict_pairs(with_probabilities=True) writes them; a str = error."""
-    records = []
+def _timeline(rows: list[dict | str]) -> list[Prediction]:
+    """Per-second predictions as predict_rows gives them; a str = an error."""
+    out = []
     for r in rows:
         if isinstance(r, str):
-            records.append({"predicted": None, "probability": None, "top_k": None,
-                            "probabilities": None, "warning": "", "error": r})
+            out.append(Prediction(None, None, error=r))
         else:
             best = max(r, key=r.get)
-            records.append({"predicted": best, "probability": r[best], "top_k": "",
-                            "probabilities": r, "warning": "", "error": ""})
-    return pd.DataFrame(records)
+            out.append(Prediction(None, None, predicted=best, probability=r[best],
+                                  probabilities=dict(r), modalities=["image", "audio"]))
+    return out
 
 
 def test_smoothing_outvotes_a_lone_odd_second_and_skips_errors():
-    from scenefusion.predict import smooth_timeline, video_verdict
-
     beach, city = {"BEACH": 0.8, "CITY": 0.2}, {"BEACH": 0.3, "CITY": 0.7}
-    frame = _timeline([beach, beach, city, "x.wav: unreadable", beach])
-    assert smooth_timeline(frame, 1) is frame
-    out = smooth_timeline(frame, 3, top_k=2)
-    assert list(out["predicted"].fillna("")) == ["BEACH", "BEACH", "BEACH", "", "BEACH"]
+    rows = _timeline([beach, beach, city, "x.wav: unreadable", beach])
+    assert smooth_timeline(rows, 1) is rows
+    out = smooth_timeline(rows, 3, top_k=2)
+    assert [r.predicted or "" for r in out] == ["BEACH", "BEACH", "BEACH", "", "BEACH"]
     # second 2 averages seconds 1 and 2 only (3 is an error); second 4 itself and second 3 not
-    assert out["probabilities"][2]["BEACH"] == pytest.approx((0.8 + 0.3) / 2)
-    assert out["probabilities"][4] == pytest.approx(beach)
-    assert out["top_k"][2] == "BEACH 0.550; CITY 0.450"
-    assert out["error"][3] == "x.wav: unreadable"
-    assert list(frame["predicted"].fillna("")) == ["BEACH", "BEACH", "CITY", "", "BEACH"]  # kept
+    assert out[2].probabilities["BEACH"] == pytest.approx((0.8 + 0.3) / 2)
+    assert out[4].probabilities == pytest.approx(beach)
+    assert [c for c, _ in out[2].top_k] == ["BEACH", "CITY"]
+    assert [p for _, p in out[2].top_k] == pytest.approx([0.55, 0.45])
+    assert out[3].error == "x.wav: unreadable"
+    assert [r.predicted or "" for r in rows] == ["BEACH", "BEACH", "CITY", "", "BEACH"]  # kept
     best, totals, counts = video_verdict(out)
-    assert best == "BEACH" and dict(counts) == {"BEACH": 4}
+    assert best == "BEACH" and counts == {"BEACH": 4}
     assert sum(totals.values()) == pytest.approx(1.0)
+    frame = timeline_frame(out)
+    assert list(frame["second"]) == [0, 1, 2, 3, 4]
+    assert frame["top_k"][2] == "BEACH 0.550; CITY 0.450" and "image" not in frame
 
 
 def test_smoothing_recomputes_the_low_margin_warning_and_fills_unknown_classes():
-    from scenefusion.predict import smooth_timeline
-
-    frame = _timeline([{"BEACH": 0.51, "CITY": 0.49}, {"BEACH": 0.9, "CITY": 0.1},
-                       {"BEACH": 0.95}])  # e.g. a fallback model that knows one class
-    frame.loc[0, "warning"] = "used best-image; low margin: the model cannot tell BEACH 0.510, " \
-                              "CITY 0.490 apart"
-    out = smooth_timeline(frame, 3)
-    assert out["warning"][0] == "used best-image"
-    assert out["probabilities"][2]["CITY"] == pytest.approx(0.05 / 0.975)
+    rows = _timeline([{"BEACH": 0.51, "CITY": 0.49}, {"BEACH": 0.9, "CITY": 0.1},
+                      {"BEACH": 0.95}])  # e.g. a fallback model that knows one class
+    rows[0].warnings = ["used best-image",
+                        "low margin: the model cannot tell BEACH 0.510, CITY 0.490 apart"]
+    out = smooth_timeline(rows, 3)
+    assert out[0].warnings == ["used best-image"]
+    assert out[2].probabilities["CITY"] == pytest.approx(0.05 / 0.975)
     with pytest.raises(ValueError, match=">= 1 second"):
-        smooth_timeline(frame, 0)
+        smooth_timeline(rows, 0)
 
 
 def test_verdict_breaks_a_tie_in_seconds_by_mean_probability_and_needs_one_second():
-    from scenefusion.predict import video_verdict
-
-    frame = _timeline([{"A": 0.6, "B": 0.4}, {"A": 0.1, "B": 0.9}])
-    assert video_verdict(frame)[0] == "B"
-    with pytest.raises(ValueError, match="no second of the video could be classified"):
+    assert video_verdict(_timeline([{"A": 0.6, "B": 0.4}, {"A": 0.1, "B": 0.9}]))[0] == "B"
+    with pytest.raises(NothingClassified, match="no second of the video could be classified"):
         video_verdict(_timeline(["bad"]))

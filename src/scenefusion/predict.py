@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import torch
 
 from .data.datasets import leaving_path
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
-from .errors import InvalidValue, ScenefusionError
 from .evaluation.calibration import apply_temperature, near_tie
 from .features import DEFAULT_BATCH_SIZE
 from .features.audio import audio_feature
@@ -36,10 +34,6 @@ log = logging.getLogger(__name__)
 BUNDLE_FILE = "bundle.json"
 
 
-class NothingClassified(ScenefusionError, ValueError):
-    """Readable input of which no part could be classified: the "no usable input" exit (2)."""
-
-    exit_code = 2
 
 NEEDS = {"image": {"image"}, "audio": {"audio"}, "early": {"image", "audio"}}
 BUNDLE_KINDS = frozenset({*NEEDS, "late", "hybrid"})
@@ -67,6 +61,15 @@ class Bundle:
         weights = self.info.get("image_weights")
         return ImageExtractor(self.info["image_backbone"], Path(weights) if weights else None,
                               precision=self.info.get("image_precision", "fp32"))
+
+    def prepare(self) -> Bundle:
+        """Load now what predictions will need (the image backbone with its weights, by
+        embedding one blank image), so that a broken weight file is reported when the model
+        is loaded, not at the first request."""
+        if self.kind != "audio":
+            size = self.image_extractor.spec.input_size
+            self.image_extractor.embed(torch.zeros(1, 3, size, size))
+        return self
 
     @property
     def temperature(self) -> float:
@@ -317,83 +320,6 @@ def predict_rows(
             row.fallback = not result.error
             row.warnings = [*row.warnings, f"used {result.model}", *result.warnings]
     return rows
-
-
-def predict_video(bundle: Bundle, video: Path, top_k: int = 3,
-                  with_probabilities: bool = False, smooth: int = 1) -> pd.DataFrame:
-    """Classify a video second by second (a frame + its second of audio): one row per second,
-    with the same columns as :func:`predict_pairs` less the temporary file paths.
-
-    ``smooth`` > 1 averages each second's probabilities with its neighbours' over a centred
-    window of that many seconds (see :func:`smooth_timeline`)."""
-    from .data.video import video_to_pairs
-
-    if smooth < 1:
-        raise InvalidValue(f"smooth must be a whole number of seconds >= 1, got {smooth}")
-    with tempfile.TemporaryDirectory() as tmp:
-        video_to_pairs(video, Path(tmp), "video")
-        images, audios = pairs_in_folder(Path(tmp))
-        frame = predict_pairs(bundle, images, audios, top_k=top_k, with_probabilities=True)
-    frame.insert(0, "second", range(len(frame)))
-    frame = smooth_timeline(frame, smooth, top_k)
-    drop = ["image", "audio"] + ([] if with_probabilities else ["probabilities"])
-    return frame.drop(columns=drop)
-
-
-def smooth_timeline(frame: pd.DataFrame, window: int, top_k: int = 3) -> pd.DataFrame:
-    """Average each classified second's probabilities over a centred window of ``window``
-    seconds and re-derive its prediction, top-k and low-margin warning.
-
-    A scene rarely changes from one second to the next, so a lone second that disagrees with
-    its neighbours (a passing bus on a beach) is usually the model's error, not the scene's.
-    Seconds that could not be classified stay errors and are left out of their neighbours'
-    averages; classes a fallback model does not know count as probability 0. ``window`` 1
-    returns the frame unchanged. Needs the ``probabilities`` column of
-    ``predict_pairs(with_probabilities=True)``.
-    """
-    if window < 1:
-        raise InvalidValue(f"smoothing window must be >= 1 second, got {window}")
-    good = (frame["error"] == "").to_numpy()
-    if window == 1 or not good.any():
-        return frame
-    classes = sorted({c for p in frame.loc[good, "probabilities"] for c in p})
-    raw = np.full((len(frame), len(classes)), np.nan)
-    for i in np.flatnonzero(good):
-        probabilities = frame["probabilities"].iloc[i]
-        raw[i] = [probabilities.get(c, 0.0) for c in classes]
-    smoothed = pd.DataFrame(raw).rolling(window, center=True, min_periods=1).mean().to_numpy()
-    out = frame.copy()
-    names = np.array(classes)
-    for i in np.flatnonzero(good):
-        row, p = out.index[i], smoothed[i] / smoothed[i].sum()
-        top = np.argsort(-p)[:top_k]
-        old_tie = near_tie(raw[i], classes)
-        warnings = [w for w in str(out.at[row, "warning"]).split("; ") if w and w != old_tie]
-        warnings.append(near_tie(p, classes))
-        out.at[row, "predicted"] = names[top[0]]
-        out.at[row, "probability"] = float(p[top[0]])
-        out.at[row, "top_k"] = "; ".join(f"{names[t]} {p[t]:.3f}" for t in top)
-        out.at[row, "probabilities"] = dict(zip(classes, map(float, p), strict=True))
-        out.at[row, "warning"] = "; ".join(filter(None, warnings))
-    return out
-
-
-def video_verdict(frame: pd.DataFrame) -> tuple[str, dict[str, float], pd.Series]:
-    """The class of a whole video from its per-second rows: the class predicted in most
-    classified seconds, ties broken by the mean probability. Returns it, the mean probability
-    of every class over those seconds, and the seconds per predicted class (most first).
-    Needs the ``probabilities`` column; raises ValueError when no second was classified."""
-    good = frame[frame["error"] == ""]
-    if good.empty:
-        raise NothingClassified("no second of the video could be classified")
-    totals: dict[str, float] = {}
-    for probabilities in good["probabilities"]:  # a fallback model may know fewer classes
-        for c, p in probabilities.items():
-            totals[c] = totals.get(c, 0.0) + p / len(good)
-    counts = good["predicted"].value_counts()
-    best = max(counts.index, key=lambda c: (counts[c], totals.get(c, 0.0)))
-    order = sorted(counts.index, key=lambda c: (-counts[c], -totals.get(c, 0.0)))
-    return best, totals, counts[order]
 
 
 def read_pairs(path: Path, allow_outside: bool = False

@@ -65,16 +65,16 @@ def _provenance(bundle) -> None:
 
 
 def _predict_video(bundle, video: Path, out: Path, top_k: int, smooth: int) -> None:
-    from ..predict import predict_video, video_verdict
+    from ..timeline import predict_video, timeline_frame, video_verdict
 
-    frame = predict_video(bundle, video, top_k=top_k, with_probabilities=True, smooth=smooth)
+    rows = predict_video(bundle, video, top_k=top_k, smooth=smooth)
     _provenance(bundle)
-    frame.drop(columns=["probabilities"]).to_csv(out, index=False)
-    best, _, counts = video_verdict(frame)
+    timeline_frame(rows).to_csv(out, index=False)
+    best, _, counts = video_verdict(rows)
     smoothed = f", smoothed over {smooth} s" if smooth > 1 else ""
     console.print(
         f"[bold]{escape(str(best))}[/bold] in {counts[best]} of "
-        f"{len(frame)} seconds ({escape(bundle.info['name'])}{smoothed}); per second -> {out}"
+        f"{len(rows)} seconds ({escape(bundle.info['name'])}{smoothed}); per second -> {out}"
     )
     for label, n in counts.items():
         if label != best:

@@ -1,7 +1,7 @@
 """The FastAPI app behind `scenefusion serve`: a JSON API and one offline HTML page.
 
 The app only parses uploads and renders results; every prediction goes through
-:func:`scenefusion.predict.predict_rows` / :func:`~scenefusion.predict.predict_video`. Safety:
+:func:`scenefusion.predict.predict_rows` / :func:`~scenefusion.timeline.predict_video`. Safety:
 uploads are capped (413) before they are parsed, saved under server-chosen names in a temporary
 folder that is always removed (no client path is ever opened), checked with the library's
 readers (422 naming the file and the problem), and predicted one request at a time under a lock
@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
 from ..data.video import VIDEO_SUFFIXES
-from ..predict import Bundle, load_bundle, predict_rows, predict_video, video_verdict
+from ..predict import Bundle, load_bundle, predict_rows
+from ..timeline import NothingClassified, predict_video, video_verdict
 
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_VIDEO_SECONDS = 120.0
@@ -163,10 +164,6 @@ def ranked(probabilities: dict[str, float]) -> list[dict[str, Any]]:
             for c, p in sorted(probabilities.items(), key=lambda kv: -kv[1])]
 
 
-def _split_warnings(text: str) -> list[str]:
-    return [w for w in (text or "").split("; ") if w]
-
-
 def _single(bundle: Bundle, modality: str) -> Bundle | None:
     """The model that answers from MODALITY alone: the bundle itself or its run's best-<m>/."""
     return bundle if bundle.kind == modality else bundle.fallback(modality)
@@ -215,23 +212,23 @@ def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
 
 def _predict_video(served: _Served, video: Path, top_k: int, smooth: int) -> dict[str, Any]:
     bundle = served.bundle
-    frame = predict_video(bundle, video, with_probabilities=True, smooth=smooth)
+    rows = predict_video(bundle, video, smooth=smooth)
     try:
-        best, totals, _ = video_verdict(frame)
-    except ValueError as err:
-        raise _fail(422, f"{err}: {frame['error'].iloc[0]}") from None
-    good = frame[frame["error"] == ""]
+        best, totals, _ = video_verdict(rows)
+    except NothingClassified as err:
+        raise _fail(422, f"{err}: {rows[0].error if rows else 'no second'}") from None
+    good = [r for r in rows if not r.error]
     totals = dict.fromkeys(bundle.classes, 0.0) | totals
     mean = [{"class": c, "probability": round(p, 4)}
             for c, p in sorted(totals.items(), key=lambda kv: -kv[1])]
-    used = Counter(good["modalities"]).most_common(1)[0][0].split("+")
-    timeline = [{"second": int(r["second"]), "class": r["predicted"] or None,
-                 "probability": None if r["error"] else float(r["probability"]),
-                 "modalities": r["modalities"] or None, "warning": r["warning"],
-                 "error": r["error"]} for r in frame.to_dict("records")]
-    warnings = sorted({w for r in timeline for w in _split_warnings(r["warning"])})
-    if len(good) < len(frame):
-        warnings.append(f"{len(frame) - len(good)} of {len(frame)} seconds could not be "
+    used = list(Counter(tuple(r.modalities) for r in good).most_common(1)[0][0])
+    timeline = [{"second": second, "class": r.predicted,
+                 "probability": None if r.error else r.probability,
+                 "modalities": "+".join(r.modalities) or None, "warning": "; ".join(r.warnings),
+                 "error": r.error} for second, r in enumerate(rows)]
+    warnings = sorted({w for r in rows for w in r.warnings})
+    if len(good) < len(rows):
+        warnings.append(f"{len(rows) - len(good)} of {len(rows)} seconds could not be "
                         "classified (see timeline)")
     return {"class": best, "probability": totals[best], "top_k": mean[:top_k],
             "per_modality": {"fused" if len(used) > 1 else used[0]:
@@ -299,8 +296,12 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
                max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS) -> FastAPI:
     """The app over the bundle at BUNDLE_DIR (``RUN_DIR/best`` or a run folder), loaded once
     here with its run's single-modality fallbacks; raises DataError/FileProblem for a bad one."""
-    bundle = load_bundle(Path(bundle_dir))
-    served = _Served(bundle, {m: _single(bundle, m) for m in ("image", "audio")},
+    bundle = load_bundle(Path(bundle_dir)).prepare()  # a broken weight file fails here
+    singles = {m: _single(bundle, m) for m in ("image", "audio")}
+    for single in singles.values():
+        if single is not None:
+            single.prepare()
+    served = _Served(bundle, singles,
                      threading.Lock(), float(max_upload_mb), float(max_video_seconds))
     page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
     api = FastAPI(title="scenefusion", version="1",
