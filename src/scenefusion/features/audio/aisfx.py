@@ -158,25 +158,6 @@ def _export_bytes(checkpoint: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _export_bytes(checkpoint: Path) -> bytes:
-    """The embedding network as an ONNX graph (dynamic batch and time axes). Loading the
-    checkpoint here checks it (allow-list, tensors) before anything is written."""
-    import io
-
-    import torch
-
-    net = load_aisfx_net(checkpoint)
-    buffer = io.BytesIO()
-    example = torch.zeros(1, 44, _N_MELS_TRAINED)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), buffer, input_names=["frames"],
-                          output_names=["embedding"],
-                          dynamic_axes={"frames": {0: "n", 1: "t"}, "embedding": {0: "n"}},
-                          opset_version=17, dynamo=False)
-    return buffer.getvalue()
-
-
 def load_aisfx_session(checkpoint: Path | str | None = None) -> Any:
     """An ONNX Runtime session over the embedding network of ``checkpoint`` (default:
     :func:`find_aisfx_checkpoint`), one per process, file and thread budget.
