@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 #: ``build(path)`` writes the graph to ``path`` and returns None, or returns the graph's bytes
 #: when they could not be written there (they are then used from memory).
-Build = Callable[[Path], "bytes | None"]
+Build = Callable[[Path], bytes | None]
 
 
 def new_session(model: Path | bytes, threads: int, *, spinning: bool = True) -> Any:
