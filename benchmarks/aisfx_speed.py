@@ -32,7 +32,7 @@ from rich.table import Table
 
 from scenefusion.cpu import usable_cores
 from scenefusion.data.validate import read_audio
-from scenefusion.features.aisfx import (
+from scenefusion.features.audio.aisfx import (
     AisfxParams,
     aisfx_embedding,
     aisfx_frames,
@@ -40,7 +40,7 @@ from scenefusion.features.aisfx import (
     load_aisfx_net,
     load_aisfx_session,
 )
-from scenefusion.features.audio import fit_clip
+from scenefusion.features.audio.framing import fit_clip
 
 
 def _clips(folder: Path, n: int) -> tuple[list[Path], list[Path]]:

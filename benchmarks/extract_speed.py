@@ -39,12 +39,13 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from scenefusion.cpu import usable_cores
 from scenefusion.data import load_dataset
 from scenefusion.data.synthetic import make_pairs_folder
 from scenefusion.features.audio import AUDIO_FEATURES
 from scenefusion.features.backbones import IMAGE_BACKBONES, WeightsNotFoundError, find_weights
 from scenefusion.features.extract import extract_audio, extract_images
-from scenefusion.features.image import ImageExtractor, usable_cores
+from scenefusion.features.image import ImageExtractor
 from scenefusion.features.quantize import PRECISIONS, cpu_supports_bf16, generated_images
 from scenefusion.features.store import FeatureStore
 

@@ -18,16 +18,16 @@ import soundfile as sf
 import torch
 
 from scenefusion.data.validate import DataError
-from scenefusion.features import aisfx
-from scenefusion.features.audio import AUDIO_FEATURES, pool_sequence
+from scenefusion.features.audio import AUDIO_FEATURES, aisfx, aisfx_weights
 from scenefusion.features.backbones import (
     WeightsLoadError,
     WeightsMismatchError,
     WeightsNotFoundError,
 )
+from scenefusion.models.sequences import pool_sequence
 
 SR = 44100
-REAL = aisfx._packaged_checkpoint()
+REAL = aisfx_weights._packaged_checkpoint()
 needs_real = pytest.mark.skipif(REAL is None or not REAL.is_file(),
                                 reason="aisfx not installed (pip install --no-deps aisfx==0.1.2)")
 
@@ -74,7 +74,7 @@ def no_package(monkeypatch):
     def find_spec(name, *args, **kwargs):
         return None if name == "aisfx" else real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(aisfx.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(aisfx_weights.importlib.util, "find_spec", find_spec)
     monkeypatch.delenv(aisfx.ENV_WEIGHTS, raising=False)
 
 

@@ -12,17 +12,13 @@ from typer.testing import CliRunner
 
 from scenefusion.cli import app
 from scenefusion.data import load_pairs_folder
-from scenefusion.features.audio import (
-    AUDIO_FEATURES,
-    SequenceStandardizer,
-    mfcc_seconds,
-    mfcc_sequence,
-    pool_sequence,
-)
+from scenefusion.features.audio import AUDIO_FEATURES
+from scenefusion.features.audio.mfcc import mfcc_seconds, mfcc_sequence
 from scenefusion.features.backbones import IMAGE_BACKBONES
 from scenefusion.features.extract import extract_audio, extract_images
 from scenefusion.features.image import ImageExtractor, preprocess
 from scenefusion.features.store import FeatureStore
+from scenefusion.models.sequences import SequenceStandardizer, pool_sequence
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import pytest
 from arrays import make_modalities
 from sklearn.base import clone
 
-from scenefusion.features.audio import pool_sequence
 from scenefusion.models import (
     MODELS,
     LSTMModel,
@@ -16,6 +15,7 @@ from scenefusion.models import (
     capabilities,
     make_model,
 )
+from scenefusion.models.sequences import pool_sequence
 
 K = 3
 FAST = {  # keep every fit well under a second on 2 CPU cores

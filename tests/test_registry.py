@@ -88,7 +88,7 @@ def test_every_audio_feature_gives_its_declared_shape(feature_id, tmp_path, monk
     from scenefusion.features.audio import AUDIO_FEATURES
 
     if feature_id == "aisfx":  # pretrained weights absent: random ones in the same format
-        from scenefusion.features import aisfx
+        from scenefusion.features.audio import aisfx
 
         try:
             aisfx.find_aisfx_checkpoint()

@@ -24,6 +24,7 @@ from torch import nn
 from scenefusion.data import load_pairs_folder
 from scenefusion.features import extract as extract_mod
 from scenefusion.features import image as image_mod
+from scenefusion.features import onnx as onnx_mod
 from scenefusion.features import store as store_mod
 from scenefusion.features.audio import AudioFeature, MfccParams
 from scenefusion.features.extract import extract_audio, extract_images
@@ -181,7 +182,7 @@ def test_export_that_still_does_not_load_is_a_clear_error_not_a_loop(tmp_path, m
     class Broken(Exception):
         pass
 
-    monkeypatch.setattr(image_mod, "_OnnxSession", _raise(Broken("INVALID_PROTOBUF")))
+    monkeypatch.setattr(onnx_mod, "new_session", _raise(Broken("INVALID_PROTOBUF")))
     extractor = _tiny_onnx_extractor(tmp_path)
     with pytest.raises(CacheError, match="cannot load the fresh export.*INVALID_PROTOBUF.*torch"):
         extractor.embed(torch.zeros(1, 3, 224, 224))

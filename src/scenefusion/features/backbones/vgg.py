@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .common import NUM_CLASSES, init_weights
+from .common import NUM_CLASSES, imagenet_preprocessing, init_weights, torchvision_weights
+from .registry import register_backbone
+from .spec import BackboneSpec
 
 # Output channels of each 3x3 conv; "M" is a 2x2 max-pool. Configurations "D" and "E" of
 # Simonyan & Zisserman (2014).
@@ -71,3 +73,12 @@ def vgg19(num_classes: int = NUM_CLASSES) -> VGG:
     """VGG19 (configuration E), layout-compatible with ``vgg19-dcbb9e9d.pth``."""
     return VGG(_VGG19_CFG, num_classes)
 
+
+_FC7 = "fc7: second fully connected layer after its ReLU (eval mode: no dropout)"
+
+register_backbone(BackboneSpec(
+    "vgg19", vgg19, torchvision_weights("vgg19-dcbb9e9d.pth"), imagenet_preprocessing(224, 256),
+    4096, _FC7, "VGG19, torchvision's ImageNet file, fc7 embedding"))
+register_backbone(BackboneSpec(
+    "vgg16", vgg16, torchvision_weights("vgg16-397923af.pth"), imagenet_preprocessing(224, 256),
+    4096, _FC7, "VGG16, torchvision's ImageNet file, fc7 embedding"))

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ...errors import WeightsLoadError, WeightsMismatchError, WeightsNotFoundError
+from ..state_dict import check_state_dict, first_few
 from .spec import BackboneSpec
 
 log = logging.getLogger(__name__)
@@ -91,27 +92,19 @@ def find_weights(
 def _check_state_dict(state: Mapping[str, object], model: nn.Module, path: Path) -> None:
     """Compare keys and shapes up front so a wrong file gets a readable error, not a traceback
     listing hundreds of keys."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if k in expected and isinstance(v, Tensor) and v.shape != expected[k].shape
-    ]
-    not_tensor = [k for k, v in state.items() if k in expected and not isinstance(v, Tensor)]
-    if not (missing or unexpected or wrong_shape or not_tensor):
+    check = check_state_dict(state, model.state_dict())
+    if check.ok:
         return
     parts = []
     for label, keys in (
-        ("missing keys", missing),
-        ("unexpected keys", unexpected),
-        ("shape mismatches", wrong_shape),
-        ("non-tensor values", not_tensor),
+        ("missing keys", check.missing),
+        ("unexpected keys", check.unexpected),
+        ("shape mismatches", [f"{k}: file {got} vs model {want}"
+                              for k, got, want in check.wrong_shape]),
+        ("non-tensor values", [k for k, _ in check.not_tensor]),
     ):
         if keys:
-            more = f", ... (+{len(keys) - 5} more)" if len(keys) > 5 else ""
-            parts.append(f"  {label} ({len(keys)}): {', '.join(keys[:5])}{more}")
+            parts.append(f"  {label} ({len(keys)}): {first_few(keys)}")
     raise WeightsMismatchError(
         f"{path} does not match the {type(model).__name__} architecture "
         f"(is it the right file, the official state_dict for this backbone?):\n" + "\n".join(parts)

@@ -1,0 +1,93 @@
+"""ONNX Runtime sessions over graphs cached in the feature cache folder, for every network that
+runs on ONNX Runtime (image backbones, the aiSFX audio embedding).
+
+A cached graph can be damaged (truncated by a kill, corrupted on disk): it is then logged,
+deleted and built again once; a fresh graph that still does not load is a :class:`CacheError`
+naming the file, never a rebuild loop. Imports onnxruntime only when a session is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..files import written_atomically
+from .store import CacheError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ``build(path)`` writes the graph to ``path`` and returns None, or returns the graph's bytes
+#: when they could not be written there (they are then used from memory).
+Build = Callable[[Path], bytes | None]
+
+
+def new_session(model: Path | bytes, threads: int, *, spinning: bool = True) -> Any:
+    """An ONNX Runtime CPU session over a graph file or its bytes: ``threads`` intra-op threads,
+    one inter-op thread. ``spinning=False`` stops idle intra-op threads from busy-waiting, for
+    small graphs run between other CPU work (their spinning steals its cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def load_cached(path: Path, build: Build, load: Callable[[Path | bytes], T], *,
+                fresh: Callable[[Path | bytes], T] | None = None, what: str = "ONNX export",
+                verb: str = "exporting") -> T:
+    """``load`` the file at ``path``; when it is missing, or present but does not load (logged
+    as "cached {what} {path} cannot be loaded ...; {verb} it again" and deleted), ``build`` it
+    and load the fresh graph with ``fresh`` (default: ``load``), whose failure propagates."""
+    if path.is_file():
+        try:
+            return load(path)
+        except Exception as exc:  # noqa: BLE001 (onnxruntime's and protobuf's errors share no base)
+            log.warning("cached %s %s cannot be loaded (%s: %s); %s it again", what, path,
+                        type(exc).__name__, str(exc).strip()[:200], verb)
+            with contextlib.suppress(OSError):  # if it stays, the rebuild says why
+                path.unlink(missing_ok=True)
+    built = build(path)
+    return (fresh or load)(path if built is None else built)
+
+
+def cached_session(path: Path, build: Build, threads: int, *, name: str, hint: str,
+                   what: str = "ONNX export", verb: str = "exporting",
+                   spinning: bool = True) -> Any:
+    """A session (:func:`new_session`) over the graph cached at ``path``, built by ``build``
+    when missing or damaged (:func:`load_cached`). A fresh graph that does not load either
+    raises :class:`CacheError`: "ONNX Runtime cannot load the fresh {name} (...); {hint}"."""
+
+    def cached(model: Path | bytes) -> Any:
+        return new_session(model, threads, spinning=spinning)
+
+    def fresh(model: Path | bytes) -> Any:
+        try:
+            return cached(model)
+        except Exception as exc:  # noqa: BLE001 (onnxruntime's errors share no base class)
+            raise CacheError(path, f"ONNX Runtime cannot load the fresh {name} "
+                                   f"({str(exc).strip()[:200]}); {hint}") from exc
+
+    return load_cached(path, build, cached, fresh=fresh, what=what, verb=verb)
+
+
+def write_or_keep(path: Path, graph: bytes, what: str) -> bytes | None:
+    """Write ``graph`` to ``path`` atomically (None: written); when the cache folder cannot be
+    written, log it and return the bytes so that the caller uses the graph from memory (each
+    process then builds it again)."""
+    try:
+        with written_atomically(path) as tmp:
+            tmp.write_bytes(graph)
+    except OSError as exc:
+        log.warning("cannot cache the %s at %s (%s); using it from memory, so each process "
+                    "exports it again", what, path, exc)
+        return graph
+    return None
