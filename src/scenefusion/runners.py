@@ -9,12 +9,32 @@ not depend on the runner.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import InvalidValue
 
 RUNNERS = ("local", "ray")
+log = logging.getLogger(__name__)
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> float:
+    """Join the Ray cluster at `address` (or start a local one on this machine's cores): the
+    one way scenefusion joins Ray, for the grid and for extraction. Returns the seconds it
+    took, 0 when this process was already connected."""
+    try:
+        import ray
+    except ImportError:
+        raise InvalidValue("--runner ray needs Ray: pip install -e '.[ray]'") from None
+    if ray.is_initialized():
+        return 0.0
+    start = time.perf_counter()
+    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    log.info("Ray cluster: %s", ray.cluster_resources())
+    return time.perf_counter() - start
 
 
 class RayRunner:
@@ -23,8 +43,6 @@ class RayRunner:
     whose workers must have scenefusion installed."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        from .features.distributed import connect  # the one way scenefusion joins Ray
-
         connect(address, num_cpus)
         import ray
 

@@ -35,6 +35,7 @@ import numpy as np
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
 from ..paths import cache_dir_in_use
+from ..runners import connect
 from . import DEFAULT_BATCH_SIZE
 from .audio import audio_feature
 from .extract import item_key, precomputed_audio
@@ -102,24 +103,6 @@ class _Plan:
     audio_key: str | None
     audio_shape: tuple[int, ...]
     images: tuple[_ImageJob, ...]
-
-
-# --- Ray session -------------------------------------------------------------------------------
-
-def connect(address: str | None = None, num_cpus: int | None = None) -> float:
-    """Join the cluster at `address` (or start a local one on this machine's cores); seconds
-    it took, 0 when this process was already connected."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--runner ray needs Ray: pip install -e '.[ray]'") from None
-    if ray.is_initialized():
-        return 0.0
-    start = time.perf_counter()
-    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
-    log.info("Ray cluster: %s", ray.cluster_resources())
-    return time.perf_counter() - start
 
 
 def actor_resources(options: RayOptions, cluster: dict[str, float]) -> tuple[float, int]:

@@ -86,9 +86,8 @@ def register_model(model_id: str, description: str) -> Callable[[T], T]:
 
 
 def available_models() -> list[str]:
-    """Registered model ids (imports the model modules so the list is complete)."""
-    import scenefusion.models  # noqa: F401  (registration side effect)
-
+    """Registered model ids. Complete whenever this runs: importing this module runs the
+    ``scenefusion.models`` package first, which imports every model module."""
     return MODELS.list()
 
 

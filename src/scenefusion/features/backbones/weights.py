@@ -106,7 +106,7 @@ def _check_state_dict(state: Mapping[str, object], model: nn.Module, path: Path)
         if keys:
             parts.append(f"  {label} ({len(keys)}): {first_few(keys)}")
     raise WeightsMismatchError(
-        f"{path} does not match the {type(model).__name__} architecture "
+        f"refusing to load {path}: it does not match the {type(model).__name__} architecture "
         f"(is it the right file, the official state_dict for this backbone?):\n" + "\n".join(parts)
     )
 
@@ -133,13 +133,15 @@ def load_weights(
                   else "the file is empty or cut short" if isinstance(exc, EOFError)
                   else f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}")
         raise WeightsLoadError(
-            f"could not read {path} as a torch state_dict ({reason}); expected {expected}"
+            f"refusing to load {path}: not readable as a torch state_dict ({reason}); expected "
+            f"{expected}"
         ) from exc
     if isinstance(state, Mapping) and not isinstance(state, dict):
         state = dict(state)
     if not isinstance(state, dict):
         raise WeightsLoadError(
-            f"{path} holds a {type(state).__name__}, not a state_dict; expected {expected}"
+            f"refusing to load {path}: it holds a {type(state).__name__}, not a state_dict; "
+            f"expected {expected}"
         )
     _check_state_dict(state, model, path)
     # Old checkpoints may lack BatchNorm's num_batches_tracked; it does not affect inference.
@@ -149,7 +151,7 @@ def load_weights(
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # e.g. dtype problems the pre-check cannot see
-        raise WeightsMismatchError(f"{path} does not load into {spec.id}: {exc}") from exc
+        raise WeightsMismatchError(f"refusing to load {path}: it does not load into {spec.id}: {exc}") from exc
     model.weights_path = path
     log.info("loaded %s weights from %s", spec.id, path)
     return model.eval()
