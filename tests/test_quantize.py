@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from scenefusion.features import image as image_mod
+from scenefusion.features.device import choose_device
 from scenefusion.features.image import ImageExtractor
 from scenefusion.features.quantize import (
     calibration_batches,
-    choose_device,
     evenly_spaced,
     generated_images,
     quantize_int8,

@@ -68,6 +68,9 @@ class FeaturesConfig(_Strict):
     precision: Literal["fp32", "int8", "bf16"] = Field(
         "fp32", description="Embedding precision: int8 (ONNX Runtime static quantisation) or "
         "bf16 (torch, CPUs with AVX-512-BF16/AMX); fidelity in benchmarks/README.md.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where image backbones run: a CUDA GPU when the runtime can use "
+        "one (auto), or cpu / cuda (an error when there is none).")
     cache_dir: Path | None = None
 
     @model_validator(mode="before")

@@ -104,7 +104,7 @@ def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureS
     return extract_dataset(dataset, store, f.image_backbones, f.audio,
                            image_weights=f.image_weights, runtime=f.runtime,
                            threads=f.threads or config.threads, precision=f.precision,
-                           batch_size=f.batch_size, progress=progress)
+                           batch_size=f.batch_size, device=f.device, progress=progress)
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> RunOutput:

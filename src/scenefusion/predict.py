@@ -44,6 +44,8 @@ class Bundle:
     directory: Path
     info: dict[str, Any]
     model: Any
+    #: where the image backbone runs (``auto | cpu | cuda``, see :mod:`.features.device`)
+    device: str = "auto"
     _fallbacks: dict[str, Bundle | None] = field(default_factory=dict, repr=False)
 
     @property
@@ -60,7 +62,8 @@ class Bundle:
         backbone and its ONNX session each time (~200 ms of a ~230 ms request, measured)."""
         weights = self.info.get("image_weights")
         return ImageExtractor(self.info["image_backbone"], Path(weights) if weights else None,
-                              precision=self.info.get("image_precision", "fp32"))
+                              precision=self.info.get("image_precision", "fp32"),
+                              device=self.device)
 
     def prepare(self) -> Bundle:
         """Load now what predictions will need (the image backbone with its weights, by
@@ -96,7 +99,7 @@ class Bundle:
         if modality not in self._fallbacks:
             folder = self.directory.parent / f"best-{modality}"
             found = (folder / BUNDLE_FILE).is_file() and folder != self.directory
-            self._fallbacks[modality] = load_bundle(folder) if found else None
+            self._fallbacks[modality] = load_bundle(folder, self.device) if found else None
         return self._fallbacks[modality]
 
 
@@ -108,8 +111,9 @@ def save_bundle(model: Any, info: dict[str, Any], directory: Path) -> Path:
     return Path(directory)
 
 
-def load_bundle(path: Path) -> Bundle:
-    """Load `RUN_DIR/best` (or a run folder, whose `best/` is used)."""
+def load_bundle(path: Path, device: str = "auto") -> Bundle:
+    """Load `RUN_DIR/best` (or a run folder, whose `best/` is used); its image backbone will
+    run on ``device``."""
     path = Path(path)
     if (path / "best" / BUNDLE_FILE).is_file():
         path = path / "best"
@@ -121,7 +125,7 @@ def load_bundle(path: Path) -> Bundle:
     if n_model != len(info["classes"]):
         raise ModelLoadError(path / BUNDLE_FILE, f"lists {len(info['classes'])} class names but "
                              f"the model predicts {n_model} classes")
-    return Bundle(path, info, model)
+    return Bundle(path, info, model, device)
 
 
 def _read_bundle_info(file: Path) -> dict[str, Any]:

@@ -118,6 +118,10 @@ LayoutOpt = Annotated[
     str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest or pairs.")
 ]
 CacheOpt = Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")]
+DeviceOpt = Annotated[
+    str, typer.Option(metavar="DEVICE", help="Where image backbones run: auto (a CUDA GPU when "
+                      "the runtime can use one), cpu or cuda.")
+]
 
 
 def class_list(value: str | None) -> list[str] | None:

@@ -15,6 +15,7 @@ from .app import (
     AllowOutsideOpt,
     CacheOpt,
     ClassesOpt,
+    DeviceOpt,
     LayoutOpt,
     app,
     class_list,
@@ -78,6 +79,7 @@ def extract(
     gpus_per_actor: Annotated[
         float, typer.Option(metavar="G", min=0, help="GPUs reserved per actor (ray).")
     ] = 0.0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
     from ..cpu import limit_threads
@@ -98,7 +100,7 @@ def extract(
             dataset, store, backbones, audio, runner=runner,
             ray=RayConfig(address, actors, gpus_per_actor),
             image_weights={backbones[0]: weights} if weights else None, runtime=runtime,
-            threads=threads, batch_size=batch_size, precision=precision,
+            threads=threads, batch_size=batch_size, precision=precision, device=device,
             progress=stage_progress(bar))
     table = Table(title=f"features for {len(dataset)} items, cache {escape(str(store.root))}")
     for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
@@ -157,6 +159,11 @@ def run(
         typer.Option(metavar="PRECISION", help="Image embedding precision: fp32 (default), "
                      "int8 or bf16."),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(metavar="DEVICE", help="Where image backbones run: auto (default: a CUDA "
+                     "GPU when the runtime can use one), cpu or cuda."),
+    ] = None,
 ) -> None:
     """Run the comparison grid: image-only, audio-only, early, late and hybrid fusion."""
     from ..config import load_config, with_overrides
@@ -179,6 +186,7 @@ def run(
         "runner.address": address,
         "data.allow_outside_paths": allow_outside_paths or None,
         "features.precision": precision,
+        "features.device": device,
     })
     if cfg.data.path is None:  # say which data before the long work starts
         _, note = resolve_data(cfg)

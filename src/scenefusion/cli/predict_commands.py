@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .app import AllowOutsideOpt, app, command, console, fail, warn
+from .app import AllowOutsideOpt, DeviceOpt, app, command, console, fail, warn
 
 
 @command(app, "predict")
@@ -41,6 +41,7 @@ def predict(
                           "seconds around it (1 = off), so one odd second does not flip it."),
     ] = 1,
     allow_outside_paths: AllowOutsideOpt = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Classify one image/audio pair (prints top-k), many (--pairs), or a video (--video)."""
     from ..files import ensure_writable_file
@@ -50,7 +51,7 @@ def predict(
         fail("give --image and/or --audio, --pairs DIR|CSV, or --video FILE")
     if pairs is not None or video is not None:  # before any work that fills it
         ensure_writable_file(out, "--out file")
-    bundle = load_bundle(model)
+    bundle = load_bundle(model, device)
     if video is not None:
         _predict_video(bundle, video, out, top_k, smooth)
     elif pairs is not None:
@@ -132,6 +133,7 @@ def serve(
     max_video_seconds: Annotated[
         float, typer.Option(metavar="SECONDS", min=1, help="Longest video accepted (422).")
     ] = 120.0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """A web page and a JSON API over a saved model (POST /predict, GET /model, /docs)."""
     try:
@@ -140,7 +142,8 @@ def serve(
         from ..serve import create_app
     except ImportError as err:
         fail(f"serve needs the [serve] extra: pip install 'scenefusion[serve]' ({err})")
-    api = create_app(model, max_upload_mb=max_upload_mb, max_video_seconds=max_video_seconds)
+    api = create_app(model, max_upload_mb=max_upload_mb, max_video_seconds=max_video_seconds,
+                     device=device)
     if api.state.bundle.provenance_warning():
         warn(api.state.bundle.provenance_warning())
     console.print(f"serving {escape(str(model))} at [bold]http://{host}:{port}/[/bold] "

@@ -308,6 +308,7 @@ def extract_dataset(
     threads: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = "fp32",
+    device: str = "auto",
     progress: StageProgress | None = None,
 ) -> DatasetFeatures:
     """Every extractor through the cache (audio first, then each backbone); items that any of
@@ -319,7 +320,8 @@ def extract_dataset(
     images = {}
     for b in image_backbones:
         extractor = ImageExtractor(b, (image_weights or {}).get(b), runtime=runtime,
-                                   cache_dir=store.root, threads=threads, precision=precision)
+                                   cache_dir=store.root, threads=threads, precision=precision,
+                                   device=device)
         images[b] = extract_images(dataset.items, extractor, store, batch_size=batch_size,
                                    progress=reporter(f"image: {b}"))
     ok = sounds.ok.copy()

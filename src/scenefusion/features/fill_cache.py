@@ -58,11 +58,14 @@ def fill_cache(
     threads: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = "fp32",
+    device: str = "auto",
     progress: StageProgress | None = None,
 ) -> CacheFill:
     """Compute and cache every feature of ``dataset`` that is not cached yet, in this process
     (``runner="local"``) or as a Ray Data pipeline (``"ray"``; ``threads`` is then per actor).
-    Both write the same tables and keys, so either leaves a cache the other reuses."""
+    Both write the same tables and keys, so either leaves a cache the other reuses.
+    ``device`` is where image backbones run locally; Ray actors use a GPU when they reserve
+    one (``ray.gpus_per_actor``)."""
     if runner not in RUNNERS:
         raise UnknownRunnerError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     if runner == "ray":
@@ -78,7 +81,7 @@ def fill_cache(
 
     out = extract_dataset(dataset, store, image_backbones, audio, image_weights=image_weights,
                           runtime=runtime, threads=threads, batch_size=batch_size,
-                          precision=precision, progress=progress)
+                          precision=precision, device=device, progress=progress)
     shapes = {f"audio:{audio}": tuple(out.audio.shape[1:]),
               **{f"image:{b}": tuple(v.shape[1:]) for b, v in out.images.items()}}
     return CacheFill(len(dataset), shapes, out.extraction, list(out.skipped))

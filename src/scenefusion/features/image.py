@@ -25,6 +25,7 @@ from ..files import written_atomically
 from ..paths import default_cache_dir
 from . import DEFAULT_BACKBONE
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
+from .device import ONNX_PROVIDERS, choose_device, cuda_available
 from .onnx import cached_session, load_cached
 from .quantize import (
     CALIBRATION_IMAGES,
@@ -150,6 +151,7 @@ class ImageExtractor:
         precision: str = DEFAULT_PRECISION,
         calibration_images: Iterable[ImageSource] | None = None,
         engine: str | None = None,
+        device: str = "auto",
     ) -> None:
         if engine is not None:
             warnings.warn("ImageExtractor(engine=...) is deprecated: use runtime=...",
@@ -159,6 +161,10 @@ class ImageExtractor:
         self.id = backbone_id
         self.precision = precision
         self.runtime = resolve_runtime(runtime, precision)
+        self.device = choose_device(device, cuda_available(self.runtime))
+        # the torch module runs on the device only for runtime torch; for ONNX Runtime it is
+        # only exported, which happens on the CPU
+        self._torch_device = self.device if self.runtime == "torch" else "cpu"
         self.weights = Path(weights) if weights is not None else None
         self.calibration_images = (
             list(itertools.islice(calibration_images, CALIBRATION_IMAGES))
@@ -207,7 +213,7 @@ class ImageExtractor:
             model = load_weights(self.spec, self.weights, variants=variants_of(self.spec)).eval()
             if self.precision == "bf16":  # oneDNN's bf16 convolutions want NHWC
                 model = model.to(memory_format=torch.channels_last)
-            self._model = model
+            self._model = model.to(self._torch_device)
         return self._model
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -234,11 +240,12 @@ class ImageExtractor:
             if self.precision == "int8":
                 self._session = cached_session(
                     self.int8_path(), self._quantize, self.threads, name=f"int8 model of {self.id}",
-                    hint="try --precision fp32", what="int8 model", verb="quantising")
+                    hint="try --precision fp32", what="int8 model", verb="quantising",
+                    providers=ONNX_PROVIDERS[self.device])
             else:
                 self._session = cached_session(
                     self.onnx_path(), self._export, self.threads, name=f"export of {self.id}",
-                    hint="try --runtime torch")
+                    hint="try --runtime torch", providers=ONNX_PROVIDERS[self.device])
         return self._session
 
     def _fp32_graph(self):
@@ -276,19 +283,20 @@ class ImageExtractor:
         if self.runtime == "onnx":
             return self._onnx_session().run(None, {"image": batch.numpy()})[0]
         with torch.inference_mode(), torch_threads(self.threads), self._autocast():
-            return self.model.embed(self._layout(batch)).float().numpy()
+            return self.model.embed(self._layout(batch)).float().cpu().numpy()
 
     def logits(self, batch: torch.Tensor) -> np.ndarray:
         """ImageNet logits from the torch model (fp32, or bf16 under that precision)."""
         with torch.inference_mode(), torch_threads(self.threads), self._autocast():
-            return self.model(self._layout(batch)).float().numpy()
+            return self.model(self._layout(batch)).float().cpu().numpy()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+            return torch.autocast(self._torch_device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _layout(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self._torch_device)
         if self.precision == "bf16":
             return batch.contiguous(memory_format=torch.channels_last)
         return batch

@@ -26,10 +26,12 @@ T = TypeVar("T")
 Build = Callable[[Path], bytes | None]
 
 
-def new_session(model: Path | bytes, threads: int, *, spinning: bool = True) -> Any:
-    """An ONNX Runtime CPU session over a graph file or its bytes: ``threads`` intra-op threads,
-    one inter-op thread. ``spinning=False`` stops idle intra-op threads from busy-waiting, for
-    small graphs run between other CPU work (their spinning steals its cores)."""
+def new_session(model: Path | bytes, threads: int, *, spinning: bool = True,
+                providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> Any:
+    """An ONNX Runtime session over a graph file or its bytes: ``threads`` intra-op threads,
+    one inter-op thread, on ``providers`` (the CPU by default; see :mod:`.device`).
+    ``spinning=False`` stops idle intra-op threads from busy-waiting, for small graphs run
+    between other CPU work (their spinning steals its cores)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -38,7 +40,7 @@ def new_session(model: Path | bytes, threads: int, *, spinning: bool = True) -> 
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=list(providers))
 
 
 def load_cached(path: Path, build: Build, load: Callable[[Path | bytes], T], *,
@@ -61,13 +63,14 @@ def load_cached(path: Path, build: Build, load: Callable[[Path | bytes], T], *,
 
 def cached_session(path: Path, build: Build, threads: int, *, name: str, hint: str,
                    what: str = "ONNX export", verb: str = "exporting",
-                   spinning: bool = True) -> Any:
+                   spinning: bool = True,
+                   providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> Any:
     """A session (:func:`new_session`) over the graph cached at ``path``, built by ``build``
     when missing or damaged (:func:`load_cached`). A fresh graph that does not load either
     raises :class:`CacheError`: "ONNX Runtime cannot load the fresh {name} (...); {hint}"."""
 
     def cached(model: Path | bytes) -> Any:
-        return new_session(model, threads, spinning=spinning)
+        return new_session(model, threads, spinning=spinning, providers=providers)
 
     def fresh(model: Path | bytes) -> Any:
         try:

@@ -1,4 +1,4 @@
-"""Lower-precision image embedding on CPU, and where to run it.
+"""Lower-precision image embedding on CPU.
 
 int8: ONNX Runtime static quantisation of the fp32 export (QDQ format, per-channel symmetric
 int8 weights, uint8 activations whose ranges come from a calibration pass over a few hundred
@@ -9,7 +9,7 @@ bf16: ONNX Runtime's CPU provider has no bf16 Conv/MatMul kernels on x86 (its bf
 GEMM option exists only for ARM64), so bf16 runs in torch under CPU autocast, which uses oneDNN's
 AVX-512-BF16 / AMX kernels where the CPU has them (:func:`cpu_supports_bf16`).
 
-:func:`choose_device` is the pure device choice (``auto | cpu | cuda``) the GPU path uses.
+Where a backbone runs (CPU or CUDA) is :mod:`.device`'s choice.
 """
 
 from __future__ import annotations
@@ -30,26 +30,11 @@ from ..files import written_atomically
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
 #: Images the int8 calibration pass sees by default (ONNX Runtime suggests a few hundred).
 CALIBRATION_IMAGES = 200
 CALIBRATION_BATCH = 8
 
 ImageSource = Image.Image | str | os.PathLike
-
-
-def choose_device(requested: str, cuda_available: bool) -> str:
-    """``"cpu"`` or ``"cuda"`` for a requested ``auto | cpu | cuda``: auto takes CUDA when it is
-    there; asking for CUDA where there is none is an error rather than a silent CPU run (a
-    run planned for a GPU would otherwise take hours without saying why)."""
-    if requested not in DEVICES:
-        raise ValueError(f"unknown device {requested!r}; choose one of {', '.join(DEVICES)}")
-    if requested == "auto":
-        return "cuda" if cuda_available else "cpu"
-    if requested == "cuda" and not cuda_available:
-        raise ValueError("device 'cuda' was asked for but no CUDA device is available "
-                         "(torch.cuda.is_available() is False); use --device cpu or auto")
-    return requested
 
 
 def check_precision(precision: str) -> str:

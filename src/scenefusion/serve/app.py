@@ -293,10 +293,12 @@ def _model_info(served: _Served) -> dict[str, Any]:
 
 
 def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-               max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS) -> FastAPI:
+               max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS, device: str = "auto"
+               ) -> FastAPI:
     """The app over the bundle at BUNDLE_DIR (``RUN_DIR/best`` or a run folder), loaded once
-    here with its run's single-modality fallbacks; raises DataError/FileProblem for a bad one."""
-    bundle = load_bundle(Path(bundle_dir)).prepare()  # a broken weight file fails here
+    here with its run's single-modality fallbacks, its backbone on ``device``; raises a
+    ScenefusionError (DataError, ModelLoadError, WeightsLoadError, ...) for a bad one."""
+    bundle = load_bundle(Path(bundle_dir), device).prepare()  # a broken weight file fails here
     singles = {m: _single(bundle, m) for m in ("image", "audio")}
     for single in singles.values():
         if single is not None:
