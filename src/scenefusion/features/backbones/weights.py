@@ -151,7 +151,8 @@ def load_weights(
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # e.g. dtype problems the pre-check cannot see
-        raise WeightsMismatchError(f"refusing to load {path}: it does not load into {spec.id}: {exc}") from exc
+        raise WeightsMismatchError(
+            f"refusing to load {path}: it does not load into {spec.id}: {exc}") from exc
     model.weights_path = path
     log.info("loaded %s weights from %s", spec.id, path)
     return model.eval()
