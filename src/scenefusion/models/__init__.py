@@ -4,7 +4,7 @@ Importing this package registers every model id in :data:`MODELS` and every fusi
 :data:`FUSION`.
 """
 
-from scenefusion.models.base import (
+from .base import (
     MODELS,
     Capabilities,
     accepts_sequences,
@@ -14,7 +14,7 @@ from scenefusion.models.base import (
     make_model,
     prepare_input,
 )
-from scenefusion.models.classical import (
+from .classical import (
     ClassicalModel,
     HGBModel,
     KNNModel,
@@ -22,9 +22,9 @@ from scenefusion.models.classical import (
     RandomForestModel,
     SVMModel,
 )
-from scenefusion.models.cnn import AudioCNNModel
-from scenefusion.models.dense import MLPModel, TorchModel
-from scenefusion.models.fusion import (
+from .cnn import AudioCNNModel
+from .dense import MLPModel, TorchModel
+from .fusion import (
     FUSION,
     FUSION_IDS,
     LATE_METHODS,
@@ -33,8 +33,8 @@ from scenefusion.models.fusion import (
     LateFusion,
     make_fusion,
 )
-from scenefusion.models.lstm import LSTMModel
-from scenefusion.models.persistence import load_model, save_model
+from .lstm import LSTMModel
+from .persistence import load_model, save_model
 
 __all__ = [
     "FUSION",

@@ -19,8 +19,7 @@ from scipy import sparse
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from scenefusion.registry import Registry
-
+from ..registry import Registry
 from .sequences import pool_sequence
 
 log = logging.getLogger(__name__)

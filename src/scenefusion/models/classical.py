@@ -24,8 +24,8 @@ from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from scenefusion.cpu import thread_budget
-from scenefusion.models.base import (
+from ..cpu import thread_budget
+from .base import (
     Capabilities,
     check_targets,
     normalise_proba,

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from scenefusion.models.base import Capabilities, ProgressCallback, register_model
-from scenefusion.models.dense import _EPS, Augment, TorchModel
+from .base import Capabilities, ProgressCallback, register_model
+from .dense import _EPS, Augment, TorchModel
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from scenefusion.cpu import threads_for_work, torch_threads
-from scenefusion.models.base import (
+from ..cpu import threads_for_work, torch_threads
+from .base import (
     Capabilities,
     ProgressCallback,
     check_targets,

@@ -13,8 +13,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from scenefusion.models.base import Capabilities, accepts_sequences, fit_model, normalise_proba
-from scenefusion.models.modalities import (
+from .base import Capabilities, accepts_sequences, fit_model, normalise_proba
+from .modalities import (
     FUSION_CAPABILITIES,
     Modalities,
     align_proba,
@@ -22,7 +22,6 @@ from scenefusion.models.modalities import (
     present,
     resolve_model,
 )
-
 from .sequences import pool_sequence
 
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from scenefusion.models.base import Capabilities, ProgressCallback, register_model
-from scenefusion.models.dense import _EPS, TorchModel
+from .base import Capabilities, ProgressCallback, register_model
+from .dense import _EPS, TorchModel
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 
-from scenefusion.models.base import Capabilities, make_model
+from .base import Capabilities, make_model
 
 Modalities = Mapping[str, np.ndarray | None]
 
