@@ -113,3 +113,16 @@ def test_importing_a_layer_does_not_load_what_it_does_not_use(lightweight):
     code = f"import sys, {lightweight}; print('librosa' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_long_module_says_why_it_is_long():
+    """Modules stay small (one job each); one over 400 lines says why at the top of its
+    docstring ("Long on purpose: ...")."""
+    long = []
+    for name, path in modules().items():
+        text = path.read_text()
+        if text.count("\n") > 400:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "Long on purpose:" not in doc:
+                long.append(f"{name} ({text.count(chr(10))} lines)")
+    assert not long, "split these or say why they are long: " + ", ".join(long)

@@ -6,6 +6,9 @@ labels are stripped of surrounding spaces; a row repeated exactly is kept once; 
 under two labels is dropped everywhere (which label is right is unknown); a file in two groups
 is kept in the first only (else it could sit on both sides of a split); paths that leave the
 data folder are refused unless `allow_outside=True`.
+
+Long on purpose: the loaders share those rules (dedup, label conflicts, grouping, paths), and
+keeping them in one module keeps every layout applying the same ones.
 """
 
 from __future__ import annotations

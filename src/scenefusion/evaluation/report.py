@@ -4,6 +4,9 @@
 :func:`write_reports` can re-render every artefact from a saved run without retraining.
 The HTML report is self-contained (images embedded as base64 data URIs) so it can be
 mailed or attached to a ticket as one file.
+
+Long on purpose: the Markdown and the HTML report are rendered from the same sections here,
+so that the two never disagree.
 """
 
 from __future__ import annotations

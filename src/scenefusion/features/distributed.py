@@ -1,5 +1,8 @@
 """Feature extraction on a Ray cluster (optional extra `[ray]`), into the same feature cache.
 
+Long on purpose: the pipeline's stages (plan, CPU stage, actors, driver-side writes) share one
+plan object and its invariants, and are easier to check read together.
+
 A Ray Data pipeline over the data set's item manifest (built from the loaded `Dataset`, so
 pairing and skip reasons are those of single-process extraction):
 
