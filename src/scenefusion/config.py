@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from .cpu import at_most_cores
 from .errors import ScenefusionError
 from .features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE
 from .files import check_folder_name
@@ -29,6 +30,10 @@ AUDIO_MODELS = ["lstm", "logreg", "svm", "rf", "hgb"]
 LATE_METHODS = ["mean", "weighted", "product", "stacking"]
 
 
+#: numpy's random generators take seeds below 2**32.
+MAX_SEED = 2**32 - 1
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -36,7 +41,8 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     path: Path | None = Field(None, description="Data folder or manifest CSV; None = demo data.")
     layout: Literal["auto", "reference", "manifest", "pairs"] = "auto"
-    classes: list[str] | None = None
+    classes: list[str] | None = Field(
+        None, description="Classes to keep (others are skipped); None = all.")
     allow_outside_paths: bool = Field(
         False, description="Accept manifest paths that leave the manifest's folder.")
     check_files: bool = Field(
@@ -46,11 +52,20 @@ class DataConfig(_Strict):
     )
 
 
+    @field_validator("classes")
+    @classmethod
+    def _some_classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("the class list is empty: name at least 2 classes, or leave it "
+                             "out to use every class found")
+        return value
+
+
 class SplitConfig(_Strict):
     strategy: Literal["group", "frame"] = "group"
     test_fraction: float = Field(0.25, gt=0, lt=1)
     val_fraction: float = Field(0.15, ge=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class FeaturesConfig(_Strict):
@@ -58,13 +73,19 @@ class FeaturesConfig(_Strict):
     image_weights: dict[str, Path] = {}
     audio: str = "mfcc"
     # fastest on 2 cores with ONNX Runtime (benchmarks/README.md)
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=4096)
     runtime: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Backbone runtime: ONNX Runtime (auto, when installed) or torch."
     )
     threads: int | None = Field(
-        None, ge=1, description="Threads for embedding images; None = the run's `threads`.",
+        None, ge=1, description="Threads for embedding images; None = the run's `threads` "
+        "(more than the usable cores are capped to those, with a note).",
     )
+
+    @field_validator("threads")
+    @classmethod
+    def _cap_threads(cls, value: int | None) -> int | None:
+        return at_most_cores(value)
     precision: Literal["fp32", "int8", "bf16"] = Field(
         "fp32", description="Embedding precision: int8 (ONNX Runtime static quantisation) or "
         "bf16 (torch, CPUs with AVX-512-BF16/AMX); fidelity in benchmarks/README.md.")
@@ -116,6 +137,21 @@ class ModelsConfig(_Strict):
     )
     tune: bool = Field(False, description="Small grid search on the val set for classical models.")
 
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, value: dict[str, dict]) -> dict[str, dict]:
+        """Unknown model ids, unknown hyper-parameters and values outside each estimator's
+        declared constraints fail when the config is read, not after extraction."""
+        from .models import make_model
+        from .models.base import check_hyper_parameters
+
+        for m, params in value.items():
+            try:
+                check_hyper_parameters(make_model(m, **params))
+            except ValueError as err:
+                raise ValueError(f"{m}: {err}") from None
+        return value
+
 
 class FusionConfig(_Strict):
     early: list[str] = ["logreg", "mlp"]
@@ -136,7 +172,8 @@ class FusionConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    n_bootstrap: int = Field(1000, ge=0)
+    n_bootstrap: int = Field(1000, ge=0, le=100_000, description="Bootstrap resamples for "
+                             "the confidence intervals (0: none).")
 
 
 class OutputConfig(_Strict):
@@ -157,7 +194,8 @@ class RunnerConfig(_Strict):
     address: str | None = Field(
         None, description="Ray cluster to join (e.g. ray://head:10001 or auto); None starts "
         "a local one.")
-    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray cluster.")
+    num_cpus: int | None = Field(None, ge=1, le=65_536,
+                                 description="CPUs of a local Ray cluster.")
 
 
 class ExperimentConfig(_Strict):
@@ -169,16 +207,22 @@ class ExperimentConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
     runner: RunnerConfig = RunnerConfig()
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     threads: int | None = Field(
         None, ge=1, description="CPU threads for every stage (torch, ONNX Runtime, BLAS, "
-        "OpenMP); None = the cores this process may use. Lower it on a shared machine.",
+        "OpenMP); None = the cores this process may use (more are capped to those, with a "
+        "note). Lower it on a shared machine.",
     )
+
+    @field_validator("threads")
+    @classmethod
+    def _cap_threads(cls, value: int | None) -> int | None:
+        return at_most_cores(value)
 
     @field_validator("models")
     @classmethod
     def _known_models(cls, value: ModelsConfig) -> ModelsConfig:
-        from .models import MODELS, available_models, capabilities, make_model
+        from .models import MODELS, available_models, capabilities
 
         valid = available_models()
         for side in ("image", "audio"):
@@ -189,8 +233,6 @@ class ExperimentConfig(_Strict):
                     takes = [k for k in valid if side in capabilities(MODELS.get(k)).modalities]
                     raise ValueError(f"model {m!r} does not take {side} input; "
                                      f"{side} models: {takes}")
-        for m, params in value.params.items():
-            make_model(m, **params)  # unknown ids and hyper-parameters fail here, named
         return value
 
     def to_yaml(self) -> str:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 #: Below this many input values per operation (a training batch, an inference call) extra
 #: intra-op threads cost more in hand-off and OpenMP spin-waiting than they gain. Measured on
@@ -45,6 +47,18 @@ def _cgroup_quota(path: Path) -> int | None:
         return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
     except (OSError, ValueError):
         return None
+
+
+def at_most_cores(threads: int | None) -> int | None:
+    """``threads`` capped at :func:`usable_cores`, with a warning: more threads than cores only
+    oversubscribe the machine, and far more (100000) fail when the libraries allocate their
+    pools. None stays None (the default: every usable core)."""
+    cores = usable_cores()
+    if threads is not None and threads > cores:
+        log.warning("threads %d is more than the %d core(s) this process may use; using %d",
+                    threads, cores, cores)
+        return cores
+    return threads
 
 
 def thread_budget() -> int:
@@ -81,7 +95,7 @@ def limit_threads(threads: int | None = None) -> Iterator[int]:
     :func:`usable_cores`) for a block; the previous settings come back after it."""
     from threadpoolctl import threadpool_limits
 
-    n = threads or usable_cores()
+    n = at_most_cores(threads) or usable_cores()
     token = _CAP.set(n)
     try:
         with torch_threads(n), threadpool_limits(limits=n):

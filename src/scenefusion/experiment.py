@@ -127,6 +127,10 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     with timer("data"):
         dataset, data_note = _load(config, notes, progress)
         require_trainable(dataset)
+        # the split the run will make, tried now: a class with one source video fails here,
+        # not after extraction (bad files found later can only shrink a side further)
+        make_split(dataset, config.split.strategy, config.split.test_fraction,
+                   config.split.val_fraction, config.split.seed)
     run_dir = _run_dir(config)
     marker = run_dir / INCOMPLETE_MARKER
     marker.write_text("this run has not finished: its results are missing or partial\n")
@@ -300,6 +304,9 @@ def require_trainable(dataset: Dataset) -> None:
     if empty:
         raise DataError(dataset.root, f"class(es) {', '.join(map(repr, empty))} of the class "
                         f"list have no usable items; found {counts}")
+    if len(dataset.classes) < 2:
+        raise DataError(dataset.root, f"only one class ({', '.join(map(repr, dataset.classes))})"
+                        " has usable items; telling scenes apart needs at least 2 classes")
 
 
 def _columns(model: Any, y: np.ndarray) -> np.ndarray:

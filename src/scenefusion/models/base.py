@@ -108,6 +108,29 @@ def make_model(model_id: str, **params: Any) -> Any:
         ) from None
 
 
+def check_hyper_parameters(model: Any) -> Any:
+    """Check ``model``'s hyper-parameter values against its declared constraints (scikit-learn's
+    ``_parameter_constraints``, on the model and, for a wrapper of a scikit-learn estimator, on
+    the estimator it builds) before any data is read; a bad value raises ValueError naming the
+    parameter, the rule and the value given."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    try:
+        if getattr(model, "_parameter_constraints", None):
+            model._validate_params()
+        build = getattr(model, "_make_estimator", None)
+        if build is not None:
+            estimator = build(dict(model.resolved_params()))
+            # the estimator and any it wraps (e.g. the SVC inside CalibratedClassifierCV)
+            for part in [estimator, *estimator.get_params(deep=True).values()]:
+                if getattr(part, "_parameter_constraints", None) and hasattr(part,
+                                                                            "_validate_params"):
+                    part._validate_params()
+    except InvalidParameterError as exc:
+        raise ValueError(str(exc)) from None
+    return model
+
+
 def fit_model(model: Any, X: Any, y: np.ndarray, X_val: Any = None, y_val: Any = None,
               *, progress: ProgressCallback | None = None, groups: np.ndarray | None = None
               ) -> Any:

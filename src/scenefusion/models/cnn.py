@@ -12,10 +12,12 @@ features are a learned audio embedding for early and hybrid fusion, like the LST
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from numbers import Integral, Real
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval
 from torch import nn
 from torch.nn import functional as F
 
@@ -93,6 +95,15 @@ class AudioCNNModel(TorchModel):
     capabilities: ClassVar[Capabilities] = Capabilities(
         sequence_input=True, uses_validation=True, reports_progress=True, embedding=True,
         modalities=("audio",))
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **TorchModel._parameter_constraints,
+        "channels": [tuple, list],
+        "augment": ["boolean"],
+        "gain": [Interval(Real, 0, None, closed="left")],
+        "time_mask": [Interval(Integral, 0, None, closed="left")],
+        "freq_mask": [Interval(Integral, 0, None, closed="left")],
+        "mixup_alpha": [Interval(Real, 0, None, closed="left")],
+    }
 
     def __init__(
         self,

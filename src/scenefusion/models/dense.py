@@ -11,12 +11,14 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
@@ -136,6 +138,19 @@ class TorchModel(ClassifierMixin, BaseEstimator):
     """
 
     model_id: ClassVar[str] = ""
+    #: Hyper-parameter rules every torch model shares (scikit-learn's constraint format);
+    #: subclasses add their own, and configs are checked against them before any work.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, 1_000_000, closed="both")],
+        "max_epochs": [Interval(Integral, 1, 100_000, closed="both")],
+        "patience": [Interval(Integral, 0, None, closed="left")],
+        "val_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"), None],
+    }
     capabilities: ClassVar[Capabilities] = Capabilities(uses_validation=True,
                                                         reports_progress=True)
 
@@ -288,6 +303,9 @@ class MLPModel(TorchModel):
     stopping on validation loss (``X_val`` if given, else a stratified ``val_fraction`` of
     train), restoring the best epoch's weights. Inputs are standardised with train statistics.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **TorchModel._parameter_constraints, "hidden_sizes": [tuple, list]}
 
     def __init__(
         self,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from numbers import Integral
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -73,6 +75,12 @@ class LSTMModel(TorchModel):
     capabilities: ClassVar[Capabilities] = Capabilities(
         sequence_input=True, uses_validation=True, reports_progress=True, embedding=True,
         modalities=("audio",))
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **TorchModel._parameter_constraints,
+        "hidden_size": [Interval(Integral, 1, 65_536, closed="both")],
+        "num_layers": [Interval(Integral, 1, 64, closed="both")],
+        "bidirectional": ["boolean"],
+    }
 
     def __init__(
         self,
