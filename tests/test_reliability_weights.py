@@ -92,3 +92,36 @@ def test_serve_with_a_broken_weight_file_is_one_sentence_before_it_listens(tmp_p
     result = runner.invoke(app, ["serve", str(bundle)], terminal_width=400)
     _one_sentence(result, weights)
     assert not (tmp_path / "payload-ran").exists()
+
+
+@pytest.mark.parametrize(("kind", "saved"), [("image", "a late-fusion model"),
+                                             ("audio", "a late-fusion model"),
+                                             ("early", "a late-fusion model")])
+def test_a_bundle_whose_kind_was_edited_is_refused_by_name(tmp_path, kind, saved):
+    from scenefusion.models.persistence import ModelLoadError
+    from scenefusion.predict import load_bundle
+
+    bundle = _bundle(tmp_path, Path("unused.pth"))
+    info = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**info, "kind": kind}))
+    with pytest.raises(ModelLoadError, match=f"bundle.json: 'kind' is '{kind}' but the saved "
+                                             f"model is {saved}"):
+        load_bundle(bundle)
+    result = runner.invoke(app, ["predict", "--model", str(bundle), "--audio", "x.wav"],
+                           terminal_width=400)
+    assert result.exit_code == 1 and "'kind' is" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_image_bundle_whose_model_does_not_fit_the_backbone_is_refused(tmp_path):
+    from scenefusion.models.persistence import ModelLoadError
+    from scenefusion.predict import load_bundle
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 10)
+    model = make_model("logreg").fit(rng.normal(y[:, None], 0.3, (20, 64)), y)
+    save_bundle(model, {"name": "image:x", "kind": "image", "classes": ["A", "B"],
+                        "image_backbone": "effnet_lite0"}, tmp_path / "b")
+    with pytest.raises(ModelLoadError, match="takes 64 features, but effnet_lite0 embeds "
+                                             "images as 1280"):
+        load_bundle(tmp_path / "b")

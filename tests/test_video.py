@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from PIL import Image
@@ -119,3 +120,34 @@ def test_verdict_breaks_a_tie_in_seconds_by_mean_probability_and_needs_one_secon
     assert video_verdict(_timeline([{"A": 0.6, "B": 0.4}, {"A": 0.1, "B": 0.9}]))[0] == "B"
     with pytest.raises(NothingClassified, match="no second of the video could be classified"):
         video_verdict(_timeline(["bad"]))
+
+
+def _audio_bundle(tmp_path):
+    import numpy as np
+
+    from scenefusion.models import make_model
+    from scenefusion.predict import save_bundle
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 10)
+    model = make_model("logreg").fit(rng.normal(y[:, None, None], 0.3, (20, 8, 13)), y)
+    return save_bundle(model, {"name": "audio:mfcc+logreg", "kind": "audio",
+                               "classes": ["A", "B"], "audio_features": "mfcc",
+                               "audio_source": "raw-audio"}, tmp_path / "b")
+
+
+def test_predict_video_exit_codes_unreadable_is_1_nothing_classified_is_2(tmp_path):
+    bundle = _audio_bundle(tmp_path)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    args = ["predict", "--model", str(bundle), "--out", str(tmp_path / "s.csv"), "--video"]
+    result = CliRunner().invoke(app, [*args, str(junk)])
+    assert result.exit_code == 1 and "not a readable video" in result.output
+    silent = write_video(tmp_path / "silent.mp4", seconds=2, freq=0.0)  # every second silent
+    result = CliRunner().invoke(app, [*args, str(silent)])
+    assert result.exit_code == 2, result.output
+    assert "no second of the video could be classified" in result.output
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 2  # the per-second errors are written
+    good = write_video(tmp_path / "tone.mp4", seconds=2)
+    result = CliRunner().invoke(app, [*args, str(good)])
+    assert result.exit_code == 0 and "of 2 seconds" in result.output

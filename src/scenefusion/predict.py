@@ -121,11 +121,32 @@ def load_bundle(path: Path, device: str = "auto") -> Bundle:
         raise DataError(path, f"not a model bundle (no {BUNDLE_FILE}); pass RUN_DIR/best")
     info = _read_bundle_info(path / BUNDLE_FILE)
     model = load_model(path / "model")
+    family = _model_family(model)
+    expected = "single" if info["kind"] in ("image", "audio") else info["kind"]
+    if family != expected:
+        what = "a single-modality model" if family == "single" else f"a {family}-fusion model"
+        raise ModelLoadError(path / BUNDLE_FILE, f"'kind' is {info['kind']!r} but the saved "
+                             f"model is {what}")
+    dim = IMAGE_BACKBONES.get(info["image_backbone"]).embedding_dim \
+        if info["kind"] == "image" else None
+    if dim is not None and getattr(model, "n_features_in_", dim) != dim:
+        raise ModelLoadError(path / BUNDLE_FILE, f"the model takes {model.n_features_in_} "
+                             f"features, but {info['image_backbone']} embeds images as {dim}")
     n_model = len(getattr(model, "classes_", info["classes"]))
     if n_model != len(info["classes"]):
         raise ModelLoadError(path / BUNDLE_FILE, f"lists {len(info['classes'])} class names but "
                              f"the model predicts {n_model} classes")
     return Bundle(path, info, model, device)
+
+
+def _model_family(model: Any) -> str:
+    """``early``, ``late`` or ``hybrid`` for a fusion model, ``single`` for one modality's."""
+    from .models import EarlyFusion, HybridFusion, LateFusion
+
+    for family, cls in (("early", EarlyFusion), ("hybrid", HybridFusion), ("late", LateFusion)):
+        if isinstance(model, cls):
+            return family
+    return "single"
 
 
 def _read_bundle_info(file: Path) -> dict[str, Any]:
