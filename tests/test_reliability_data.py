@@ -301,3 +301,29 @@ def test_cached_demo_is_reused_and_heals_a_half_written_folder(tmp_path):
     (first / ".complete").unlink()  # as if killed mid-write
     assert demo_data_path(tmp_path) == first
     assert len(load_pairs_folder(first, check_files=False)) == 144
+
+
+def test_every_file_the_pairs_loader_does_not_take_is_listed_with_why(tmp_path):
+    from scenefusion.data.synthetic import make_pairs_folder
+
+    root = make_pairs_folder(tmp_path / "pairs", classes=("BEACH", "CITY"), groups_per_class=2,
+                             frames_per_group=2)
+    nested = root / "BEACH" / "sub"
+    nested.mkdir()
+    (nested / "x_000.png").write_bytes((root / "BEACH" / "beach0_000.png").read_bytes())
+    markup = root / "[bold]BEACH[" / "bold]"  # what a class named "[bold]BEACH[/bold]" becomes
+    markup.mkdir(parents=True)
+    (markup / "y_000.wav").write_bytes((root / "CITY" / "city0_000.wav").read_bytes())
+    (root / "CITY" / "notes.txt").write_text("mine")
+    (root / "README.md").write_text("about")
+    (root / "CITY" / ".DS_Store").write_bytes(b"")  # hidden: not a data file
+    dataset = load_dataset(root)
+    reasons = {Path(s.path).relative_to(root).as_posix(): s.reason for s in dataset.skipped}
+    assert "a folder inside class folder 'BEACH' (1 file(s) not read)" in reasons["BEACH/sub"]
+    assert "class name cannot hold '/'" in reasons["[bold]BEACH[/bold]"]
+    assert reasons["CITY/notes.txt"] == "not an image or audio file (.txt)"
+    assert reasons["README.md"].startswith("not inside a class folder")
+    assert "CITY/.DS_Store" not in reasons and "SYNTHETIC.txt" not in reasons
+    assert len(dataset) == 8  # the real pairs are all kept
+    shown = CliRunner().invoke(app, ["data", "inspect", str(root)], terminal_width=300)
+    assert shown.exit_code == 0 and "BEACH/sub" in shown.output and "notes.txt" in shown.output

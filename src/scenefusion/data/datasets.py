@@ -41,6 +41,8 @@ MANIFEST_REQUIRED = ["image", "audio", "label"]
 #: How many offending row numbers an error message lists before summarising the rest.
 SHOW_ROWS = 5
 OUTSIDE_HINT = "pass allow_outside=True / --allow-outside-paths to accept"
+#: Written by scenefusion.data.synthetic into every generated data set; not a data file.
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
 
 _FRAME_SUFFIX = re.compile(r"^(.*?)[-_ .]*\d+$")
 
@@ -239,6 +241,15 @@ def _kind(path: Path) -> str | None:
     return "image" if suffix in IMAGE_SUFFIXES else "audio" if suffix in AUDIO_SUFFIXES else None
 
 
+def _nested_folder(folder: Path, class_dir: Path) -> _Row:
+    """A folder inside a class folder: its files are not read (classes are one level deep; a
+    class name holding '/' becomes such a folder), so it is reported instead of vanishing."""
+    n = sum(1 for p in folder.rglob("*") if p.is_file())
+    return _Row(str(folder), str(folder), Skip(str(folder), (
+        f"a folder inside class folder {class_dir.name!r} ({n} file(s) not read): pairs must "
+        f"sit directly in ROOT/<class>/, and a class name cannot hold '/'")))
+
+
 def _pair_row(class_dir: Path, label: str, stem: str, found: dict[str, list[Path]]) -> _Row:
     """One stem's files as an item, or a skip saying what is missing or ambiguous."""
     images, audios = found.get("image", []), found.get("audio", [])
@@ -285,12 +296,21 @@ def load_pairs_folder(
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(root, "no class folders found (expected ROOT/<class>/<name>.jpg + .wav)")
+    rows += [_Row(str(f), str(f), Skip(str(f), "not inside a class folder: pairs go in "
+                                            "ROOT/<class>/"))
+             for f in sorted(root.iterdir())
+             if f.is_file() and not f.name.startswith(".") and f.name != SYNTHETIC_MARKER]
     for class_dir in class_dirs:
         label = _label(class_dir.name, stripped)
         by_stem: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
-        for f in sorted(p for p in class_dir.iterdir() if p.is_file()):
-            if (kind := _kind(f)) is not None:
+        for f in sorted(p for p in class_dir.iterdir() if not p.name.startswith(".")):
+            if f.is_dir():
+                rows.append(_nested_folder(f, class_dir))
+            elif (kind := _kind(f)) is not None:
                 by_stem[f.stem][kind].append(f)
+            else:
+                rows.append(_Row(str(f), str(f), Skip(str(f), f"not an image or audio file "
+                                                               f"({f.suffix or 'no suffix'})")))
         if not label:
             rows += [_Row(str(class_dir), str(class_dir), Skip(str(class_dir), "empty label"))]
             continue

@@ -21,12 +21,11 @@ import soundfile as sf
 from PIL import Image
 
 from ..files import FileProblem, open_new
-from .datasets import REFERENCE_MFCC_COLUMNS
+from .datasets import REFERENCE_MFCC_COLUMNS, SYNTHETIC_MARKER
 from .validate import DataError
 
 DEFAULT_CLASSES = ("BEACH", "CITY", "FOREST")
 #: File that marks a folder as generated, so models trained on it say so wherever they are used.
-SYNTHETIC_MARKER = "SYNTHETIC.txt"
 
 #: The offline demo set: 4 classes x 6 videos x 6 frames, where CITY and RESTAURANT look alike
 #: and BEACH and FOREST sound alike, so each modality alone is blind to one pair.
