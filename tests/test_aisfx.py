@@ -250,12 +250,22 @@ def test_checkpoint_with_an_arbitrary_object_is_refused_and_never_runs(tmp_path,
 
 
 def test_numpy_globals_beyond_the_official_files_are_refused(tmp_path):
-    """The allow-list is exactly what aisfx 0.1.2's file needs: numpy scalars as numpy 2
-    pickles them (``numpy._core.multiarray.scalar``) are outside it."""
+    """The allow-list is exactly what aisfx 0.1.2's file needs (int64 scalars, under numpy 1's
+    or numpy 2's module name): a scalar of another dtype is outside it."""
     path = _save(tmp_path / "float.pth", _random_state(), {"x": (np.float64(0.5), 3)})
     with pytest.raises(aisfx.UntrustedWeightsError,
-                       match=f"refusing to load {path}: .*numpy._core.multiarray.scalar"):
+                       match=f"refusing to load {path}: .*Float64DType"):
         aisfx.load_aisfx_state(path)
+
+
+def test_the_official_layout_resaved_under_numpy_2_loads(tmp_path):
+    """torch.save under numpy 2 pickles the official file's int64 scalars as
+    ``numpy._core.multiarray.scalar``: the same three globals, so the file is accepted."""
+    path = _save(tmp_path / "np2.pth", _random_state(), {"prosfx": (np.int64(0), np.int64(78))})
+    assert "numpy._core.multiarray.scalar" in torch.serialization.get_unsafe_globals_in_checkpoint(
+        path)
+    state = aisfx.load_aisfx_state(path)
+    assert state["conv_block4.conv2.weight"].shape == (512, 512, 3, 3)
 
 
 @pytest.mark.parametrize(("edit", "message"), [

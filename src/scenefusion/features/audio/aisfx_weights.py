@@ -45,9 +45,12 @@ INSTALL_COMMAND = "pip install --no-deps aisfx==0.1.2"
 OFFICIAL_SHA256 = "499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5"
 #: The pickle globals the official checkpoint needs beyond plain tensors and containers: its
 #: ``ds_dict`` holds numpy int64 scalars (``numpy.core.multiarray.scalar`` of an
-#: ``np.dtype("int64")``, whose pickled state is set on an ``Int64DType`` instance). Any other
-#: global makes the file refused unread.
-ALLOWED_GLOBALS = ("numpy.core.multiarray.scalar", "numpy.dtype", "numpy.dtypes.Int64DType")
+#: ``np.dtype("int64")``, whose pickled state is set on an ``Int64DType`` instance). The same
+#: file re-saved with ``torch.save`` under numpy 2 names the scalar ``numpy._core...``: that one
+#: name is allowed too. Any other global (or another dtype, e.g. float64 scalars) makes the file
+#: refused unread.
+ALLOWED_GLOBALS = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
+                   "numpy.dtypes.Int64DType")
 
 
 def _packaged_checkpoint() -> Path | None:
@@ -109,7 +112,8 @@ def _allow_listed() -> list[Any]:
     """The :data:`ALLOWED_GLOBALS` as objects for ``torch.serialization.safe_globals``."""
     from numpy._core.multiarray import scalar
 
-    return [(scalar, "numpy.core.multiarray.scalar"), np.dtype, np.dtypes.Int64DType]
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+            np.dtype, np.dtypes.Int64DType]
 
 
 def _read_checkpoint(path: Path) -> Any:
