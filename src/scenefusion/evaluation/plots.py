@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .fonts import fonts_for
 from .metrics import EvaluationResult, comparison_table
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,13 @@ def plot_confusion_matrix(
     if cm.shape != (k, k):
         raise ValueError(f"confusion matrix has shape {cm.shape}, expected ({k}, {k})")
     values = row_normalize(cm) if normalize else cm.astype(np.float64)
+    with fonts_for([*map(str, class_names), title or ""]) as note:
+        return _draw_confusion(cm, values, class_names, path, normalize, title, note)
 
+
+def _draw_confusion(cm: np.ndarray, values: np.ndarray, class_names: Sequence[str],
+                    path: str | Path, normalize: bool, title: str | None, note: str) -> Path:
+    k = len(class_names)
     side = max(5.0, 0.55 * k + 2.5)
     fig = _new_figure(side + 1.0, side)
     ax = fig.add_subplot(1, 1, 1)
@@ -127,6 +134,8 @@ def plot_confusion_matrix(
                 fontsize=fontsize,
                 color="white" if v > threshold else "black",
             )
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="firebrick", va="bottom")
     fig.tight_layout()
     return _save(fig, path)
 
