@@ -129,8 +129,12 @@ def test_csv_missing_columns_named(tmp_path, reference_root):
     frame.to_csv(root / "dataset.csv", index=False)
     with pytest.raises(DataError, match=r"dataset.csv: missing required column\(s\): CLASS2"):
         load_reference(root)
-    pd.DataFrame({"image": ["a.png"], "label": ["X"]}).to_csv(tmp_path / "m.csv", index=False)
-    with pytest.raises(DataError, match="m.csv: missing required column.*audio"):
+    # image-only and audio-only manifests are data sets; one with neither column is not
+    pd.DataFrame({"file": ["a.png"], "label": ["X"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DataError, match="m.csv: missing required column.*image and/or audio"):
+        load_manifest(tmp_path / "m.csv")
+    pd.DataFrame({"image": ["a.png"]}).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DataError, match="m.csv: missing required column.*label"):
         load_manifest(tmp_path / "m.csv")
 
 

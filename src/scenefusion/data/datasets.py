@@ -215,6 +215,7 @@ def _finish(
     group_source: str,
     check_files: bool,
     progress: Progress | None,
+    modalities: tuple[str, ...] = ("image", "audio"),
 ) -> Dataset:
     """The steps every loader shares: duplicates and conflicts, class list, file checks."""
     ident = _identities(rows)
@@ -231,7 +232,7 @@ def _finish(
     names = list(classes) if classes is not None else sorted({it.label for it in usable})
     if skipped:
         log.info("%d input(s) skipped in %s; see Dataset.skipped", len(skipped), root)
-    return Dataset(usable, names, root, layout, group_source, skipped)
+    return Dataset(usable, names, root, layout, group_source, skipped, modalities)
 
 
 # --- folder of pairs ---------------------------------------------------------------------------
@@ -250,17 +251,19 @@ def _nested_folder(folder: Path, class_dir: Path) -> _Row:
         f"sit directly in ROOT/<class>/, and a class name cannot hold '/'")))
 
 
-def _pair_row(class_dir: Path, label: str, stem: str, found: dict[str, list[Path]]) -> _Row:
+def _pair_row(class_dir: Path, label: str, stem: str, found: dict[str, list[Path]],
+              modalities: tuple[str, ...] = ("image", "audio")) -> _Row:
     """One stem's files as an item, or a skip saying what is missing or ambiguous."""
     images, audios = found.get("image", []), found.get("audio", [])
     where = str((images or audios)[0])
+    what = "pair" if len(modalities) == 2 else "item"
     problems = [
-        f"two {what} for one pair: {' and '.join(p.name for p in files)}; remove or rename one"
-        for what, files in (("images", images), ("audio files", audios)) if len(files) > 1
+        f"two {kind} for one {what}: {' and '.join(p.name for p in files)}; remove or rename one"
+        for kind, files in (("images", images), ("audio files", audios)) if len(files) > 1
     ]
-    if not images:
+    if not images and "image" in modalities:
         problems.append("no image with the same name")
-    if not audios:
+    if not audios and "audio" in modalities:
         problems.append("no audio with the same name")
     if problems:
         return _Row(where, where, Skip(where, "; ".join(problems)))
@@ -268,8 +271,8 @@ def _pair_row(class_dir: Path, label: str, stem: str, found: dict[str, list[Path
         id=f"{class_dir.name}/{stem}",
         label=label,
         group=f"{label}/{derive_group(stem)}",
-        image=images[0],
-        audio=audios[0],
+        image=images[0] if images else None,
+        audio=audios[0] if audios else None,
     )
     return _Row(where, where, item)
 
@@ -281,7 +284,8 @@ def load_pairs_folder(
     progress: Progress | None = None,
     allow_outside: bool = False,
 ) -> Dataset:
-    """Load `ROOT/<class>/<name>.{jpg,png}` beside `<name>.{wav,flac,ogg}`.
+    """Load `ROOT/<class>/<name>.{jpg,png}` beside `<name>.{wav,flac,ogg}`; a folder with only
+    sounds (or only images) is a one-modality data set of one item per file.
 
     The group (source video) is derived from the file-name stem without its frame number,
     because a folder of pairs carries no other record of it. Two images (or two sounds) with
@@ -300,6 +304,7 @@ def load_pairs_folder(
                                             "ROOT/<class>/"))
              for f in sorted(root.iterdir())
              if f.is_file() and not f.name.startswith(".") and f.name != SYNTHETIC_MARKER]
+    stems: list[tuple[Path, str, dict[str, dict[str, list[Path]]]]] = []
     for class_dir in class_dirs:
         label = _label(class_dir.name, stripped)
         by_stem: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
@@ -314,11 +319,20 @@ def load_pairs_folder(
         if not label:
             rows += [_Row(str(class_dir), str(class_dir), Skip(str(class_dir), "empty label"))]
             continue
-        rows += [_pair_row(class_dir, label, stem, found)
+        stems.append((class_dir, label, by_stem))
+    kinds = {kind for _, _, by_stem in stems for found in by_stem.values() for kind in found}
+    # a folder with no image (or no sound) at all is a one-modality data set; with both, every
+    # item is a pair and a file without its partner is skipped
+    modalities = tuple(m for m in ("image", "audio") if m in kinds) or ("image", "audio")
+    if len(modalities) == 1:
+        log.info("%s holds only %s files: a one-modality data set", root, modalities[0])
+    for class_dir, label, by_stem in stems:
+        rows += [_pair_row(class_dir, label, stem, found, modalities)
                  for stem, found in sorted(by_stem.items())]
     _warn_stripped(stripped, root)
     log.info("groups derived from file names (stem without trailing frame number)")
-    return _finish(rows, classes, root, "pairs", "derived from file names", check_files, progress)
+    return _finish(rows, classes, root, "pairs", "derived from file names", check_files, progress,
+                   modalities)
 
 
 # --- manifest CSV ------------------------------------------------------------------------------
@@ -350,7 +364,7 @@ def _uses_group_column(frame: pd.DataFrame, csv_path: Path) -> bool:
     """
     if "group" not in frame.columns:
         return False
-    usable = frame[MANIFEST_REQUIRED].map(_cell).ne("").all(axis=1)
+    usable = frame[[c for c in MANIFEST_REQUIRED if c in frame]].map(_cell).ne("").all(axis=1)
     filled = frame["group"].map(_cell).ne("")
     if not (usable & filled).any():
         return False
@@ -366,21 +380,23 @@ def _uses_group_column(frame: pd.DataFrame, csv_path: Path) -> bool:
 
 
 def _manifest_row(
-    rec: dict, n: int, csv_path: Path, use_group: bool, allow_outside: bool, stripped: set[str]
+    rec: dict, n: int, csv_path: Path, use_group: bool, allow_outside: bool, stripped: set[str],
+    modalities: tuple[str, ...] = ("image", "audio"),
 ) -> _Row:
     where, ref = f"{csv_path}:{n}", f"row {n}"
     base = csv_path.parent
-    image, audio = _cell(rec["image"]), _cell(rec["audio"])
+    paths = {m: _cell(rec[m]) for m in modalities}
     label = _label(rec["label"], stripped)
-    if not (image and audio and label):
-        return _Row(where, ref, Skip(where, "empty image, audio or label cell"))
-    leaving = None if allow_outside else leaving_path(
-        {"image": image, "audio": audio}, base, "manifest folder"
-    )
+    if not (all(paths.values()) and label):
+        return _Row(where, ref, Skip(where, f"empty {', '.join(modalities)} or label cell"))
+    leaving = None if allow_outside else leaving_path(paths, base, "manifest folder")
     if leaving:
         return _Row(where, ref, Skip(where, leaving))
-    group = _cell(rec["group"]) if use_group else f"{label}/{derive_group(Path(image).stem)}"
-    item = Item(id=image, label=label, group=group, image=base / image, audio=base / audio)
+    first = paths[modalities[0]]
+    group = _cell(rec["group"]) if use_group else f"{label}/{derive_group(Path(first).stem)}"
+    item = Item(id=first, label=label, group=group,
+                image=base / paths["image"] if "image" in paths else None,
+                audio=base / paths["audio"] if "audio" in paths else None)
     return _Row(where, ref, item)
 
 
@@ -391,24 +407,33 @@ def load_manifest(
     progress: Progress | None = None,
     allow_outside: bool = False,
 ) -> Dataset:
-    """Load a manifest CSV with columns `image,audio,label[,group]`, paths relative to the CSV.
+    """Load a manifest CSV with columns `image,audio,label[,group]`, paths relative to the CSV
+    (only `image` or only `audio` beside `label`: a one-modality data set).
 
     Paths that leave the CSV's folder (`../`, absolute paths elsewhere) are skipped unless
     `allow_outside=True`: a manifest from someone else should not reach across the disk.
     """
     csv_path = Path(csv_path)
-    frame = _read_csv(csv_path, MANIFEST_REQUIRED, text=True)
+    frame = _read_csv(csv_path, ["label"], text=True)
+    modalities = tuple(m for m in ("image", "audio") if m in frame.columns)
+    if not modalities:
+        raise DataError(csv_path, "missing required column(s): image and/or audio (a manifest "
+                                  "needs label and an image column, an audio column, or both)")
+    if len(modalities) == 1:
+        log.info("%s has no %s column: a one-modality data set", csv_path,
+                 "audio" if modalities == ("image",) else "image")
     use_group = _uses_group_column(frame, csv_path)
     stripped: set[str] = set()
     rows = [
-        _manifest_row(rec, n, csv_path, use_group, allow_outside, stripped)
+        _manifest_row(rec, n, csv_path, use_group, allow_outside, stripped, modalities)
         for n, rec in enumerate(frame.to_dict("records"), start=2)
     ]
     _warn_stripped(stripped, csv_path)
     source = "manifest column" if use_group else "derived from file names"
     if not use_group:
         log.info("manifest has no filled 'group' column: groups derived from image file names")
-    return _finish(rows, classes, csv_path.parent, "manifest", source, check_files, progress)
+    return _finish(rows, classes, csv_path.parent, "manifest", source, check_files, progress,
+                   modalities)
 
 
 # --- reference layout --------------------------------------------------------------------------

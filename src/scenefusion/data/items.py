@@ -1,4 +1,5 @@
-"""The records every stage passes around: one `Item` per image/audio pair, one `Dataset` of them."""
+"""The records every stage passes around: one `Item` per image/audio pair (or per file of a
+one-modality data set), one `Dataset` of them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Item:
-    """One example: an image and the audio recorded with it.
+    """One example: an image and the audio recorded with it (one of them only, in a data set
+    whose ``modalities`` say so).
 
     `mfcc` holds precomputed audio features (the reference data set ships audio only as MFCCs,
     shape (8, 13)); otherwise `audio` points at a sound file. `group` is the source video: frames
@@ -45,6 +47,8 @@ class Dataset:
     layout: str
     group_source: str
     skipped: list[Skip] = field(default_factory=list)
+    #: what every item has: both, or only "audio" / only "image" (a one-modality data set)
+    modalities: tuple[str, ...] = ("image", "audio")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -85,4 +89,5 @@ class Dataset:
             layout=self.layout,
             group_source=self.group_source,
             skipped=list(self.skipped),
+            modalities=self.modalities,
         )
