@@ -433,6 +433,9 @@ def extract_distributed(
     started is shut down at the end."""
     import ray
 
+    # a one-modality data set runs only its modality's extractors, as extract_dataset does
+    image_backbones = image_backbones if "image" in dataset.modalities else []
+    audio = audio if "audio" in dataset.modalities else None
     owned = not ray.is_initialized()
     startup = connect(options.address)
     try:

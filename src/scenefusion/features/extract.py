@@ -287,8 +287,10 @@ class DatasetFeatures:
     """Features of the usable items of a data set (those every extractor could read)."""
 
     dataset: Dataset
+    #: backbone id -> (N, D); empty for an audio-only data set
     images: dict[str, np.ndarray]
-    audio: np.ndarray
+    #: (N, T, C); None for an image-only data set
+    audio: np.ndarray | None
     skipped: list[Skip]
     extraction: dict[str, dict[str, float]]
     notes: list[str] = field(default_factory=list)
@@ -312,20 +314,25 @@ def extract_dataset(
     progress: StageProgress | None = None,
 ) -> DatasetFeatures:
     """Every extractor through the cache (audio first, then each backbone); items that any of
-    them cannot read are dropped and reported. ``progress(stage, done, total)`` per stage."""
+    them cannot read are dropped and reported. ``progress(stage, done, total)`` per stage.
+    A one-modality data set (``dataset.modalities``) runs only its modality's extractors."""
     def reporter(label: str) -> Progress | None:
         return (lambda d, t: progress(label, d, t)) if progress else None
 
-    sounds = extract_audio(dataset.items, store, audio, progress=reporter(f"audio: {audio}"))
+    results: dict[str, Extracted] = {}
+    if "audio" in dataset.modalities:
+        results[f"audio:{audio}"] = extract_audio(dataset.items, store, audio,
+                                                  progress=reporter(f"audio: {audio}"))
     images = {}
-    for b in image_backbones:
+    for b in image_backbones if "image" in dataset.modalities else ():
         extractor = ImageExtractor(b, (image_weights or {}).get(b), runtime=runtime,
                                    cache_dir=store.root, threads=threads, precision=precision,
                                    device=device)
         images[b] = extract_images(dataset.items, extractor, store, batch_size=batch_size,
                                    progress=reporter(f"image: {b}"))
-    ok = sounds.ok.copy()
-    for res in images.values():
+    results.update({f"image:{b}": r for b, r in images.items()})
+    ok = np.ones(len(dataset), dtype=bool)
+    for res in results.values():
         ok &= res.ok
     keep = np.flatnonzero(ok)
     notes = []
@@ -334,13 +341,14 @@ def extract_dataset(
     extraction = {
         name: {"computed": r.computed, "reused": r.reused, "seconds": r.seconds,
                "skipped": len(r.skipped)}
-        for name, r in [(f"audio:{audio}", sounds), *((f"image:{b}", r) for b, r in images.items())]
+        for name, r in results.items()
     }
+    sounds = results.get(f"audio:{audio}")
     return DatasetFeatures(
         dataset=dataset.subset(keep),
         images={b: r.features[keep] for b, r in images.items()},
-        audio=sounds.features[keep],
-        skipped=sounds.skipped + [s for r in images.values() for s in r.skipped],
+        audio=sounds.features[keep] if sounds is not None else None,
+        skipped=[s for r in results.values() for s in r.skipped],
         extraction=extraction,
         notes=notes,
     )

@@ -82,6 +82,6 @@ def fill_cache(
     out = extract_dataset(dataset, store, image_backbones, audio, image_weights=image_weights,
                           runtime=runtime, threads=threads, batch_size=batch_size,
                           precision=precision, device=device, progress=progress)
-    shapes = {f"audio:{audio}": tuple(out.audio.shape[1:]),
+    shapes = {**({f"audio:{audio}": tuple(out.audio.shape[1:])} if out.audio is not None else {}),
               **{f"image:{b}": tuple(v.shape[1:]) for b, v in out.images.items()}}
     return CacheFill(len(dataset), shapes, out.extraction, list(out.skipped))
