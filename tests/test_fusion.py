@@ -16,7 +16,6 @@ from sklearn.linear_model import LogisticRegression
 
 from scenefusion.models import (
     FUSION,
-    FUSION_IDS,
     EarlyFusion,
     HybridFusion,
     LateFusion,
@@ -57,7 +56,7 @@ def fit_eval(model, data, with_val=True):
 
 
 def test_fusion_ids():
-    assert FUSION_IDS == (
+    assert tuple(FUSION.list()) == (
         "early",
         "late:mean",
         "late:weighted",
@@ -68,7 +67,7 @@ def test_fusion_ids():
         "hybrid:product",
         "hybrid:stacking",
     )
-    for fid in FUSION_IDS:
+    for fid in FUSION.list():
         assert make_fusion(fid).fusion_id == fid
         assert FUSION.describe()[fid]  # one line each for `scenefusion list`
     with pytest.raises(ValueError, match="unknown fusion method 'late:max'.*late:mean"):
@@ -416,7 +415,7 @@ def test_member_weights_sum_to_one_and_follow_the_combiner(method, data):
 def test_fusions_in_one_block_share_out_of_fold_members_and_give_the_same_result(data):
     """late:weighted, late:stacking and hybrid in one grid refit the same members on the same
     folds; inside share_out_of_fold that work is done once, with identical predictions."""
-    from scenefusion.models.fusion import share_out_of_fold
+    from scenefusion.models.out_of_fold import share_out_of_fold
 
     (Xtr, ytr), (Xte, _) = data["train"], data["test"]
 

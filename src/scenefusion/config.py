@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_MODELS = ["logreg", "svm", "rf", "knn", "hgb", "mlp"]
 AUDIO_MODELS = ["lstm", "logreg", "svm", "rf", "hgb"]
+#: the late combiners a run compares by default (every registered one is accepted)
 LATE_METHODS = ["mean", "weighted", "product", "stacking"]
 
 
@@ -160,15 +161,25 @@ class FusionConfig(_Strict):
         description="Audio side of early fusion: pooled MFCC statistics and/or the trained "
         "audio LSTM's embedding (needs 'lstm' among models.audio).",
     )
-    late: list[Literal["mean", "weighted", "product", "stacking"]] = LATE_METHODS
-    hybrid: list[Literal["mean", "weighted", "product", "stacking"]] = ["stacking"]
+    late: list[str] = Field(LATE_METHODS, description="Late combiners to compare (ids in "
+                            "`scenefusion list`, models.combiners).")
+    hybrid: list[str] = Field(["stacking"], description="Combiners of hybrid fusion.")
     combiner_on: Literal["auto", "val", "oof"] = Field(
         "auto", description="Where weighted/stacking combiners learn: validation predictions, "
         "out-of-fold predictions over training groups, or auto (val when it holds >= 2 "
         "held-out groups of every class).")
     early_pca_image: int | None = Field(
-        None, ge=1, description="PCA components on the image side before concatenation."
-    )
+        None, ge=1, le=4096, description="PCA components on the image side before "
+        "concatenation (at most the embedding size).")
+
+    @field_validator("late", "hybrid")
+    @classmethod
+    def _known_combiners(cls, value: list[str]) -> list[str]:
+        from .models.combiners import COMBINERS
+
+        for v in value:
+            COMBINERS.get(v)  # raises, naming the registered ones
+        return value
 
 
 class EvaluationConfig(_Strict):

@@ -37,7 +37,7 @@ from .features.extract import DatasetFeatures, extract_dataset
 from .features.store import FeatureStore
 from .files import FileProblem, ensure_writable_dir, read_json_object
 from .grid import Candidate, ComparisonGrid, Progress, pick
-from .predict import save_bundle
+from .models.bundle_files import save_bundle
 from .runners import make_runner
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from sklearn.metrics import log_loss
 from .config import ExperimentConfig
 from .data import Split
 from .features.extract import DatasetFeatures
-from .models import EarlyFusion, HybridFusion, LateFusion, capabilities, fit_model, make_model
-from .models.fusion import share_out_of_fold
+from .models import EarlyFusion, capabilities, fit_model, make_fusion, make_model
+from .models.out_of_fold import share_out_of_fold
 
 #: (stage description, done, total) -> None; the CLI turns it into progress bars.
 Progress = Callable[[str, int, int], None]
@@ -126,13 +126,33 @@ def pick(candidates: list[Candidate], family: str, backbone: str | None = None) 
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """Which features a fit takes: the audio, one backbone's image embeddings, or both (as a
+    modality mapping, for fusion models)."""
+
+    modalities: tuple[str, ...]
+    backbone: str | None = None
+
+    @classmethod
+    def audio(cls) -> Inputs:
+        return cls(("audio",))
+
+    @classmethod
+    def image(cls, backbone: str) -> Inputs:
+        return cls(("image",), backbone)
+
+    @classmethod
+    def both(cls, backbone: str) -> Inputs:
+        return cls(("image", "audio"), backbone)
+
+
+@dataclass(frozen=True)
 class FitJob:
-    """One fit of the grid: a fresh model, its row spec and which inputs it takes
-    (``audio``, ``image:<backbone>`` or ``both:<backbone>``)."""
+    """One fit of the grid: a fresh model, its row spec and which inputs it takes."""
 
     spec: RunSpec
     model: Any
-    inputs: str
+    inputs: Inputs
 
 
 @dataclass(frozen=True)
@@ -147,13 +167,11 @@ class GridData:
     val: np.ndarray
     test: np.ndarray
 
-    def inputs(self, name: str) -> Any:
-        kind, _, backbone = name.partition(":")
-        if kind == "audio":
-            return self.audio
-        if kind == "image":
-            return self.images[backbone]
-        return {"image": self.images[backbone], "audio": self.audio}
+    def inputs(self, wanted: Inputs) -> Any:
+        """One array for a one-modality fit, a modality mapping for a fusion fit."""
+        arrays = {m: self.audio if m == "audio" else self.images[wanted.backbone]
+                  for m in wanted.modalities}
+        return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
 def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None = None
@@ -216,7 +234,7 @@ class ComparisonGrid:
         (cheap, held out) when the validation split has at least MIN_VAL_GROUPS groups of
         every class that are not also training groups; otherwise out-of-fold predictions over
         the training groups, since weights learned from one recording per class learn that
-        recording (issue 9: validation-chosen stacking fell far below image-only)."""
+        recording (validation-chosen stacking fell far below image-only on real recordings)."""
         d = self.data
         if not self.has_val or choice == "oof":
             return "oof"
@@ -269,9 +287,9 @@ class ComparisonGrid:
         config = self.config
         audio_id = config.features.audio
         unimodal = [FitJob(RunSpec("audio", audio_feature=audio_id, model=m),
-                           fresh_model(m, config), "audio") for m in config.models.audio]
+                           fresh_model(m, config), Inputs.audio()) for m in config.models.audio]
         unimodal += [FitJob(RunSpec("image", backbone=b, model=m), fresh_model(m, config),
-                            f"image:{b}")
+                            Inputs.image(b))
                      for b in config.features.image_backbones for m in config.models.image]
         self.fit_batch(unimodal)
         with share_out_of_fold():  # late:weighted, late:stacking and hybrid share member folds
@@ -289,7 +307,7 @@ class ComparisonGrid:
     def _fusion(self, b: str) -> None:
         config = self.config
         audio_id = config.features.audio
-        both = f"both:{b}"
+        both = Inputs.both(b)
         best_img, best_aud = pick(self.candidates, "image", b), pick(self.candidates, "audio")
         members = {"image": FrozenEstimator(best_img.model),
                    "audio": FrozenEstimator(best_aud.model)}
@@ -312,15 +330,15 @@ class ComparisonGrid:
         self.fit_batch([
             FitJob(RunSpec("late", backbone=b, audio_feature=audio_id, method=method,
                            members=pair),
-                   LateFusion(members, method=method, stack_on=self.stack_on, cv=OOF_FOLDS,
-                              random_state=config.seed), both)
+                   make_fusion(f"late:{method}", models=members, stack_on=self.stack_on,
+                               cv=OOF_FOLDS, random_state=config.seed), both)
             for method in config.fusion.late])
         if config.fusion.hybrid and early_fitted:
             best_early = max(early_fitted, key=lambda c: c.val_rank)
             self.fit_batch([
                 FitJob(RunSpec("hybrid", backbone=b, audio_feature=audio_id, method=method,
                                members=(*pair, best_early.spec)),
-                       HybridFusion(early=FrozenEstimator(best_early.model), models=members,
-                                    method=method, stack_on=self.stack_on, cv=OOF_FOLDS,
-                                    random_state=config.seed), both)
+                       make_fusion(f"hybrid:{method}", early=FrozenEstimator(best_early.model),
+                                   models=members, stack_on=self.stack_on, cv=OOF_FOLDS,
+                                   random_state=config.seed), both)
                 for method in config.fusion.hybrid])

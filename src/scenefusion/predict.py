@@ -8,7 +8,6 @@ other and say so; models that need the missing one report an error for that row.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +24,13 @@ from .features import DEFAULT_BATCH_SIZE
 from .features.audio import audio_feature
 from .features.backbones import IMAGE_BACKBONES
 from .features.image import ImageExtractor
-from .files import FileProblem, read_json_object
-from .models import load_model, save_model
-from .models.persistence import ModelLoadError, class_fingerprint
+from .models import load_model
+from .models.bundle_files import BUNDLE_FILE, NEEDS, read_bundle_info
+from .models.bundle_files import save_bundle as save_bundle  # part of predict's API
+from .models.persistence import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-BUNDLE_FILE = "bundle.json"
-
-
-
-NEEDS = {"image": {"image"}, "audio": {"audio"}, "early": {"image", "audio"}}
-BUNDLE_KINDS = frozenset({*NEEDS, "late", "hybrid"})
 
 
 @dataclass
@@ -103,14 +97,6 @@ class Bundle:
         return self._fallbacks[modality]
 
 
-def save_bundle(model: Any, info: dict[str, Any], directory: Path) -> Path:
-    """Write the model (safe formats, see models.persistence) and its input recipe."""
-    save_model(model, Path(directory) / "model")
-    info = {**info, "classes_sha256": class_fingerprint(info["classes"])}
-    (Path(directory) / BUNDLE_FILE).write_text(json.dumps(info, indent=2))
-    return Path(directory)
-
-
 def load_bundle(path: Path, device: str = "auto") -> Bundle:
     """Load `RUN_DIR/best` (or a run folder, whose `best/` is used); its image backbone will
     run on ``device``."""
@@ -119,7 +105,7 @@ def load_bundle(path: Path, device: str = "auto") -> Bundle:
         path = path / "best"
     if not (path / BUNDLE_FILE).is_file():
         raise DataError(path, f"not a model bundle (no {BUNDLE_FILE}); pass RUN_DIR/best")
-    info = _read_bundle_info(path / BUNDLE_FILE)
+    info = read_bundle_info(path / BUNDLE_FILE)
     model = load_model(path / "model")
     family = _model_family(model)
     expected = "single" if info["kind"] in ("image", "audio") else info["kind"]
@@ -147,40 +133,6 @@ def _model_family(model: Any) -> str:
         if isinstance(model, cls):
             return family
     return "single"
-
-
-def _read_bundle_info(file: Path) -> dict[str, Any]:
-    """bundle.json, checked: a damaged or edited recipe must not feed the model wrong inputs
-    or relabel its predictions."""
-    try:
-        info = read_json_object(file, required=("name", "kind", "classes"))
-    except FileProblem as err:
-        raise ModelLoadError(file, err.problem) from None
-
-    def refuse(problem: str) -> ModelLoadError:
-        return ModelLoadError(file, problem)
-
-    classes = info["classes"]
-    if (not isinstance(classes, list) or not classes
-            or not all(isinstance(c, str) and c for c in classes)):
-        raise refuse("'classes' must be a non-empty list of class names")
-    if len(set(classes)) != len(classes):
-        raise refuse("'classes' lists a class name twice")
-    if info.get("classes_sha256", class_fingerprint(classes)) != class_fingerprint(classes):
-        raise refuse("the class names do not match their fingerprint (reordered or edited: "
-                     "predictions would be relabelled)")
-    if info["kind"] not in BUNDLE_KINDS:
-        raise refuse(f"unknown kind {info['kind']!r}; expected one of {sorted(BUNDLE_KINDS)}")
-    audio = info.get("audio_features", "mfcc")
-    if info["kind"] != "image":
-        try:
-            audio_feature(audio)
-        except ValueError as err:  # an unknown id (UnknownIdError) or a bad ID@Ns suffix
-            raise refuse(str(err)) from None
-    backbone = info.get("image_backbone")
-    if info["kind"] != "audio" and backbone not in IMAGE_BACKBONES.list():
-        raise refuse(f"unknown image backbone id {backbone!r}")
-    return info
 
 
 def _embed_images(bundle: Bundle, paths: dict[int, Path], problems: list[list[str]],

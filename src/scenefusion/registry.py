@@ -67,6 +67,13 @@ class Registry(Generic[T]):
 
         return add if obj is None else add(obj)
 
+    def unregister(self, id: str) -> T:
+        """Remove and return the entry under ``id`` (plugins being unloaded, tests that
+        register a part of their own)."""
+        entry = self.entry(id)
+        del self._entries[id]
+        return entry.obj
+
     def get(self, id: str) -> T:
         """The entry registered under ``id``; an unknown id names the valid ones."""
         return self.entry(id).obj

@@ -1,7 +1,7 @@
 """Scene classifiers (classical and torch), fusion strategies and safe persistence.
 
-Importing this package registers every model id in :data:`MODELS` and every fusion id in
-:data:`FUSION`.
+Importing this package registers every model id in :data:`MODELS` and every late combiner in
+:data:`COMBINERS`; :data:`FUSION` lists ``early`` and a late and a hybrid id per combiner.
 """
 
 from .base import (
@@ -23,11 +23,10 @@ from .classical import (
     SVMModel,
 )
 from .cnn import AudioCNNModel
+from .combiners import COMBINERS, Combiner, register_combiner
 from .dense import MLPModel, TorchModel
 from .fusion import (
     FUSION,
-    FUSION_IDS,
-    LATE_METHODS,
     EarlyFusion,
     HybridFusion,
     LateFusion,
@@ -37,13 +36,13 @@ from .lstm import LSTMModel
 from .persistence import load_model, save_model
 
 __all__ = [
+    "COMBINERS",
     "FUSION",
-    "FUSION_IDS",
-    "LATE_METHODS",
     "MODELS",
     "AudioCNNModel",
     "Capabilities",
     "ClassicalModel",
+    "Combiner",
     "EarlyFusion",
     "HGBModel",
     "HybridFusion",
@@ -63,5 +62,6 @@ __all__ = [
     "make_fusion",
     "make_model",
     "prepare_input",
+    "register_combiner",
     "save_model",
 ]

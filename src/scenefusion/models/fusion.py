@@ -1,32 +1,28 @@
 """Late and hybrid fusion (probability level), and the registry of every fusion method.
 
 Modalities travel as ``dict[str, np.ndarray]``, e.g. ``{"image": (N, D), "audio": (N, T, C)}``.
-Stable ids: ``early``, ``late:<method>`` and ``hybrid:<method>`` with method in
-``mean | weighted | product | stacking``. Any combiner that is learnt (weights, stacking
-meta-learner) is fitted on validation predictions or on out-of-fold predictions of the
+Stable ids: ``early``, ``late:<method>`` and ``hybrid:<method>``, one pair per registered late
+combiner (:mod:`scenefusion.models.combiners`: mean, weighted, product, stacking, ...). A
+combiner that learns is fitted on validation predictions or on out-of-fold predictions of the
 training rows, never on in-sample or test predictions.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-import joblib
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, log_loss
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_is_fitted
 
-from scenefusion.models.base import Capabilities, fit_model, normalise_proba, prepare_input
-from scenefusion.models.early import EarlyFusion
-from scenefusion.models.modalities import (
+from ..registry import Entry, Registry
+from .base import Capabilities, fit_model, normalise_proba, prepare_input
+from .combiners import COMBINERS
+from .early import EarlyFusion
+from .modalities import (
     FUSION_CAPABILITIES,
     Modalities,
     align_proba,
@@ -34,42 +30,11 @@ from scenefusion.models.modalities import (
     present,
     refittable,
     resolve_model,
-    simplex_grid,
-    subset_rows,
 )
-from scenefusion.registry import Registry
+from .out_of_fold import cv_splits, out_of_fold_proba
 
 log = logging.getLogger(__name__)
 
-#: How late and hybrid fusion combine member probabilities, with what each does.
-LATE_METHODS: dict[str, str] = {
-    "mean": "average of the members' probabilities",
-    "weighted": "weighted average, weights searched on validation predictions",
-    "product": "normalised product (geometric mean) of the members' probabilities",
-    "stacking": "logistic-regression meta-learner on validation (or out-of-fold) predictions",
-}
-
-
-#: Out-of-fold member probabilities already computed in this block (see share_out_of_fold).
-_OOF_MEMO: contextvars.ContextVar[dict[str, np.ndarray] | None] = contextvars.ContextVar(
-    "oof_memo", default=None)
-
-
-@contextlib.contextmanager
-def share_out_of_fold() -> Iterator[None]:
-    """Within the block, fusion models whose combiners learn out of fold reuse each other's
-    out-of-fold member probabilities instead of refitting the same members on the same folds.
-
-    A comparison grid fits ``late:weighted``, ``late:stacking`` and ``hybrid:*`` on the same
-    members and folds; each used to refit every member k times. Reuse is keyed by the member's
-    unfitted parameters, its input, the labels and the folds, so only identical work is shared
-    and the probabilities are the ones a refit would give (the fits are seeded).
-    """
-    token = _OOF_MEMO.set({})
-    try:
-        yield
-    finally:
-        _OOF_MEMO.reset(token)
 
 
 # -- probability-level fusion -----------------------------------------------------------------
@@ -95,59 +60,14 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         return f"{self._family}:{self.method}"
 
     # -- fitting ------------------------------------------------------------------------------
-    def _cv_splits(
-        self, y: np.ndarray, groups: np.ndarray | None
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        dummy = np.zeros(len(y))
-        if groups is not None:
-            groups = np.asarray(groups)
-            n_splits = min(self.cv, len(np.unique(groups)))
-            if n_splits < 2:
-                raise ValueError("need at least two groups for out-of-fold predictions")
-            splitter: Any = StratifiedGroupKFold(
-                n_splits=n_splits, shuffle=True, random_state=self.random_state
-            )
-        else:
-            n_splits = min(self.cv, int(np.unique(y, return_counts=True)[1].min()))
-            if n_splits < 2:
-                raise ValueError("every class needs >= 2 training rows for out-of-fold predictions")
-            splitter = StratifiedKFold(
-                n_splits=n_splits, shuffle=True, random_state=self.random_state
-            )
-        return list(splitter.split(dummy, y, groups))
-
     def _oof_proba(
         self, specs: dict[str, Any], X: Modalities, y: np.ndarray, groups: np.ndarray | None
     ) -> dict[str, np.ndarray]:
-        """Out-of-fold train probabilities of fresh clones of every member (same folds for all).
-
-        Array inputs go through ``cross_val_predict``; dict inputs (the hybrid's early member)
-        use the identical loop by hand because ``cross_val_predict`` cannot index a dict.
-        """
-        splits = self._cv_splits(y, groups)
-        memo = _OOF_MEMO.get()
-        out: dict[str, np.ndarray] = {}
-        for name, spec in specs.items():
-            est = refittable(spec)
-            inp = self._member_input(name, est, X)
-            key = None if memo is None else joblib.hash((est, inp, y, splits, self.classes_))
-            if key is not None and key in memo:
-                out[name] = memo[key]
-            elif isinstance(inp, np.ndarray):
-                P = cross_val_predict(est, inp, y, cv=splits, method="predict_proba")
-                out[name] = np.asarray(P, dtype=np.float64)
-            else:
-                P = np.zeros((len(y), len(self.classes_)))
-                for tr, te in splits:
-                    fold = clone(est).fit(subset_rows(inp, tr), y[tr])
-                    P[te] = align_proba(
-                        fold.predict_proba(subset_rows(inp, te)), fold.classes_, self.classes_
-                    )
-                out[name] = P
-            if key is not None:
-                out[name].setflags(write=False)  # shared from now on: nobody may edit it
-                memo[key] = out[name]
-        return out
+        """Out-of-fold train probabilities of fresh clones of every member (same folds)."""
+        splits = cv_splits(y, groups, self.cv, self.random_state)
+        return {name: out_of_fold_proba(est, self._member_input(name, est, X), y, splits,
+                                        self.classes_)
+                for name, est in ((n, refittable(spec)) for n, spec in specs.items())}
 
     def _member_proba(self, name: str, X: Modalities) -> np.ndarray:
         member = self.members_[name]
@@ -171,8 +91,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         validation split holds too few groups to be trusted), or None: stacking out-of-fold,
         weighted on validation when given. Test data are never involved.
         """
-        if self.method not in LATE_METHODS:
-            raise ValueError(f"method must be one of {tuple(LATE_METHODS)}, got {self.method!r}")
+        combiner = self._new_combiner()
         X = check_mapping(X)
         y = np.asarray(y)
         self.classes_ = np.unique(y)
@@ -199,46 +118,38 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
             self.members_[name] = fit_model(
                 est, self._member_input(name, est, X), y, val_in, y_val if has_val else None
             )
-        self.weights_: dict[str, float] | None = None
-        self.meta_: LogisticRegression | None = None
         self.combiner_source_: str | None = None
-        if self.method in ("weighted", "stacking"):
+        if combiner.learns:
             if self.stack_on not in (None, "oof", "val"):
                 raise ValueError(f"stack_on must be 'oof', 'val' or None, got {self.stack_on!r}")
             if self.stack_on == "val" and not has_val:
                 raise ValueError("stack_on='val' needs X_val and y_val")
             use_val = self.stack_on == "val" or (
-                self.stack_on is None and self.method == "weighted" and has_val)
+                self.stack_on is None and combiner.prefers_validation and has_val)
             if use_val:
                 probas = {n: self._member_proba(n, X_val) for n in self.member_names_}
                 y_comb, self.combiner_source_ = np.asarray(y_val), "val"
             else:
                 probas = self._oof_proba(specs, X, y, groups)
                 y_comb, self.combiner_source_ = y, "oof"
-            if self.method == "weighted":
-                self.weights_ = self._tune_weights(probas, y_comb)
-            else:
-                meta = LogisticRegression(
-                    C=self.meta_C, max_iter=2000, random_state=self.random_state
-                )
-                self.meta_ = meta.fit(self._meta_features(probas), y_comb)
+            combiner.fit(probas, y_comb, self.classes_)
+        self.combiner_ = combiner
         return self
 
-    def _tune_weights(self, probas: dict[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
-        """Simplex grid search: maximise accuracy, break ties by lower log-loss."""
-        stack = np.stack([probas[n] for n in self.member_names_])  # (M, N, K)
-        best_key, best_w = None, None
-        for w in simplex_grid(len(self.member_names_), self.weight_step):
-            P = normalise_proba(np.tensordot(w, stack, axes=1))
-            pred = self.classes_[np.argmax(P, axis=1)]
-            acc = accuracy_score(y, pred)
-            ll = log_loss(y, P, labels=self.classes_)
-            key = (acc, -ll)
-            if best_key is None or key > best_key:
-                best_key, best_w = key, w
-        weights = {n: float(v) for n, v in zip(self.member_names_, best_w, strict=True)}
-        log.info("%s: tuned weights %s (acc=%.3f)", self.fusion_id, weights, best_key[0])
-        return weights
+    def _new_combiner(self) -> Any:
+        """An unfitted combiner of this model's ``method``, with its settings."""
+        return COMBINERS.get(self.method)(weight_step=self.weight_step, meta_C=self.meta_C,
+                                          clip=self.clip, random_state=self.random_state)
+
+    @property
+    def weights_(self) -> dict[str, float] | None:
+        """The tuned member weights of a ``weighted`` combiner (None for the others)."""
+        return getattr(self.combiner_, "weights", None)
+
+    @property
+    def meta_(self) -> Any:
+        """The fitted meta-learner of a ``stacking`` combiner (None for the others)."""
+        return getattr(self.combiner_, "meta", None)
 
     def member_weights(self) -> dict[str, float]:
         """How much each member counts in the fused probabilities, summing to 1: the tuned
@@ -247,36 +158,10 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         modality's pull on a fused run is visible."""
         check_is_fitted(self, "members_")
         names = self.member_names_
-        if self.method == "weighted" and self.weights_ is not None:
-            raw = np.array([self.weights_[n] for n in names], dtype=float)
-        elif self.method == "stacking" and self.meta_ is not None:
-            coef = np.abs(np.atleast_2d(self.meta_.coef_))
-            raw = np.array([b.sum() for b in np.array_split(coef, len(names), axis=1)])
-        else:
-            raw = np.ones(len(names))
+        raw = np.asarray(self.combiner_.shares(names), dtype=float)
         total = raw.sum()
         shares = raw / total if total > 0 else np.full(len(names), 1.0 / len(names))
         return {n: round(float(w), 4) for n, w in zip(names, shares, strict=True)}
-
-    def _meta_features(self, probas: dict[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([probas[n] for n in self.member_names_], axis=1)
-
-    # -- prediction ---------------------------------------------------------------------------
-    def _combine(self, probas: dict[str, np.ndarray], complete: bool) -> np.ndarray:
-        names = list(probas)
-        if self.method == "weighted":
-            w = np.array([self.weights_[n] for n in names])
-            if w.sum() <= 0:
-                w = np.ones(len(names))
-            return sum(wi * probas[n] for wi, n in zip(w / w.sum(), names, strict=True))
-        if self.method == "product":
-            logs = np.mean([np.log(np.clip(probas[n], self.clip, 1.0)) for n in names], axis=0)
-            return np.exp(logs - logs.max(axis=1, keepdims=True))
-        if self.method == "stacking" and complete:
-            P = self.meta_.predict_proba(self._meta_features(probas))
-            return align_proba(P, self.meta_.classes_, self.classes_)
-        # mean, and the stacking fallback when a member cannot run
-        return np.mean([probas[n] for n in names], axis=0)
 
     def predict_proba(self, X: Modalities) -> np.ndarray:
         """(N, K) fused probabilities.
@@ -303,14 +188,13 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         complete = len(available) == len(self.member_names_)
         if not complete:
             log.warning(
-                "%s: modalities %s missing; falling back to members %s (renormalised%s)",
+                "%s: modalities %s missing; falling back to members %s",
                 self.fusion_id,
                 list(missing),
                 available,
-                ", mean of available members" if self.method == "stacking" else "",
             )
         probas = {n: self._member_proba(n, X) for n in available}
-        return normalise_proba(self._combine(probas, complete))
+        return normalise_proba(self.combiner_.combine(probas, complete))
 
     def predict(self, X: Modalities) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
@@ -419,17 +303,37 @@ class HybridFusion(_ProbabilityFusion):
         return X if name == self.EARLY else prepare_input(member, X[name])
 
 
-#: Fusion id -> factory of an unfitted fusion estimator (keywords go to its ``__init__``).
-FUSION: Registry[Callable[..., Any]] = Registry("fusion method")
-FUSION.register("early", EarlyFusion,
-                description="concatenate per-modality standardised features, one classifier")
-for _method, _what in LATE_METHODS.items():
-    FUSION.register(f"late:{_method}", functools.partial(LateFusion, method=_method),
-                    description=f"one model per modality, combined by {_what}")
-for _method, _what in LATE_METHODS.items():
-    FUSION.register(f"hybrid:{_method}", functools.partial(HybridFusion, method=_method),
-                    description=f"early-fused model + one model per modality, combined by {_what}")
-FUSION_IDS: tuple[str, ...] = tuple(FUSION.list())
+class FusionRegistry(Registry[Callable[..., Any]]):
+    """Fusion id -> factory of an unfitted fusion estimator (keywords go to its ``__init__``):
+    ``early``, then ``late:<id>`` and ``hybrid:<id>`` for every late combiner registered at
+    the time of asking, so registering a combiner is the only edit a new method needs."""
+
+    def __init__(self) -> None:
+        self.kind = "fusion method"
+
+    @property
+    def _entries(self) -> dict[str, Entry[Callable[..., Any]]]:  # type: ignore[override]
+        entries = {"early": Entry("early", EarlyFusion, "concatenate per-modality standardised "
+                                                        "features, one classifier")}
+        for c in COMBINERS.entries():
+            entries[f"late:{c.id}"] = Entry(
+                f"late:{c.id}", functools.partial(LateFusion, method=c.id),
+                f"one model per modality, combined by {c.description}")
+        for c in COMBINERS.entries():
+            entries[f"hybrid:{c.id}"] = Entry(
+                f"hybrid:{c.id}", functools.partial(HybridFusion, method=c.id),
+                f"early-fused model + one model per modality, combined by {c.description}")
+        return entries
+
+    def register(self, id: str, obj: Any = None, *, description: str) -> Any:
+        raise TypeError("fusion ids follow the late combiners: add one with "
+                        "scenefusion.models.combiners.register_combiner")
+
+    def unregister(self, id: str) -> Any:
+        raise TypeError("fusion ids follow the late combiners: remove one from COMBINERS")
+
+
+FUSION = FusionRegistry()
 
 
 def make_fusion(fusion_id: str, **kwargs: Any) -> EarlyFusion | LateFusion | HybridFusion:

@@ -1,5 +1,9 @@
 """Save and load every scenefusion model and fusion object without pickle.
 
+Long on purpose: each kind's save and its checked load sit side by side (one table, _KINDS),
+so a change to a kind's files is made in both at once; the untrusted-file machinery they
+share lives in :mod:`scenefusion.models.safe_files`.
+
 Layout of a saved model directory::
 
     manifest.json          kind, model id, params, classes, library versions (plain JSON)
@@ -8,12 +12,13 @@ Layout of a saved model directory::
     classifier/, members/N/  nested models of fusion objects, saved recursively
     audio_encoder/         early fusion's fitted audio encoder (e.g. an LSTM), if it has one
 
-Trust note: JSON and safetensors files hold only data and cannot run code when read. The
-``.skops`` files are loaded with ``skops.io.load`` after ``get_untrusted_types`` is checked
-against :data:`SKOPS_ALLOWED_TYPES`, an explicit allowlist of scikit-learn/numpy types; any
-other type makes :func:`load_model` refuse the file. Nothing is ever read with ``pickle.load``
-or ``torch.load``. This stops code execution from a tampered file, but not a model that was
-trained badly on purpose: still load models only from sources you trust.
+Trust note (errors and allow-list: safe_files): JSON and safetensors files hold only data and
+cannot run code when read. The ``.skops`` files are loaded with ``skops.io.load`` after
+``get_untrusted_types`` is checked against :data:`SKOPS_ALLOWED_TYPES`, an explicit allowlist
+of scikit-learn/numpy types; any other type makes :func:`load_model` refuse the file. Nothing
+is ever read with ``pickle.load`` or ``torch.load``. This stops code execution from a tampered
+file, but not a model that was trained badly on purpose: still load models only from sources
+you trust.
 
 Damage is refused, never half-loaded: a truncated or foreign file, an edited manifest (unknown
 keys, kind or id, a class list that does not match its fingerprint or the model's outputs),
@@ -25,29 +30,40 @@ fingerprint existed still load, with a warning.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
 import logging
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
-import skops.io as sio
 import torch
 from safetensors.torch import load_file, save_file
 from sklearn.frozen import FrozenEstimator
 
-from scenefusion.errors import ScenefusionError
-from scenefusion.files import FileProblem, read_json_object
-from scenefusion.models.base import MODELS
-from scenefusion.models.classical import ClassicalModel
-from scenefusion.models.dense import TorchModel
-from scenefusion.models.fusion import EarlyFusion, HybridFusion, LateFusion
+from ..files import FileProblem, read_json_object, written_atomically
+from .base import MODELS
+from .classical import ClassicalModel
+from .dense import TorchModel
+from .fusion import EarlyFusion, HybridFusion, LateFusion
+from .safe_files import (
+    SKOPS_ALLOWED_TYPES,
+    ModelLoadError,
+    ModelNotFoundError,
+    UntrustedModelError,
+    check_tensors,
+    checked_scaler,
+    dump_skops,
+    load_skops,
+    refusing,
+)
+
+__all__ = ["SKOPS_ALLOWED_TYPES", "ModelLoadError", "ModelNotFoundError", "UntrustedModelError",
+           "class_fingerprint", "load_model", "save_model"]
 
 log = logging.getLogger(__name__)
 
@@ -55,61 +71,9 @@ FORMAT = "scenefusion-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
-#: Types that skops does not trust by default but that our pipelines legitimately contain
-#: (tree structures, neighbour indices, boosting predictors and their losses). Anything else
-#: found in a ``.skops`` file is refused.
-SKOPS_ALLOWED_TYPES: frozenset[str] = frozenset(
-    {
-        "sklearn.tree._tree.Tree",
-        "sklearn.neighbors._kd_tree.KDTree",
-        "sklearn.neighbors._ball_tree.BallTree",
-        "sklearn.metrics._dist_metrics.EuclideanDistance64",
-        "sklearn.metrics._dist_metrics.EuclideanDistance32",
-        "sklearn.metrics._dist_metrics.ManhattanDistance64",
-        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-        "sklearn._loss.loss.HalfMultinomialLoss",
-        "sklearn._loss.loss.HalfBinomialLoss",
-        "sklearn._loss.link.MultinomialLogit",
-        "sklearn._loss.link.LogitLink",
-        "sklearn.calibration._CalibratedClassifier",
-        "sklearn.calibration._SigmoidCalibration",
-        "numpy.dtype",
-    }
-)
-
-
-class ModelLoadError(ScenefusionError, ValueError):
-    """A saved model is damaged or inconsistent (truncated file, edited manifest, tensors that
-    do not fit): refused with the file and the reason, never half-loaded."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"refusing to load {path}: {reason}")
-
-
-class UntrustedModelError(ModelLoadError):
-    """A saved file contains object types outside the allowlist; it was not loaded. A
-    ModelLoadError, so one ``except ModelLoadError`` covers every refused load."""
-
-
-class ModelNotFoundError(ScenefusionError, FileNotFoundError):
-    """No saved model at the given folder (it or its manifest is missing). A
-    FileNotFoundError, so callers that handle missing paths keep working; inside a model (a
-    missing member or encoder) it becomes a ModelLoadError naming the missing file."""
-
-    def __init__(self, path: Path | str, reason: str = "file not found") -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"refusing to load {path}: {reason}")
-
-
 #: Every key a manifest may hold; anything else means it was edited or is not ours.
 MANIFEST_KEYS = frozenset({"format", "format_version", "kind", "classes", "classes_dtype",
                            "classes_sha256", "versions", "model_id", "params", "state"})
-KINDS = ("classical", "torch", "early", "late", "hybrid")
 
 
 def class_fingerprint(classes: Iterable[Any]) -> str:
@@ -117,25 +81,6 @@ def class_fingerprint(classes: Iterable[Any]) -> str:
     would silently relabel predictions) no longer matches the model it was saved with."""
     blob = json.dumps([_jsonable(c) for c in classes]).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _refusing(path: Path) -> Iterator[None]:
-    """Any failure while reading `path` becomes one ModelLoadError naming it (a library's own
-    message is kept as the reason); interrupts and memory errors pass through."""
-    try:
-        yield
-    except (ModelLoadError, KeyboardInterrupt, MemoryError):
-        raise
-    except ModelNotFoundError as exc:  # a member or encoder folder of this model is missing
-        raise ModelLoadError(exc.path, exc.reason) from None
-    except FileNotFoundError as exc:
-        raise ModelLoadError(exc.filename or path, "file not found") from None
-    except Exception as exc:  # noqa: BLE001 - every library raises its own types here
-        detail = " ".join(str(exc).split())  # torch lists its findings over many lines
-        if len(detail) > 300:
-            detail = detail[:300] + " ..."
-        raise ModelLoadError(path, f"{type(exc).__name__}: {detail}") from None
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -184,7 +129,8 @@ def _write_manifest(directory: Path, kind: str, model: Any, **fields: Any) -> No
         "versions": _versions(),
         **{k: _jsonable(v) for k, v in fields.items()},
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    with written_atomically(directory / MANIFEST) as tmp:  # written last: a model whose save
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))  # was cut has none
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
@@ -277,35 +223,12 @@ def _positive_int(path: Path, state: dict[str, Any], key: str) -> int:
     return value
 
 
-def _dump_skops(obj: Any, path: Path) -> None:
-    sio.dump(obj, path)
-    bad = sorted(set(sio.get_untrusted_types(file=path)) - SKOPS_ALLOWED_TYPES)
-    if bad:  # fail at save time rather than producing a file we would refuse to load
-        path.unlink()
-        raise TypeError(f"cannot save {path.name}: types outside the allowlist: {bad}")
-
-
-def _load_skops(path: Path, extra_trusted: Iterable[str] = ()) -> Any:
-    """skops load restricted to the allowlist (plus explicitly passed extra types); a file
-    that is not a skops archive (truncated, empty, a pickle renamed) is refused unread."""
-    with _refusing(path):
-        untrusted = sio.get_untrusted_types(file=path)
-    bad = sorted(set(untrusted) - SKOPS_ALLOWED_TYPES - set(extra_trusted))
-    if bad:
-        raise UntrustedModelError(
-            path, f"it contains types outside the allowlist: {bad}. "
-            "Only if you trust this file, pass extra_trusted_types=[...] to load_model."
-        )
-    with _refusing(path):
-        return sio.load(path, trusted=untrusted)
-
-
 def _build(path: Path, model_id: Any, base: type, params: dict[str, Any]) -> Any:
     """The model class named in the manifest at `path`, built with the manifest's params."""
     cls = MODELS.get(model_id) if isinstance(model_id, str) and model_id in MODELS else None
     if cls is None or not issubclass(cls, base):
         raise ModelLoadError(path, f"unknown {base.__name__} id {model_id!r}")
-    with _refusing(path):
+    with refusing(path):
         return cls(**params)
 
 
@@ -323,80 +246,63 @@ def _classical_params(params: dict[str, Any]) -> dict[str, Any]:
 
 # -- public API -------------------------------------------------------------------------------
 def save_model(model: Any, directory: Path | str) -> Path:
-    """Save a fitted model or fusion object to ``directory`` (created; files overwritten)."""
+    """Save a fitted model or fusion object to ``directory`` (created; files overwritten; the
+    manifest is written last and atomically, so a save that was cut leaves no loadable half)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = _unfrozen(model)
     if not hasattr(model, "classes_"):
         raise ValueError(f"{type(model).__name__} is not fitted; nothing to save")
-    if isinstance(model, ClassicalModel):
-        _dump_skops(model.pipeline_, directory / "pipeline.skops")
-        _write_manifest(
-            directory,
-            "classical",
-            model,
-            model_id=model.model_id,
-            params=model.get_params(deep=False),
-            state={"best_params": model.best_params_, "n_features_in": model.n_features_in_},
-        )
-    elif isinstance(model, TorchModel):
-        tensors = {
-            f"net.{k}": v.detach().contiguous() for k, v in model.network_.state_dict().items()
-        }
-        # torch.tensor copies: a model fitted in a Ray worker comes back with read-only arrays
-        tensors["scaler.mean"] = torch.tensor(np.asarray(model.mean_))
-        tensors["scaler.scale"] = torch.tensor(np.asarray(model.scale_))
-        save_file(tensors, str(directory / "weights.safetensors"))
-        _write_manifest(
-            directory,
-            "torch",
-            model,
-            model_id=model.model_id,
-            params=model.get_params(deep=False),
-            state={
-                "n_features_in": model.n_features_in_,
-                "best_epoch": model.best_epoch_,
-                "history": model.history_,
-            },
-        )
-    elif isinstance(model, EarlyFusion):
-        save_model(model.classifier_, directory / "classifier")
-        _dump_skops(model.transformers_, directory / "transformers.skops")
-        has_encoder = model.audio_encoder is not None
-        if has_encoder:  # a fitted model in its own right: saved recursively, not as a param
-            save_model(model.audio_encoder, directory / "audio_encoder")
-        skip = {"model", "audio_encoder"}
-        params = {k: v for k, v in model.get_params(deep=False).items() if k not in skip}
-        _write_manifest(
-            directory,
-            "early",
-            model,
-            model_id=model.fusion_id,
-            params=params,
-            state={"n_features_in": model.n_features_in_, "audio_encoder": has_encoder},
-        )
-    elif isinstance(model, (LateFusion, HybridFusion)):
-        for i, name in enumerate(model.member_names_):
-            save_model(model.members_[name], directory / "members" / str(i))
-        if model.meta_ is not None:
-            _dump_skops(model.meta_, directory / "meta.skops")
-        skip = {"models", "early"}
-        params = {k: v for k, v in model.get_params(deep=False).items() if k not in skip}
-        _write_manifest(
-            directory,
-            model._family,
-            model,
-            model_id=model.fusion_id,
-            params=params,
-            state={
-                "member_names": model.member_names_,
-                "weights": model.weights_,
-                "combiner_source": model.combiner_source_,
-            },
-        )
-    else:
-        raise TypeError(f"don't know how to save {type(model).__name__}")
-    return directory
+    for kind, (cls, save, _) in _KINDS.items():
+        if isinstance(model, cls):
+            fields = save(model, directory)
+            _write_manifest(directory, kind, model, **fields)
+            return directory
+    raise TypeError(f"don't know how to save {type(model).__name__}")
+
+
+def _save_classical(model: ClassicalModel, directory: Path) -> dict[str, Any]:
+    dump_skops(model.pipeline_, directory / "pipeline.skops")
+    return {"model_id": model.model_id, "params": model.get_params(deep=False),
+            "state": {"best_params": model.best_params_, "n_features_in": model.n_features_in_}}
+
+
+def _save_torch(model: TorchModel, directory: Path) -> dict[str, Any]:
+    tensors = {f"net.{k}": v.detach().contiguous() for k, v in model.network_.state_dict().items()}
+    # torch.tensor copies: a model fitted in a Ray worker comes back with read-only arrays
+    tensors["scaler.mean"] = torch.tensor(np.asarray(model.mean_))
+    tensors["scaler.scale"] = torch.tensor(np.asarray(model.scale_))
+    save_file(tensors, str(directory / "weights.safetensors"))
+    return {"model_id": model.model_id, "params": model.get_params(deep=False),
+            "state": {"n_features_in": model.n_features_in_, "best_epoch": model.best_epoch_,
+                      "history": model.history_}}
+
+
+def _save_early(model: EarlyFusion, directory: Path) -> dict[str, Any]:
+    save_model(model.classifier_, directory / "classifier")
+    dump_skops(model.transformers_, directory / "transformers.skops")
+    has_encoder = model.audio_encoder is not None
+    if has_encoder:  # a fitted model in its own right: saved recursively, not as a param
+        save_model(model.audio_encoder, directory / "audio_encoder")
+    params = {k: v for k, v in model.get_params(deep=False).items()
+              if k not in ("model", "audio_encoder")}
+    return {"model_id": model.fusion_id, "params": params,
+            "state": {"n_features_in": model.n_features_in_, "audio_encoder": has_encoder}}
+
+
+def _save_late(model: LateFusion | HybridFusion, directory: Path) -> dict[str, Any]:
+    """Late and hybrid fusion: members under members/N, the combiner's JSON state in the
+    manifest and its fitted scikit-learn parts as <part>.skops."""
+    for i, name in enumerate(model.member_names_):
+        save_model(model.members_[name], directory / "members" / str(i))
+    for part in model.combiner_.parts:
+        dump_skops(getattr(model.combiner_, part), directory / f"{part}.skops")
+    params = {k: v for k, v in model.get_params(deep=False).items()
+              if k not in ("models", "early")}
+    return {"model_id": model.fusion_id, "params": params,
+            "state": {"member_names": model.member_names_,
+                      "combiner_source": model.combiner_source_,
+                      **model.combiner_.get_state()}}
 
 
 def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()) -> Any:
@@ -414,8 +320,8 @@ def _load(directory: Path, extra: tuple[str, ...], parents: tuple[Path, ...]) ->
     if here in parents:
         raise ModelLoadError(directory, "a member folder links back to a folder that contains it")
     manifest = _read_manifest(directory)
-    with _refusing(directory / MANIFEST):  # a missing state entry or a wrongly typed value
-        model = _LOADERS[manifest["kind"]](directory, manifest, extra, (*parents, here))
+    with refusing(directory / MANIFEST):  # a missing state entry or a wrongly typed value
+        model = _KINDS[manifest["kind"]][2](directory, manifest, extra, (*parents, here))
     log.info("loaded %s model %s from %s", manifest["kind"], manifest.get("model_id"), directory)
     return model
 
@@ -426,7 +332,7 @@ def _load_classical(directory: Path, manifest: dict[str, Any], extra: tuple[str,
     model = _build(manifest_path, manifest.get("model_id"), ClassicalModel,
                    _classical_params(manifest.get("params", {})))
     pipeline = directory / "pipeline.skops"
-    model.pipeline_ = _load_skops(pipeline, extra)
+    model.pipeline_ = load_skops(pipeline, extra)
     _check_classes(pipeline, manifest, getattr(model.pipeline_, "classes_", None))
     model.n_features_in_ = _positive_int(manifest_path, state, "n_features_in")
     found = getattr(model.pipeline_, "n_features_in_", model.n_features_in_)
@@ -447,65 +353,17 @@ def _load_torch(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...
     model.n_features_in_ = _positive_int(manifest_path, state, "n_features_in")
     model.best_epoch_ = state["best_epoch"]
     model.history_ = state["history"]
-    with _refusing(manifest_path):  # params the network cannot be built from
+    with refusing(manifest_path):  # params the network cannot be built from
         net = model._build_network(len(model.classes_))
     weights = directory / "weights.safetensors"
-    with _refusing(weights):
+    with refusing(weights):
         tensors = load_file(str(weights))
-    model.mean_, model.scale_ = _scaler(weights, tensors, model.n_features_in_)
-    _check_tensors(weights, tensors, net, len(model.classes_))
-    with _refusing(weights):  # anything the checks above did not foresee
+    model.mean_, model.scale_ = checked_scaler(weights, tensors, model.n_features_in_)
+    check_tensors(weights, tensors, net, len(model.classes_))
+    with refusing(weights):  # anything the checks above did not foresee
         net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items()}, strict=True)
     model.network_ = net.eval()
     return model
-
-
-def _scaler(path: Path, tensors: dict[str, torch.Tensor], n_features: int,
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """The input scaler stored beside the weights (popped from `tensors`), checked: a
-    wrong-length, non-finite or non-positive scale would skew every prediction silently."""
-    missing = [k for k in ("scaler.mean", "scaler.scale") if k not in tensors]
-    if missing:
-        raise ModelLoadError(path, f"missing tensor(s) {', '.join(missing)}")
-    mean, scale = tensors.pop("scaler.mean"), tensors.pop("scaler.scale")
-    for name, t in (("scaler.mean", mean), ("scaler.scale", scale)):
-        if tuple(t.shape) != (n_features,) or not t.is_floating_point():
-            raise ModelLoadError(path, f"tensor {name} is {t.dtype} {tuple(t.shape)}; expected "
-                                       f"float ({n_features},) for {n_features} features")
-        if not torch.isfinite(t).all():
-            raise ModelLoadError(path, f"tensor {name} holds NaN or infinite values")
-    if not (scale > 0).all():
-        raise ModelLoadError(path, "tensor scaler.scale holds values <= 0")
-    return mean.numpy(), scale.numpy()
-
-
-def _output_keys(net: torch.nn.Module) -> tuple[str, ...]:
-    """The saved names of the final linear layer's tensors (its rows are the classes)."""
-    linear = [name for name, m in net.named_modules() if isinstance(m, torch.nn.Linear)]
-    return (f"net.{linear[-1]}.weight", f"net.{linear[-1]}.bias") if linear else ()
-
-
-def _check_tensors(path: Path, found: dict[str, torch.Tensor], net: torch.nn.Module,
-                   n_classes: int) -> None:
-    """The saved tensors must be exactly the network's: same names, shapes and dtypes, all
-    finite, and an output layer with one row per class in the manifest."""
-    expected = {f"net.{k}": v for k, v in net.state_dict().items()}
-    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    if missing:
-        raise ModelLoadError(path, f"missing tensor(s) {', '.join(missing)}")
-    if extra:
-        raise ModelLoadError(path, f"unexpected tensor(s) {', '.join(extra)}")
-    for key in _output_keys(net):
-        if found[key].ndim and found[key].shape[0] != n_classes:
-            raise ModelLoadError(path, f"the network's output layer gives {found[key].shape[0]} "
-                                       f"classes but the manifest lists {n_classes}")
-    for key, want in expected.items():
-        got = found[key]
-        if got.shape != want.shape or got.dtype != want.dtype:
-            raise ModelLoadError(path, f"tensor {key} is {got.dtype} {tuple(got.shape)} but the "
-                                       f"network expects {want.dtype} {tuple(want.shape)}")
-        if got.is_floating_point() and not torch.isfinite(got).all():
-            raise ModelLoadError(path, f"tensor {key} holds NaN or infinite values")
 
 
 def _load_early(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...],
@@ -519,7 +377,7 @@ def _load_early(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...
     model = EarlyFusion(model=classifier, **manifest.get("params", {}),
                         audio_encoder=None if encoder is None else FrozenEstimator(encoder))
     transformers = directory / "transformers.skops"
-    model.transformers_ = _load_skops(transformers, extra)
+    model.transformers_ = load_skops(transformers, extra)
     wanted = list(model.modalities)
     if not isinstance(model.transformers_, dict) or any(
             not callable(getattr(model.transformers_.get(m), "transform", None)) for m in wanted):
@@ -556,34 +414,29 @@ def _load_late(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...]
         model = HybridFusion(early=members[HybridFusion.EARLY], models=rest, **params)
     model.members_, model.member_names_ = members, list(names)
     model.classes_ = _classes(manifest)
-    model.weights_ = _combiner_weights(manifest_path, state.get("weights"), names,
-                                       model.method == "weighted")
     model.combiner_source_ = state["combiner_source"]
-    meta = directory / "meta.skops"
-    model.meta_ = None
-    if model.method == "stacking" or meta.is_file():
-        model.meta_ = _load_skops(meta, extra)
-        _check_classes(meta, manifest, getattr(model.meta_, "classes_", None))
-        inputs = len(names) * len(model.classes_)
-        if getattr(model.meta_, "n_features_in_", inputs) != inputs:
-            raise ModelLoadError(meta, f"expects {model.meta_.n_features_in_} inputs but "
-                                       f"{len(names)} members x {len(model.classes_)} classes "
-                                       f"give {inputs}")
+    combiner = model._new_combiner()  # an unknown method is an UnknownIdError, named above
+    try:
+        combiner.set_state(state, list(names), model.classes_)
+    except ValueError as err:
+        raise ModelLoadError(manifest_path, str(err)) from None
+    for part in combiner.parts:
+        file = directory / f"{part}.skops"
+        setattr(combiner, part, load_skops(file, extra))
+        try:
+            combiner.check_part(part, list(names), model.classes_)
+        except ValueError as err:
+            raise ModelLoadError(file, str(err)) from None
+    model.combiner_ = combiner
     return model
 
 
-def _combiner_weights(path: Path, weights: Any, names: list[str],
-                      required: bool) -> dict[str, float] | None:
-    """Tuned member weights: one finite, non-negative number per member (None if unused)."""
-    if weights is None and not required:
-        return None
-    if (not isinstance(weights, dict) or set(weights) != set(names) or not all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and np.isfinite(w) and w >= 0
-            for w in weights.values())):
-        raise ModelLoadError(path, f"state 'weights' must give a non-negative number for each "
-                                   f"member {names}")
-    return weights
-
-
-_LOADERS = {"classical": _load_classical, "torch": _load_torch, "early": _load_early,
-            "late": _load_late, "hybrid": _load_late}
+#: Every kind of saved model: the class it holds, how it is saved and how it is loaded.
+_KINDS: dict[str, tuple[type, Any, Any]] = {
+    "classical": (ClassicalModel, _save_classical, _load_classical),
+    "torch": (TorchModel, _save_torch, _load_torch),
+    "early": (EarlyFusion, _save_early, _load_early),
+    "late": (LateFusion, _save_late, _load_late),
+    "hybrid": (HybridFusion, _save_late, _load_late),
+}
+KINDS = tuple(_KINDS)
