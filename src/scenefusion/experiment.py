@@ -199,8 +199,10 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
         plots.submit_comparison(results)  # drawn while the models are calibrated and saved
         best = max(candidates, key=lambda c: c.val_rank) if grid.has_val else candidates[0]
         notes.append(f"best by validation accuracy: {best.name} (saved as best/)")
-        # predict falls back to these for pairs with only one (readable) modality
-        single = {m: pick(candidates, m) for m in ("image", "audio")}
+        # predict falls back to these for pairs with only one (readable) modality; a
+        # one-modality data set has only one kind of row, and best/ is already its best
+        single = ({m: pick(candidates, m) for m in ("image", "audio")}
+                  if grid.fuses else {})
         notes += [f"best {m}-only by validation accuracy: {c.name} (saved as best-{m}/)"
                   for m, c in single.items()]
         bundles = {"best": best} | {f"best-{m}": c for m, c in single.items()}

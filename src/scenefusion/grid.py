@@ -159,7 +159,7 @@ class FitJob:
 class GridData:
     """Everything a fit reads, in one object that a distributed runner ships once."""
 
-    audio: np.ndarray
+    audio: np.ndarray | None
     images: dict[str, np.ndarray]
     y: np.ndarray
     groups: np.ndarray
@@ -224,10 +224,20 @@ class ComparisonGrid:
         self.runner = runner
         self.on_candidate = on_candidate  # told of each fitted candidate, in job order
         self.n_done = 0
+        self.modalities = tuple(features.dataset.modalities)
+        self.fuses = len(self.modalities) == 2
+        if not self.fuses:
+            self.notes.append(
+                f"one-modality data set ({self.modalities[0]} only): only the "
+                f"{self.modalities[0]}-only rows were run (fusion needs an image and a sound "
+                f"per item)")
         fusion = config.fusion
-        per_backbone = (len(config.models.image) + len(fusion.early) * len(fusion.early_audio)
-                        + len(fusion.late) + len(fusion.hybrid))
-        self.total = len(config.features.image_backbones) * per_backbone + len(config.models.audio)
+        per_backbone = (len(fusion.early) * len(fusion.early_audio) + len(fusion.late)
+                        + len(fusion.hybrid)) if self.fuses else 0
+        per_backbone += len(config.models.image) if "image" in self.modalities else 0
+        n_backbones = len(config.features.image_backbones) if "image" in self.modalities else 0
+        self.total = (n_backbones * per_backbone
+                      + (len(config.models.audio) if "audio" in self.modalities else 0))
 
     def _combiner_source(self, choice: str, classes: list[str]) -> str:
         """Where late/hybrid combiners learn: validation predictions of the fitted members
@@ -286,12 +296,18 @@ class ComparisonGrid:
     def run(self) -> list[Candidate]:
         config = self.config
         audio_id = config.features.audio
-        unimodal = [FitJob(RunSpec("audio", audio_feature=audio_id, model=m),
-                           fresh_model(m, config), Inputs.audio()) for m in config.models.audio]
-        unimodal += [FitJob(RunSpec("image", backbone=b, model=m), fresh_model(m, config),
-                            Inputs.image(b))
-                     for b in config.features.image_backbones for m in config.models.image]
+        unimodal = []
+        if "audio" in self.modalities:
+            unimodal += [FitJob(RunSpec("audio", audio_feature=audio_id, model=m),
+                                fresh_model(m, config), Inputs.audio())
+                         for m in config.models.audio]
+        if "image" in self.modalities:
+            unimodal += [FitJob(RunSpec("image", backbone=b, model=m), fresh_model(m, config),
+                                Inputs.image(b))
+                         for b in config.features.image_backbones for m in config.models.image]
         self.fit_batch(unimodal)
+        if not self.fuses:
+            return self.candidates
         with share_out_of_fold():  # late:weighted, late:stacking and hybrid share member folds
             for b in config.features.image_backbones:
                 self._fusion(b)

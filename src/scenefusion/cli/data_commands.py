@@ -42,7 +42,10 @@ def data_inspect(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     where = escape(str(path))
-    table = Table(title=f"{where} ({dataset.layout} layout, {len(dataset)} usable items)")
+    what = ("image + audio" if len(dataset.modalities) == 2
+            else f"{dataset.modalities[0]} only: no fusion rows")
+    table = Table(title=f"{where} ({dataset.layout} layout, {what}, {len(dataset)} usable "
+                        f"items)")
     table.add_column("class")
     table.add_column("items", justify="right")
     table.add_column("groups", justify="right")
