@@ -1,4 +1,5 @@
-"""Calibrated confidence (issue 14, item 2): ECE, temperature scaling, near-tie warnings."""
+"""Calibrated confidence: ECE, temperature scaling (kept only where it helps on held-out
+groups), near-tie warnings."""
 
 from __future__ import annotations
 
@@ -61,3 +62,26 @@ def test_near_ties_are_named_and_clear_winners_are_not():
     warning = near_tie(np.array([0.286, 0.286, 0.286, 0.142]), classes)
     assert "BEACH 0.286" in warning and "FOREST 0.286" in warning and "RIVER" not in warning
     assert near_tie(np.array([0.7, 0.1, 0.1, 0.1]), classes) == ""
+
+
+def test_a_temperature_is_kept_only_where_it_lowers_ece_on_held_out_groups():
+    groups = np.repeat(np.arange(40), 100)  # 40 recordings of 100 rows
+    over, y = sampled(2.5)
+    kept = Calibration.fit_checked(over, y, groups, over, y, "validation split")
+    assert kept.applied and kept.temperature > 1.5
+    assert kept.held_out_ece_after < kept.held_out_ece_before
+    assert kept.ece_after < kept.ece_before
+    calibrated, y = sampled(1.0, seed=1)
+    # a well-calibrated model: a fitted T only adds noise, so T = 1 is kept unless the
+    # held-out groups say otherwise -- and it is the held-out figure that decides
+    record = Calibration.fit_checked(calibrated, y, groups, calibrated, y, "validation split")
+    assert record.applied == (record.held_out_ece_after < record.held_out_ece_before)
+    if not record.applied:
+        assert record.temperature == 1.0 and record.ece_after == record.ece_before
+
+
+def test_one_group_cannot_check_a_temperature_so_none_is_applied():
+    over, y = sampled(2.5, n=300)
+    record = Calibration.fit_checked(over, y, np.zeros(300), over, y, "validation split")
+    assert not record.applied and record.temperature == 1.0
+    assert record.held_out_ece_before is None

@@ -136,7 +136,12 @@ class ModelsConfig(_Strict):
     params: dict[str, dict] = Field(
         default_factory=dict, description="Per model id keyword arguments, e.g. {svm: {C: 10}}."
     )
-    tune: bool = Field(False, description="Small grid search on the val set for classical models.")
+    tune: bool = Field(False, description="Small grid search for classical models (on the val "
+                       "set, or by grouped cross-validation where selection uses it).")
+    select_on: Literal["auto", "val", "cv"] = Field(
+        "auto", description="What chooses models, tuned hyper-parameters, best/ and the "
+        "calibration temperature: the validation split, grouped cross-validation over the "
+        "training groups, or auto (val when it holds >= 5 held-out groups of every class).")
 
     @field_validator("params")
     @classmethod
@@ -166,7 +171,7 @@ class FusionConfig(_Strict):
     hybrid: list[str] = Field(["stacking"], description="Combiners of hybrid fusion.")
     combiner_on: Literal["auto", "val", "oof"] = Field(
         "auto", description="Where weighted/stacking combiners learn: validation predictions, "
-        "out-of-fold predictions over training groups, or auto (val when it holds >= 2 "
+        "out-of-fold predictions over training groups, or auto (val when it holds >= 5 "
         "held-out groups of every class).")
     early_pca_image: int | None = Field(
         None, ge=1, le=4096, description="PCA components on the image side before "

@@ -36,7 +36,7 @@ from .evaluation.metrics import confusion_counts
 from .features.extract import DatasetFeatures, extract_dataset
 from .features.store import FeatureStore
 from .files import FileProblem, ensure_writable_dir, read_json_object
-from .grid import Candidate, ComparisonGrid, Progress, pick
+from .grid import Candidate, ComparisonGrid, GridData, Progress, pick
 from .models.bundle_files import save_bundle
 from .runners import make_runner
 
@@ -191,31 +191,38 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
                                c.test_proba, _columns(c.model, y_te)), 4))
             if getattr(c.model, "combiner_source_", None):  # where weights/stacking learned
                 r.extra["combiner_source"] = c.model.combiner_source_
+            if c.cv_accuracy is not None:
+                r.extra.update(cv_accuracy=round(c.cv_accuracy, 4),
+                               cv_log_loss=round(c.cv_log_loss, 4))
             if hasattr(c.model, "member_weights"):
                 r.extra["member_weights"] = weights = c.model.member_weights()
                 notes.append(f"member weights of {c.name}: " + ", ".join(
                     f"{m} {w:.2f}" for m, w in weights.items()))
+                below = _below_best_member(c, candidates, grid.selection)
+                if below:
+                    r.extra["below_best_member"] = True
+                    notes.append(below)
             results.append(r)
         plots.submit_comparison(results)  # drawn while the models are calibrated and saved
-        best = max(candidates, key=lambda c: c.val_rank) if grid.has_val else candidates[0]
-        notes.append(f"best by validation accuracy: {best.name} (saved as best/)")
+        chooses = grid.has_val or grid.selection == "cv"
+        best = max(candidates, key=lambda c: c.val_rank) if chooses else candidates[0]
+        by = ("grouped cross-validation accuracy" if grid.selection == "cv"
+              else "validation accuracy")
+        notes.append(f"best by {by}: {best.name} (saved as best/)")
         # predict falls back to these for pairs with only one (readable) modality; a
         # one-modality data set has only one kind of row, and best/ is already its best
         single = ({m: pick(candidates, m) for m in ("image", "audio")}
                   if grid.fuses else {})
-        notes += [f"best {m}-only by validation accuracy: {c.name} (saved as best-{m}/)"
+        notes += [f"best {m}-only by {by}: {c.name} (saved as best-{m}/)"
                   for m, c in single.items()]
         bundles = {"best": best} | {f"best-{m}": c for m, c in single.items()}
         by_name = {r.name: r for r in results}
         infos = {}
         for folder, c in bundles.items():
-            calibration = _calibrate(c, grid.y[split.val], y_te)
+            calibration = _calibrate(c, grid.data, y_te)
             if calibration is not None:
                 by_name[c.name].extra["calibration"] = calibration.to_dict()
-                notes.append(
-                    f"{folder}/ calibrated on validation: temperature "
-                    f"{calibration.temperature:.2f}, test ECE {calibration.ece_before:.3f} -> "
-                    f"{calibration.ece_after:.3f}")
+                notes.append(_calibration_note(folder, calibration))
             infos[folder] = _bundle_info(c, dataset, config, provenance, by_name[c.name],
                                          calibration)
         _write_run(run_dir, config, dataset, split, bundles, infos, results,
@@ -316,14 +323,44 @@ def _columns(model: Any, y: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(model.classes_), y)
 
 
-def _calibrate(candidate: Candidate, y_val: np.ndarray, y_test: np.ndarray
-               ) -> Calibration | None:
-    """A temperature for a saved model, fitted on validation (None without a validation set)."""
-    if candidate.val_proba is None or len(y_val) == 0:
-        return None
+def _calibrate(candidate: Candidate, data: GridData, y_test: np.ndarray) -> Calibration | None:
+    """A temperature for a saved model, fitted on its out-of-fold training predictions where
+    selection used them, else on validation; kept only if it lowers ECE on held-out groups
+    (None without either)."""
     model = candidate.model
-    return Calibration.fit(candidate.val_proba, _columns(model, y_val), candidate.test_proba,
-                           _columns(model, y_test))
+    if candidate.oof_proba is not None:
+        proba, rows, where = candidate.oof_proba, data.train, "out-of-fold training predictions"
+    elif candidate.val_proba is not None and len(data.val):
+        proba, rows, where = candidate.val_proba, data.val, "validation split"
+    else:
+        return None
+    return Calibration.fit_checked(proba, _columns(model, data.y[rows]), data.groups[rows],
+                                   candidate.test_proba, _columns(model, y_test), where)
+
+
+def _calibration_note(folder: str, c: Calibration) -> str:
+    held_out = ("" if c.held_out_ece_before is None else
+                f"held-out-group ECE {c.held_out_ece_before:.3f} -> {c.held_out_ece_after:.3f}")
+    if not c.applied:
+        return (f"{folder}/ not calibrated: a temperature fitted on the {c.fitted_on} did not "
+                f"lower ECE on held-out groups ({held_out or 'too few groups to check'}); "
+                f"test ECE {c.ece_before:.3f}")
+    return (f"{folder}/ calibrated on the {c.fitted_on}: temperature {c.temperature:.2f} "
+            f"({held_out}), test ECE {c.ece_before:.3f} -> {c.ece_after:.3f}")
+
+
+def _below_best_member(fused: Candidate, candidates: list[Candidate], selection: str) -> str:
+    """A note when a fused row's selection estimate is below its best member's ("" if not)."""
+    by_name = {c.name: c for c in candidates}
+    members = [by_name[m.name] for m in fused.spec.members if m.name in by_name]
+    if not members:
+        return ""
+    best = max(members, key=lambda c: c.val_rank)
+    if fused.val_rank[0] >= best.val_rank[0]:
+        return ""
+    what = "grouped cross-validation" if selection == "cv" else "validation"
+    return (f"{fused.name} is below its best member on {what} ({fused.val_rank[0]:.3f} < "
+            f"{best.name} {best.val_rank[0]:.3f}): fusion does not help here")
 
 
 def _provenance(config: ExperimentConfig, dataset: Dataset, note: str | None) -> dict:

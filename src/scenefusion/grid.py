@@ -1,9 +1,13 @@
 """The comparison grid: one row per (modality, features, model, fusion method), each fitted on
-train, scored on validation (for selection) and on test.
+train, scored for selection and on test.
 
-Model selection (which unimodal model feeds late fusion, which early model feeds hybrid
-fusion) uses validation accuracy, never test accuracy, so the test split stays an honest
-estimate for every row. Independent fits go to a runner in batches (see runners.py).
+Selection (which unimodal model feeds late fusion, which early model feeds hybrid fusion,
+which row is saved as best/) never looks at the test split. It uses validation accuracy when
+the validation split holds at least MIN_VAL_GROUPS held-out groups (recordings, source videos)
+of every class; with fewer it would pick whatever fits those one or two recordings, so it uses
+grouped cross-validation over the training groups instead (out-of-fold predictions, which also
+feed the learning combiners and the calibration check). Independent fits go to a runner in
+batches (see runners.py).
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from .config import ExperimentConfig
 from .data import Split
 from .features.extract import DatasetFeatures
 from .models import EarlyFusion, capabilities, fit_model, make_fusion, make_model
-from .models.out_of_fold import share_out_of_fold
+from .models.base import normalise_proba
+from .models.modalities import refittable
+from .models.out_of_fold import cv_splits, out_of_fold_proba, share_out_of_fold
 
 #: (stage description, done, total) -> None; the CLI turns it into progress bars.
 Progress = Callable[[str, int, int], None]
 
-#: Held-out validation groups per class below which combiners learn out-of-fold instead.
-MIN_VAL_GROUPS = 2
+#: Held-out validation groups per class below which selection, tuning, learning combiners and
+#: calibration use grouped cross-validation over the training groups instead.
+MIN_VAL_GROUPS = 5
 #: Folds over training groups for out-of-fold combiners: each fold refits every member, and
 #: 3 folds cost the demo 2 s of training where 5 cost 4 s.
 OOF_FOLDS = 3
@@ -89,6 +96,10 @@ class Candidate:
     test_proba: np.ndarray
     fit_seconds: float = 0.0
     val_proba: np.ndarray | None = None
+    #: out-of-fold probabilities of the training rows (grouped folds), when selection uses them
+    oof_proba: np.ndarray | None = None
+    cv_accuracy: float | None = None
+    cv_log_loss: float | None = None
 
     @property
     def name(self) -> str:
@@ -96,7 +107,10 @@ class Candidate:
 
     @property
     def val_rank(self) -> tuple[float, float]:
-        """Selection key: validation accuracy, ties broken by lower validation log-loss."""
+        """Selection key: grouped cross-validation accuracy over the training groups where the
+        grid uses it, else validation accuracy; ties broken by the lower log-loss."""
+        if self.cv_accuracy is not None:
+            return (self.cv_accuracy, -(self.cv_log_loss or 0.0))
         if self.val_accuracy is None:
             return (-1.0, 0.0)
         return (self.val_accuracy, -(self.val_log_loss or 0.0))
@@ -148,11 +162,13 @@ class Inputs:
 
 @dataclass(frozen=True)
 class FitJob:
-    """One fit of the grid: a fresh model, its row spec and which inputs it takes."""
+    """One fit of the grid: a fresh model, its row spec and which inputs it takes;
+    ``cv_folds`` (positions within the training rows) when it is also scored out of fold."""
 
     spec: RunSpec
     model: Any
     inputs: Inputs
+    cv_folds: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -187,15 +203,27 @@ def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None =
     y_va = data.y[data.val] if has_val else None
     X_va = rows(data.val) if has_val else None
     model = job.model
+    # where selection is by cross-validation, so is tuning: the thin validation split is
+    # not shown to a model that would tune on it
+    tunes_on_cv = job.cv_folds is not None and capabilities(model).tunable and getattr(
+        model, "tune", False)
     start = time.perf_counter()
-    fit_model(model, rows(data.train), data.y[data.train], X_va, y_va, progress=epoch_progress,
+    fit_model(model, rows(data.train), data.y[data.train], None if tunes_on_cv else X_va,
+              None if tunes_on_cv else y_va, progress=epoch_progress,
               groups=data.groups[data.train])
     seconds = time.perf_counter() - start
     val_proba = model.predict_proba(X_va) if has_val else None
     val_acc, val_ll = (_val_scores(val_proba, model.classes_, y_va) if has_val
                        else (None, None))
-    return Candidate(job.spec, model, val_acc, val_ll, model.predict_proba(rows(data.test)),
-                     seconds, val_proba)
+    candidate = Candidate(job.spec, model, val_acc, val_ll, model.predict_proba(rows(data.test)),
+                          seconds, val_proba)
+    if job.cv_folds is not None:
+        y_tr = data.y[data.train]
+        oof = out_of_fold_proba(refittable(model), rows(data.train), y_tr, list(job.cv_folds),
+                                model.classes_)
+        candidate.oof_proba = oof
+        candidate.cv_accuracy, candidate.cv_log_loss = _val_scores(oof, model.classes_, y_tr)
+    return candidate
 
 
 class ComparisonGrid:
@@ -217,8 +245,11 @@ class ComparisonGrid:
         self.has_val = len(split.val) > 0
         self.candidates: list[Candidate] = []
         self.notes: list[str] = []
-        self.stack_on = self._combiner_source(config.fusion.combiner_on, features.dataset.classes)
-        if not self.has_val:
+        thin = self._thin_classes(features.dataset.classes)
+        self.stack_on = self._combiner_source(config.fusion.combiner_on, thin)
+        self.cv_folds = self._selection_folds(config.models.select_on, thin)
+        self.selection = "val" if self.cv_folds is None else "cv"
+        if self.selection == "val" and not self.has_val:
             self.notes.append("no validation set: selection falls back to the first model listed")
         self.progress = progress
         self.runner = runner
@@ -239,27 +270,53 @@ class ComparisonGrid:
         self.total = (n_backbones * per_backbone
                       + (len(config.models.audio) if "audio" in self.modalities else 0))
 
-    def _combiner_source(self, choice: str, classes: list[str]) -> str:
-        """Where late/hybrid combiners learn: validation predictions of the fitted members
-        (cheap, held out) when the validation split has at least MIN_VAL_GROUPS groups of
-        every class that are not also training groups; otherwise out-of-fold predictions over
-        the training groups, since weights learned from one recording per class learn that
-        recording (validation-chosen stacking fell far below image-only on real recordings)."""
+    def _thin_classes(self, classes: list[str]) -> list[str]:
+        """Classes with fewer than MIN_VAL_GROUPS validation groups that are not also training
+        groups: choosing on them would choose whatever fits those one or two recordings."""
         d = self.data
-        if not self.has_val or choice == "oof":
-            return "oof"
-        if choice == "val":
-            return "val"
+        if not self.has_val:
+            return list(classes)
         held_out = set(d.groups[d.val].tolist()) - set(d.groups[d.train].tolist())
         per_class = {k: {g for g, lab in zip(d.groups[d.val], d.y[d.val], strict=True)
                          if lab == k and g in held_out} for k in range(len(classes))}
-        thin = [classes[k] for k, found in per_class.items() if len(found) < MIN_VAL_GROUPS]
-        if not thin:
+        return [classes[k] for k, found in per_class.items() if len(found) < MIN_VAL_GROUPS]
+
+    def _combiner_source(self, choice: str, thin: list[str]) -> str:
+        """Where late/hybrid combiners learn: validation predictions of the fitted members
+        when validation is not thin; otherwise out-of-fold predictions over the training
+        groups, since weights learned from one recording per class learn that recording
+        (validation-chosen stacking fell far below image-only on real recordings)."""
+        if not self.has_val or choice == "oof":
+            return "oof"
+        if choice == "val" or not thin:
             return "val"
         self.notes.append(
             f"late/hybrid combiners learned out-of-fold over training groups: the validation "
             f"split holds fewer than {MIN_VAL_GROUPS} held-out groups of {', '.join(thin)}")
         return "oof"
+
+    def _selection_folds(self, choice: str, thin: list[str]
+                         ) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
+        """Grouped folds over the training rows when selection uses cross-validation (None:
+        selection uses the validation split)."""
+        if choice == "val" and self.has_val:
+            return None
+        if choice == "auto" and self.has_val and not thin:
+            return None
+        d = self.data
+        try:
+            folds = cv_splits(d.y[d.train], d.groups[d.train], OOF_FOLDS, self.config.seed)
+        except ValueError as err:
+            self.notes.append(f"selection by grouped cross-validation impossible ({err}): it "
+                              f"uses the validation split")
+            return None
+        why = ("models.select_on is cv" if choice == "cv" else
+               f"the validation split holds fewer than {MIN_VAL_GROUPS} held-out groups of "
+               f"{', '.join(thin)}" if self.has_val else "there is no validation split")
+        self.notes.append(
+            f"models, tuned hyper-parameters, best/ and calibration chosen by grouped "
+            f"{len(folds)}-fold cross-validation over the training groups: {why}")
+        return tuple(folds)
 
     def fit_batch(self, jobs: list[FitJob]) -> list[Candidate]:
         """Fit independent jobs (in the runner when there is one); candidates in job order."""
@@ -299,11 +356,11 @@ class ComparisonGrid:
         unimodal = []
         if "audio" in self.modalities:
             unimodal += [FitJob(RunSpec("audio", audio_feature=audio_id, model=m),
-                                fresh_model(m, config), Inputs.audio())
+                                fresh_model(m, config), Inputs.audio(), self.cv_folds)
                          for m in config.models.audio]
         if "image" in self.modalities:
             unimodal += [FitJob(RunSpec("image", backbone=b, model=m), fresh_model(m, config),
-                                Inputs.image(b))
+                                Inputs.image(b), self.cv_folds)
                          for b in config.features.image_backbones for m in config.models.image]
         self.fit_batch(unimodal)
         if not self.fuses:
@@ -340,21 +397,45 @@ class ComparisonGrid:
                                     random_state=config.seed, audio_encoder=frozen)
                 spec = RunSpec("early", backbone=b, audio_feature=audio_id, model=m,
                                early_audio=audio_side)
-                early_jobs.append(FitJob(spec, model, both))
+                early_jobs.append(FitJob(spec, model, both, self.cv_folds))
         early_fitted = self.fit_batch(early_jobs)
         pair = (best_img.spec, best_aud.spec)
-        self.fit_batch([
+        late = self.fit_batch([
             FitJob(RunSpec("late", backbone=b, audio_feature=audio_id, method=method,
                            members=pair),
                    make_fusion(f"late:{method}", models=members, stack_on=self.stack_on,
                                cv=OOF_FOLDS, random_state=config.seed), both)
             for method in config.fusion.late])
+        for c in late:
+            self._score_fused(c, {"image": best_img, "audio": best_aud})
         if config.fusion.hybrid and early_fitted:
             best_early = max(early_fitted, key=lambda c: c.val_rank)
-            self.fit_batch([
+            hybrid = self.fit_batch([
                 FitJob(RunSpec("hybrid", backbone=b, audio_feature=audio_id, method=method,
                                members=(*pair, best_early.spec)),
                        make_fusion(f"hybrid:{method}", early=FrozenEstimator(best_early.model),
                                    models=members, stack_on=self.stack_on, cv=OOF_FOLDS,
                                    random_state=config.seed), both)
                 for method in config.fusion.hybrid])
+            for c in hybrid:
+                self._score_fused(c, {"early": best_early, "image": best_img, "audio": best_aud})
+
+    def _score_fused(self, fused: Candidate, members: dict[str, Candidate]) -> None:
+        """A fused row's grouped cross-validation estimate (where selection uses one), from its
+        members' out-of-fold probabilities: the combiner is refitted without each fold's groups
+        and scored on them, so a learning combiner is not scored on what it learnt from."""
+        if self.cv_folds is None or any(m.oof_proba is None for m in members.values()):
+            return
+        model, y = fused.model, self.data.y[self.data.train]
+        names = model.member_names_
+        oof = {n: members[n].oof_proba for n in names}
+        P = np.zeros((len(y), len(model.classes_)))
+        for fit_rows, held_out in self.cv_folds:
+            combiner = model._new_combiner()
+            if combiner.learns:
+                combiner.fit({n: p[fit_rows] for n, p in oof.items()}, y[fit_rows],
+                             model.classes_)
+            P[held_out] = normalise_proba(
+                combiner.combine({n: p[held_out] for n, p in oof.items()}, True))
+        fused.oof_proba = P
+        fused.cv_accuracy, fused.cv_log_loss = _val_scores(P, model.classes_, y)

@@ -69,15 +69,59 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
     return float(found.x)
 
 
+def cross_fitted_ece(proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                     max_folds: int = 5) -> tuple[float, float] | None:
+    """ECE on held-out groups before and after a temperature fitted on the other groups
+    (group-wise folds, pooled); None with fewer than two groups to hold out."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.asarray(groups)
+    n_folds = min(max_folds, len(np.unique(groups)))
+    if n_folds < 2:
+        return None
+    scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
+    for fit_rows, held_out in GroupKFold(n_splits=n_folds).split(proba, y, groups):
+        t = fit_temperature(proba[fit_rows], y[fit_rows])
+        scaled[held_out] = apply_temperature(proba[held_out], t)
+    return expected_calibration_error(proba, y), expected_calibration_error(scaled, y)
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """A fitted temperature and what it did, as stored in bundle.json and the run report."""
+    """A fitted temperature and what it did, as stored in bundle.json and the run report.
+
+    ``applied`` is False when, on groups held out from the fit, the temperature did not lower
+    ECE (``held_out_ece_before`` / ``_after``): the saved model then keeps T = 1, since a
+    temperature learnt from a few recordings can make confidence worse on new ones.
+    """
 
     temperature: float
     fitted_on: str
     ece_before: float
     ece_after: float
     n_items: int
+    applied: bool = True
+    held_out_ece_before: float | None = None
+    held_out_ece_after: float | None = None
+
+    @classmethod
+    def fit_checked(cls, proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                    test_proba: np.ndarray, y_test: np.ndarray, fitted_on: str
+                    ) -> Calibration:
+        """Fit on (proba, y) -- validation rows or out-of-fold training rows -- keep it only
+        if cross-fitting over ``groups`` shows it lowers ECE on held-out groups; report test
+        ECE before and after what is kept."""
+        check = cross_fitted_ece(proba, y, groups)
+        t = fit_temperature(proba, y)
+        applied = check is not None and check[1] < check[0]
+        kept = t if applied else 1.0
+        return cls(temperature=round(kept, 4), fitted_on=fitted_on,
+                   ece_before=round(expected_calibration_error(test_proba, y_test), 4),
+                   ece_after=round(expected_calibration_error(
+                       apply_temperature(test_proba, kept), y_test), 4),
+                   n_items=len(y), applied=applied,
+                   held_out_ece_before=None if check is None else round(check[0], 4),
+                   held_out_ece_after=None if check is None else round(check[1], 4))
 
     @classmethod
     def fit(cls, val_proba: np.ndarray, y_val: np.ndarray, test_proba: np.ndarray,
@@ -93,7 +137,9 @@ class Calibration:
     def to_dict(self) -> dict[str, float | str | int]:
         return {"method": "temperature", "temperature": self.temperature,
                 "fitted_on": self.fitted_on, "test_ece_before": self.ece_before,
-                "test_ece_after": self.ece_after, "n_items": self.n_items}
+                "test_ece_after": self.ece_after, "n_items": self.n_items,
+                "applied": self.applied, "held_out_ece_before": self.held_out_ece_before,
+                "held_out_ece_after": self.held_out_ece_after}
 
 
 def near_tie(proba_row: np.ndarray, classes: list[str], margin: float = LOW_MARGIN) -> str:

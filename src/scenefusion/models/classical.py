@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from sklearn.model_selection import GridSearchCV, PredefinedSplit, StratifiedGroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -49,12 +49,15 @@ class ClassicalModel(ClassifierMixin, BaseEstimator):
     convention, so ``get_params``/``set_params``/``clone`` and configs see them) and name them
     in ``hyper_parameters``; ``_make_estimator`` builds the final estimator from them. With
     ``tune=True`` and a validation set, ``param_grid`` (or the class's small ``default_grid``)
-    is searched on that validation set via ``PredefinedSplit``, and the winner is refit on the
-    training rows only, so validation rows never leak into it.
+    is searched on that validation set via ``PredefinedSplit``; with ``groups`` and no
+    validation set it is searched by grouped cross-validation over the training rows (what the
+    grid does when validation holds too few recordings to choose on). The winner is refit on
+    the training rows only, so validation rows never leak into it.
     """
 
     model_id: ClassVar[str] = ""
-    capabilities: ClassVar[Capabilities] = Capabilities(uses_validation=True, tunable=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(uses_validation=True, tunable=True,
+                                                        uses_groups=True)
     hyper_parameters: ClassVar[tuple[str, ...]] = ()
     default_grid: ClassVar[dict[str, list[Any]]] = {}
     #: where estimator hyper-parameters live inside the pipeline (for GridSearchCV names)
@@ -81,12 +84,17 @@ class ClassicalModel(ClassifierMixin, BaseEstimator):
         y: np.ndarray,
         X_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
     ) -> ClassicalModel:
-        """Fit on the training rows; the validation set is used only for ``tune=True``."""
+        """Fit on the training rows; the validation set (or, without one, ``groups``) is used
+        only for ``tune=True``."""
         X, y = validate_data(self, prepare_input(self, X), check_targets(y))
         params = self.resolved_params()
         if self.tune:
-            if X_val is None or y_val is None:
+            if (X_val is None or y_val is None) and groups is not None:
+                with self._threads(X.size):
+                    params = self._tune(params, X, y, groups=np.asarray(groups))
+            elif X_val is None or y_val is None:
                 log.warning(
                     "%s: tune=True but no validation set given; using default hyper-parameters",
                     self.model_id,
@@ -109,26 +117,37 @@ class ClassicalModel(ClassifierMixin, BaseEstimator):
         params: dict[str, Any],
         X: np.ndarray,
         y: np.ndarray,
-        X_val: np.ndarray,
-        y_val: np.ndarray,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
     ) -> dict[str, Any]:
-        """Pick hyper-parameters on the validation rows only (one PredefinedSplit fold)."""
+        """Pick hyper-parameters on the validation rows only (one PredefinedSplit fold), or
+        by grouped 3-fold cross-validation over the training rows when ``groups`` is given."""
         grid = self.param_grid if self.param_grid is not None else self.default_grid
         if not grid:
             return params
-        test_fold = np.concatenate([np.full(len(X), -1), np.zeros(len(X_val), dtype=int)])
+        if groups is not None:
+            n_splits = min(3, len(np.unique(groups)))
+            cv: Any = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
+                                           random_state=getattr(self, "random_state", 0))
+            X_all, y_all, where = X, y, "grouped cross-validation"
+        else:
+            test_fold = np.concatenate([np.full(len(X), -1), np.zeros(len(X_val), dtype=int)])
+            cv = PredefinedSplit(test_fold)
+            X_all, y_all = np.concatenate([X, X_val]), np.concatenate([y, y_val])
+            where = "validation set"
         search = GridSearchCV(
             self._build(params),
             param_grid={self._grid_prefix + k: list(v) for k, v in grid.items()},
             scoring=self.tune_scoring,
-            cv=PredefinedSplit(test_fold),
+            cv=cv,
             refit=False,  # we refit on train only, below in fit()
             n_jobs=1,  # tiny grids: process start-up would cost more than it saves
         )
-        search.fit(np.concatenate([X, X_val]), np.concatenate([y, y_val]))
+        search.fit(X_all, y_all, groups=groups)
         best = {k[len(self._grid_prefix) :]: v for k, v in search.best_params_.items()}
         self.cv_results_ = search.cv_results_
-        log.info("%s: tuned on validation set -> %s", self.model_id, best)
+        log.info("%s: tuned on %s -> %s", self.model_id, where, best)
         return {**params, **best}
 
     def _adjust_params(self, params: dict[str, Any], n_samples: int) -> dict[str, Any]:
