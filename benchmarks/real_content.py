@@ -15,7 +15,7 @@ benchmarks/results/real_content.json.
 hurt on recordings never heard? It draws ``--repeats`` grouped train/validation/test splits
 (the run's default split, one seed each: with a handful of recordings per class a single split
 is one anecdote), fits each image/audio member pair on train, and scores on test the image and
-audio members alone and their late fusions (mean, weighted, stacking; combiners learned out of
+audio members alone and their late fusions (mean, weighted, product, stacking, shrunk; combiners learned out of
 fold over the training recordings, as the grid does when validation is thin). Writes
 benchmarks/results/real_content_fusion.json.
 """
@@ -40,21 +40,36 @@ from scenefusion.models import LateFusion, fit_model, make_model
 
 RESULTS = Path(__file__).parent / "results" / "real_content.json"
 FUSION_RESULTS = Path(__file__).parent / "results" / "real_content_fusion.json"
-LATE_METHODS = ("mean", "weighted", "stacking")
+LATE_METHODS = ("mean", "weighted", "product", "stacking", "shrunk")
 
 
-def cross_validated_accuracy(model_id: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                             split: str, folds: int, seed: int) -> float:
-    """Mean-over-items accuracy of out-of-fold predictions."""
+def model_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``logreg`` or ``logreg:C=0.1,max_iter=500`` -> (model id, keyword arguments)."""
+    model_id, _, rest = spec.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return model_id, params
+
+
+def cross_validated(spec: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                    split: str, folds: int, seed: int) -> tuple[float, np.ndarray]:
+    """Mean-over-items accuracy and per-class recall of out-of-fold predictions."""
     if split == "group":
         splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(X, y, groups)
     else:
         splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)
-    correct = 0
+    model_id, params = model_spec(spec)
+    pred = np.empty_like(y)
     for train, test in splits:
-        model = make_model(model_id, random_state=seed).fit(X[train], y[train])
-        correct += int((model.predict(X[test]) == y[test]).sum())
-    return correct / len(y)
+        model = make_model(model_id, **{"random_state": seed, **params})
+        pred[test] = model.fit(X[train], y[train]).predict(X[test])
+    recall = np.array([np.mean(pred[y == k] == k) for k in range(int(y.max()) + 1)])
+    return float(np.mean(pred == y)), recall
 
 
 def fitted_member(model_id: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, split: Any,
@@ -120,6 +135,8 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", default=["group", "random"])
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat the k-fold with this many seeds (mean and spread)")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--fusion", action="store_true",
@@ -128,10 +145,12 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", default=["logreg:logreg", "rf:rf", "mlp:lstm"],
                         metavar="IMAGE:AUDIO", help="member model pairs (--fusion)")
     parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="manifest paths may leave its folder (us8k_scene_pairs.py)")
     args = parser.parse_args()
     out = args.out or (FUSION_RESULTS if args.fusion else RESULTS)
 
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, allow_outside=args.allow_outside_paths)
     per_class = dataset.groups_per_class()
     dropped = sorted(c for c, n in per_class.items() if n < args.folds)
     names = np.asarray(dataset.classes)[dataset.labels]  # labels are class indices
@@ -167,12 +186,21 @@ def main() -> None:
         for model_id in args.models:
             for split in args.splits:
                 start = time.perf_counter()
-                acc = cross_validated_accuracy(model_id, X, y, groups, split, args.folds,
-                                               args.seed)
+                runs = [cross_validated(model_id, X, y, groups, split, args.folds, seed)
+                        for seed in range(args.seed, args.seed + args.seeds)]
+                acc = np.array([a for a, _ in runs])
+                recall = np.mean([r for _, r in runs], axis=0)
                 records.append({"audio": audio_id, "model": model_id, "split": split,
-                                "accuracy": round(acc, 4), "folds": args.folds,
+                                "accuracy": round(float(acc.mean()), 4),
+                                "accuracy_std": round(float(acc.std()), 4),
+                                "accuracy_min": round(float(acc.min()), 4),
+                                "accuracy_max": round(float(acc.max()), 4),
+                                "folds": args.folds, "seeds": args.seeds,
+                                "recall": {dataset.classes[k]: round(float(v), 3)
+                                           for k, v in enumerate(recall)},
                                 "seconds": round(time.perf_counter() - start, 1)})
-                print(f"{audio_id:>12} {model_id:>10} {split:>6}  {acc:.3f}  "
+                print(f"{audio_id:>18} {model_id:>16} {split:>6}  {acc.mean():.3f} "
+                      f"+- {acc.std():.3f} [{acc.min():.3f}, {acc.max():.3f}]  "
                       f"({records[-1]['seconds']} s)", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

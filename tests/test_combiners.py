@@ -4,7 +4,6 @@ configs, `scenefusion list`, the comparison grid, saved bundles and predict."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +121,35 @@ def test_a_combiner_registered_in_a_test_runs_in_the_grid_and_is_listed(best_mem
     listed = runner.invoke(app, ["list"])
     assert listed.exit_code == 0
     assert "late:best_member" in listed.output and "hybrid:best_member" in listed.output
+
+
+def _member_probas(y: np.ndarray, k: int, skill: float, seed: int) -> np.ndarray:
+    """Probabilities of a member that puts ``skill`` extra mass on the true class."""
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.ones(k), size=len(y))
+    P[np.arange(len(y)), y] += skill
+    return P / P.sum(axis=1, keepdims=True)
+
+
+def test_shrunk_gives_a_member_at_chance_no_weight():
+    from scenefusion.models.combiners import ShrunkCombiner
+
+    y = np.repeat(np.arange(4), 60)
+    classes = np.arange(4)
+    probas = {"image": _member_probas(y, 4, 1.5, 0), "audio": _member_probas(y, 4, 0.0, 1)}
+    combiner = ShrunkCombiner().fit(probas, y, classes)
+    assert combiner.weights == {"image": 1.0, "audio": 0.0}
+    np.testing.assert_allclose(combiner.combine(probas, True), probas["image"])
+
+
+def test_shrunk_mixes_two_members_that_each_know_something():
+    from scenefusion.models.combiners import ShrunkCombiner
+
+    y = np.repeat(np.arange(4), 150)
+    classes = np.arange(4)
+    probas = {"image": _member_probas(y, 4, 0.6, 2), "audio": _member_probas(y, 4, 0.6, 3)}
+    combiner = ShrunkCombiner().fit(probas, y, classes)
+    assert 0.0 < combiner.weights["image"] < 1.0
+    fused = combiner.combine(probas, True).argmax(axis=1)
+    best = max(np.mean(p.argmax(axis=1) == y) for p in probas.values())
+    assert np.mean(fused == y) >= best

@@ -72,7 +72,9 @@ class SplitConfig(_Strict):
 class FeaturesConfig(_Strict):
     image_backbones: list[str] = [DEFAULT_BACKBONE]
     image_weights: dict[str, Path] = {}
-    audio: str = "mfcc"
+    audio: str = Field("auto", description="Audio feature id (see `scenefusion list`); auto: "
+                       "the reference layout's MFCC rows, MFCCs over the whole clip (up to 4 s) "
+                       "for raw audio.")
     # fastest on 2 cores with ONNX Runtime (benchmarks/README.md)
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=4096)
     runtime: Literal["auto", "onnx", "torch"] = Field(
@@ -124,8 +126,10 @@ class FeaturesConfig(_Strict):
     @classmethod
     def _known_audio(cls, value: str) -> str:
         from .features.audio import audio_feature
+        from .features.audio.auto import AUTO
 
-        audio_feature(value)  # raises, naming the valid ids (or the ID@Ns form)
+        if value != AUTO:
+            audio_feature(value)  # raises, naming the valid ids (or the ID@Ns form)
         return value
 
 

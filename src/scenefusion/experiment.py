@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,10 +32,12 @@ from .evaluation import (
 from .evaluation.background import BackgroundPlots
 from .evaluation.calibration import Calibration, expected_calibration_error
 from .evaluation.metrics import confusion_counts
+from .features.audio.auto import resolve_audio_feature
 from .features.extract import DatasetFeatures, extract_dataset
 from .features.store import FeatureStore
 from .files import FileProblem, ensure_writable_dir, read_json_object
-from .grid import Candidate, ComparisonGrid, GridData, Progress, pick
+from .grid import Candidate, ComparisonGrid, Progress, pick
+from .grid.calibrate import below_best_member, calibrate, calibration_note, columns
 from .models.bundle_files import save_bundle
 from .runners import make_runner
 
@@ -127,6 +128,11 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     with timer("data"):
         dataset, data_note = _load(config, notes, progress)
         require_trainable(dataset)
+        audio_id, why = resolve_audio_feature(config.features.audio, dataset)
+        if why:  # the run (and its saved config) names what auto chose
+            notes.append(why)
+            config = config.model_copy(update={"features": config.features.model_copy(
+                update={"audio": audio_id})})
         # the split the run will make, tried now: a class with one source video fails here,
         # not after extraction (bad files found later can only shrink a side further)
         make_split(dataset, config.split.strategy, config.split.test_fraction,
@@ -188,7 +194,7 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
             r.extra.update(val_accuracy=c.val_accuracy, val_log_loss=c.val_log_loss,
                            fit_seconds=round(c.fit_seconds, 3), **c.spec.fields(),
                            test_ece=round(expected_calibration_error(
-                               c.test_proba, _columns(c.model, y_te)), 4))
+                               c.test_proba, columns(c.model, y_te)), 4))
             if getattr(c.model, "combiner_source_", None):  # where weights/stacking learned
                 r.extra["combiner_source"] = c.model.combiner_source_
             if c.cv_accuracy is not None:
@@ -198,7 +204,7 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
                 r.extra["member_weights"] = weights = c.model.member_weights()
                 notes.append(f"member weights of {c.name}: " + ", ".join(
                     f"{m} {w:.2f}" for m, w in weights.items()))
-                below = _below_best_member(c, candidates, grid.selection)
+                below = below_best_member(c, candidates, grid.selection)
                 if below:
                     r.extra["below_best_member"] = True
                     notes.append(below)
@@ -219,10 +225,10 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
         by_name = {r.name: r for r in results}
         infos = {}
         for folder, c in bundles.items():
-            calibration = _calibrate(c, grid.data, y_te)
+            calibration = calibrate(c, grid.data, y_te)
             if calibration is not None:
                 by_name[c.name].extra["calibration"] = calibration.to_dict()
-                notes.append(_calibration_note(folder, calibration))
+                notes.append(calibration_note(folder, calibration))
             infos[folder] = _bundle_info(c, dataset, config, provenance, by_name[c.name],
                                          calibration)
         _write_run(run_dir, config, dataset, split, bundles, infos, results,
@@ -316,51 +322,6 @@ def require_trainable(dataset: Dataset) -> None:
     if len(dataset.classes) < 2:
         raise DataError(dataset.root, f"only one class ({', '.join(map(repr, dataset.classes))})"
                         " has usable items; telling scenes apart needs at least 2 classes")
-
-
-def _columns(model: Any, y: np.ndarray) -> np.ndarray:
-    """Class indices `y` as column indices of `model.predict_proba`."""
-    return np.searchsorted(np.asarray(model.classes_), y)
-
-
-def _calibrate(candidate: Candidate, data: GridData, y_test: np.ndarray) -> Calibration | None:
-    """A temperature for a saved model, fitted on its out-of-fold training predictions where
-    selection used them, else on validation; kept only if it lowers ECE on held-out groups
-    (None without either)."""
-    model = candidate.model
-    if candidate.oof_proba is not None:
-        proba, rows, where = candidate.oof_proba, data.train, "out-of-fold training predictions"
-    elif candidate.val_proba is not None and len(data.val):
-        proba, rows, where = candidate.val_proba, data.val, "validation split"
-    else:
-        return None
-    return Calibration.fit_checked(proba, _columns(model, data.y[rows]), data.groups[rows],
-                                   candidate.test_proba, _columns(model, y_test), where)
-
-
-def _calibration_note(folder: str, c: Calibration) -> str:
-    held_out = ("" if c.held_out_ece_before is None else
-                f"held-out-group ECE {c.held_out_ece_before:.3f} -> {c.held_out_ece_after:.3f}")
-    if not c.applied:
-        return (f"{folder}/ not calibrated: a temperature fitted on the {c.fitted_on} did not "
-                f"lower ECE on held-out groups ({held_out or 'too few groups to check'}); "
-                f"test ECE {c.ece_before:.3f}")
-    return (f"{folder}/ calibrated on the {c.fitted_on}: temperature {c.temperature:.2f} "
-            f"({held_out}), test ECE {c.ece_before:.3f} -> {c.ece_after:.3f}")
-
-
-def _below_best_member(fused: Candidate, candidates: list[Candidate], selection: str) -> str:
-    """A note when a fused row's selection estimate is below its best member's ("" if not)."""
-    by_name = {c.name: c for c in candidates}
-    members = [by_name[m.name] for m in fused.spec.members if m.name in by_name]
-    if not members:
-        return ""
-    best = max(members, key=lambda c: c.val_rank)
-    if fused.val_rank[0] >= best.val_rank[0]:
-        return ""
-    what = "grouped cross-validation" if selection == "cv" else "validation"
-    return (f"{fused.name} is below its best member on {what} ({fused.val_rank[0]:.3f} < "
-            f"{best.name} {best.val_rank[0]:.3f}): fusion does not help here")
 
 
 def _provenance(config: ExperimentConfig, dataset: Dataset, note: str | None) -> dict:

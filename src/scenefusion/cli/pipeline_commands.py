@@ -47,8 +47,9 @@ def extract(
         typer.Option(metavar="ID", help="Image backbone id(s), repeatable; see `list`."),
     ] = None,
     audio: Annotated[
-        str, typer.Option(metavar="ID", help="Audio feature id; see `list`.")
-    ] = "mfcc",
+        str, typer.Option(metavar="ID", help="Audio feature id (see `list`); auto: MFCC rows "
+                          "of the reference layout, MFCCs over the whole clip for raw audio.")
+    ] = "auto",
     weights: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Weight file for a (single) torchvision backbone."),
@@ -83,6 +84,7 @@ def extract(
 ) -> None:
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
     from ..cpu import limit_threads
+    from ..features.audio.auto import resolve_audio_feature
     from ..features.fill_cache import RayConfig, fill_cache
     from ..features.store import FeatureStore
 
@@ -93,6 +95,9 @@ def extract(
                            allow_outside=allow_outside_paths)
     if len(dataset) == 0:
         fail(f"{path}: no usable items (see `scenefusion data inspect {path}`)", code=2)
+    audio, why = resolve_audio_feature(audio, dataset)
+    if why:
+        console.print(escape(why))
     store = FeatureStore(cache)
     store.check_writable()
     with limit_threads(threads), progress_bar() as bar:
@@ -236,6 +241,9 @@ def list_components() -> None:
             e.id,
             escape(f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"),
         )
+    table.add_row("audio feature", "auto", "the default: mfcc for the reference layout's MFCC "
+                  "rows; for raw audio mfcc@Ns, MFCCs over the whole clip (N = the clips' "
+                  "typical length, at most 4 s), which measured best on recordings never heard")
     for e in AUDIO_FEATURES.entries():
         shape = "x".join(str(n) for n in e.obj.shape)
         table.add_row("audio feature", e.id, escape(f"{e.description} ({shape} per item)"))

@@ -192,3 +192,48 @@ class StackingCombiner(Combiner):
         if getattr(meta, "n_features_in_", inputs) != inputs:
             raise ValueError(f"expects {meta.n_features_in_} inputs but {len(names)} "
                              f"members x {len(classes)} classes give {inputs}")
+
+
+@register_combiner("shrunk", description="weighted average chosen by out-of-fold log-loss, "
+                                         "shrunk toward the better member; a member near "
+                                         "chance gets weight 0")
+class ShrunkCombiner(WeightedCombiner):
+    """Fusion that should only help: a weighted average whose weights maximise accuracy on the
+    rows it learns from minus a penalty ``1/sqrt(n)`` per unit of weight moved away from the
+    better member (ties: lower log-loss). That member's one-hot vertex is always a candidate,
+    so with little evidence, or none that mixing helps, the result is that member alone. A
+    member whose accuracy on those rows is not above the majority-class rate (one-sided
+    binomial test, p < 0.01) gets weight 0.
+    Learns out of fold by default: validation rarely holds enough recordings to trust."""
+
+    prefers_validation = False
+    #: significance a member's accuracy must reach above the majority-class rate
+    alpha: ClassVar[float] = 0.01
+
+    def fit(self, probas: Probas, y: np.ndarray, classes: np.ndarray) -> ShrunkCombiner:
+        from scipy.stats import binomtest
+
+        names, n = list(probas), len(y)
+        majority = np.unique(y, return_counts=True)[1].max() / n
+        correct = {m: int(np.sum(classes[p.argmax(axis=1)] == y)) for m, p in probas.items()}
+        useful = [m for m in names if binomtest(correct[m], n, majority,
+                                                alternative="greater").pvalue < self.alpha]
+        losses = {m: log_loss(y, normalise_proba(probas[m]), labels=classes) for m in names}
+        best = max(useful or names, key=lambda m: (correct[m], -losses[m]))
+        stack = np.stack([probas[m] for m in names])
+        vertex = np.array([float(m == best) for m in names])
+        penalty = 1.0 / np.sqrt(n)
+        best_key, best_w = None, vertex
+        for w in simplex_grid(len(names), self.weight_step):
+            if any(w[i] > 0 for i, m in enumerate(names) if m not in useful and m != best):
+                continue
+            P = normalise_proba(np.tensordot(w, stack, axes=1))
+            gain = accuracy_score(y, classes[P.argmax(axis=1)]) - penalty * np.abs(
+                w - vertex).sum() / 2
+            key = (round(gain, 12), -log_loss(y, P, labels=classes))
+            if best_key is None or key > best_key:
+                best_key, best_w = key, w
+        self.weights = {m: float(v) for m, v in zip(names, best_w, strict=True)}
+        self.useful = useful
+        log.info("shrunk combiner: weights %s (members above chance: %s)", self.weights, useful)
+        return self

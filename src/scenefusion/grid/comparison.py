@@ -12,22 +12,20 @@ batches (see runners.py).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import log_loss
 
-from .config import ExperimentConfig
-from .data import Split
-from .features.extract import DatasetFeatures
-from .models import EarlyFusion, capabilities, fit_model, make_fusion, make_model
-from .models.base import normalise_proba
-from .models.modalities import refittable
-from .models.out_of_fold import cv_splits, out_of_fold_proba, share_out_of_fold
+from ..config import ExperimentConfig
+from ..data import Split
+from ..features.extract import DatasetFeatures
+from ..models import EarlyFusion, capabilities, make_fusion
+from ..models.base import normalise_proba
+from ..models.out_of_fold import cv_splits, share_out_of_fold
+from .jobs import FitJob, GridData, Inputs, fit_and_score, fresh_model
+from .rows import Candidate, RunSpec, pick, val_scores
 
 #: (stage description, done, total) -> None; the CLI turns it into progress bars.
 Progress = Callable[[str, int, int], None]
@@ -38,193 +36,6 @@ MIN_VAL_GROUPS = 5
 #: Folds over training groups for out-of-fold combiners: each fold refits every member, and
 #: 3 folds cost the demo 2 s of training where 5 cost 4 s.
 OOF_FOLDS = 3
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What one row of the comparison grid is, as fields; its display name is rendered from
-    them and never parsed back.
-
-    ``family``: image | audio | early | late | hybrid. ``model``: the classifier id (unimodal
-    and early rows). ``method``: the late/hybrid combiner. ``early_audio``: the audio side of
-    early fusion (``pooled`` statistics or ``lstm``, the audio model's learned embedding).
-    ``members``: the rows a late/hybrid run combines (image, audio[, early]).
-    """
-
-    family: str
-    backbone: str | None = None
-    audio_feature: str | None = None
-    model: str | None = None
-    method: str | None = None
-    early_audio: str | None = None
-    members: tuple[RunSpec, ...] = ()
-
-    @property
-    def name(self) -> str:
-        if self.family == "audio":
-            return f"audio:{self.audio_feature}+{self.model}"
-        if self.family == "image":
-            return f"image:{self.backbone}+{self.model}"
-        if self.family == "early":
-            return f"early:{self.backbone}+{self._early_tag('+')}"
-        members = {m.family: m for m in self.members}
-        pair = f"{members['image'].model}&{members['audio'].model}"
-        if self.family == "late":
-            return f"late:{self.method}:{self.backbone}[{pair}]"
-        return (f"hybrid:{self.method}:{self.backbone}"
-                f"[{members['early']._early_tag('-')}+{pair}]")
-
-    def _early_tag(self, sep: str) -> str:
-        return f"lstm-emb{sep}{self.model}" if self.early_audio == "lstm" else str(self.model)
-
-    def fields(self) -> dict[str, Any]:
-        """The structured description stored with each result in metrics.json."""
-        return {"family": self.family, "backbone": self.backbone,
-                "audio_feature": self.audio_feature, "model": self.model,
-                "method": self.method, "early_audio": self.early_audio,
-                "members": [m.name for m in self.members]}
-
-
-@dataclass
-class Candidate:
-    """One fitted model of the comparison grid, with its validation and test probabilities."""
-
-    spec: RunSpec
-    model: Any
-    val_accuracy: float | None
-    val_log_loss: float | None
-    test_proba: np.ndarray
-    fit_seconds: float = 0.0
-    val_proba: np.ndarray | None = None
-    #: out-of-fold probabilities of the training rows (grouped folds), when selection uses them
-    oof_proba: np.ndarray | None = None
-    cv_accuracy: float | None = None
-    cv_log_loss: float | None = None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def val_rank(self) -> tuple[float, float]:
-        """Selection key: grouped cross-validation accuracy over the training groups where the
-        grid uses it, else validation accuracy; ties broken by the lower log-loss."""
-        if self.cv_accuracy is not None:
-            return (self.cv_accuracy, -(self.cv_log_loss or 0.0))
-        if self.val_accuracy is None:
-            return (-1.0, 0.0)
-        return (self.val_accuracy, -(self.val_log_loss or 0.0))
-
-
-def fresh_model(model_id: str, config: ExperimentConfig) -> Any:
-    """A fresh model with the config's hyper-parameters and the experiment's seed."""
-    params = dict(config.models.params.get(model_id, {}))
-    model = make_model(model_id, **params)
-    if config.models.tune and capabilities(model).tunable:
-        model.set_params(tune=True)
-    if "random_state" in model.get_params() and "random_state" not in params:
-        model.set_params(random_state=config.seed)
-    return model
-
-
-def _val_scores(proba: np.ndarray, classes: np.ndarray, y_val: np.ndarray) -> tuple[float, float]:
-    pred = classes[np.argmax(proba, axis=1)]
-    ll = log_loss(y_val, proba, labels=classes)
-    return float(np.mean(pred == y_val)), float(ll)
-
-
-def pick(candidates: list[Candidate], family: str, backbone: str | None = None) -> Candidate:
-    pool = [c for c in candidates
-            if c.spec.family == family and (backbone is None or c.spec.backbone == backbone)]
-    return max(pool, key=lambda c: c.val_rank)
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Which features a fit takes: the audio, one backbone's image embeddings, or both (as a
-    modality mapping, for fusion models)."""
-
-    modalities: tuple[str, ...]
-    backbone: str | None = None
-
-    @classmethod
-    def audio(cls) -> Inputs:
-        return cls(("audio",))
-
-    @classmethod
-    def image(cls, backbone: str) -> Inputs:
-        return cls(("image",), backbone)
-
-    @classmethod
-    def both(cls, backbone: str) -> Inputs:
-        return cls(("image", "audio"), backbone)
-
-
-@dataclass(frozen=True)
-class FitJob:
-    """One fit of the grid: a fresh model, its row spec and which inputs it takes;
-    ``cv_folds`` (positions within the training rows) when it is also scored out of fold."""
-
-    spec: RunSpec
-    model: Any
-    inputs: Inputs
-    cv_folds: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
-
-
-@dataclass(frozen=True)
-class GridData:
-    """Everything a fit reads, in one object that a distributed runner ships once."""
-
-    audio: np.ndarray | None
-    images: dict[str, np.ndarray]
-    y: np.ndarray
-    groups: np.ndarray
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-    def inputs(self, wanted: Inputs) -> Any:
-        """One array for a one-modality fit, a modality mapping for a fusion fit."""
-        arrays = {m: self.audio if m == "audio" else self.images[wanted.backbone]
-                  for m in wanted.modalities}
-        return next(iter(arrays.values())) if len(arrays) == 1 else arrays
-
-
-def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None = None
-                  ) -> Candidate:
-    """Fit one model on train; score it on validation (for selection) and test. A pure
-    function of its arguments, so any runner (serial, Ray) gives the same candidate."""
-    X = data.inputs(job.inputs)
-
-    def rows(idx: np.ndarray) -> Any:
-        return {k: v[idx] for k, v in X.items()} if isinstance(X, dict) else X[idx]
-
-    has_val = len(data.val) > 0
-    y_va = data.y[data.val] if has_val else None
-    X_va = rows(data.val) if has_val else None
-    model = job.model
-    # where selection is by cross-validation, so is tuning: the thin validation split is
-    # not shown to a model that would tune on it
-    tunes_on_cv = job.cv_folds is not None and capabilities(model).tunable and getattr(
-        model, "tune", False)
-    start = time.perf_counter()
-    fit_model(model, rows(data.train), data.y[data.train], None if tunes_on_cv else X_va,
-              None if tunes_on_cv else y_va, progress=epoch_progress,
-              groups=data.groups[data.train])
-    seconds = time.perf_counter() - start
-    val_proba = model.predict_proba(X_va) if has_val else None
-    val_acc, val_ll = (_val_scores(val_proba, model.classes_, y_va) if has_val
-                       else (None, None))
-    candidate = Candidate(job.spec, model, val_acc, val_ll, model.predict_proba(rows(data.test)),
-                          seconds, val_proba)
-    if job.cv_folds is not None:
-        y_tr = data.y[data.train]
-        oof = out_of_fold_proba(refittable(model), rows(data.train), y_tr, list(job.cv_folds),
-                                model.classes_)
-        candidate.oof_proba = oof
-        candidate.cv_accuracy, candidate.cv_log_loss = _val_scores(oof, model.classes_, y_tr)
-    return candidate
-
 
 class ComparisonGrid:
     """Fits every model of the grid on train, scores it on val (for selection) and keeps its
@@ -438,4 +249,4 @@ class ComparisonGrid:
             P[held_out] = normalise_proba(
                 combiner.combine({n: p[held_out] for n, p in oof.items()}, True))
         fused.oof_proba = P
-        fused.cv_accuracy, fused.cv_log_loss = _val_scores(P, model.classes_, y)
+        fused.cv_accuracy, fused.cv_log_loss = val_scores(P, model.classes_, y)

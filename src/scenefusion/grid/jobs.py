@@ -1,0 +1,115 @@
+"""One fit of the grid as a pure function of its arguments (FitJob + GridData -> Candidate),
+so any runner, here or as Ray tasks, gives the same candidate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import ExperimentConfig
+from ..models import capabilities, fit_model, make_model
+from ..models.modalities import refittable
+from ..models.out_of_fold import out_of_fold_proba
+from .rows import Candidate, RunSpec, val_scores
+
+
+def fresh_model(model_id: str, config: ExperimentConfig) -> Any:
+    """A fresh model with the config's hyper-parameters and the experiment's seed."""
+    params = dict(config.models.params.get(model_id, {}))
+    model = make_model(model_id, **params)
+    if config.models.tune and capabilities(model).tunable:
+        model.set_params(tune=True)
+    if "random_state" in model.get_params() and "random_state" not in params:
+        model.set_params(random_state=config.seed)
+    return model
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Which features a fit takes: the audio, one backbone's image embeddings, or both (as a
+    modality mapping, for fusion models)."""
+
+    modalities: tuple[str, ...]
+    backbone: str | None = None
+
+    @classmethod
+    def audio(cls) -> Inputs:
+        return cls(("audio",))
+
+    @classmethod
+    def image(cls, backbone: str) -> Inputs:
+        return cls(("image",), backbone)
+
+    @classmethod
+    def both(cls, backbone: str) -> Inputs:
+        return cls(("image", "audio"), backbone)
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One fit of the grid: a fresh model, its row spec and which inputs it takes;
+    ``cv_folds`` (positions within the training rows) when it is also scored out of fold."""
+
+    spec: RunSpec
+    model: Any
+    inputs: Inputs
+    cv_folds: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
+
+
+@dataclass(frozen=True)
+class GridData:
+    """Everything a fit reads, in one object that a distributed runner ships once."""
+
+    audio: np.ndarray | None
+    images: dict[str, np.ndarray]
+    y: np.ndarray
+    groups: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def inputs(self, wanted: Inputs) -> Any:
+        """One array for a one-modality fit, a modality mapping for a fusion fit."""
+        arrays = {m: self.audio if m == "audio" else self.images[wanted.backbone]
+                  for m in wanted.modalities}
+        return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
+def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None = None
+                  ) -> Candidate:
+    """Fit one model on train; score it on validation (for selection) and test. A pure
+    function of its arguments, so any runner (serial, Ray) gives the same candidate."""
+    X = data.inputs(job.inputs)
+
+    def rows(idx: np.ndarray) -> Any:
+        return {k: v[idx] for k, v in X.items()} if isinstance(X, dict) else X[idx]
+
+    has_val = len(data.val) > 0
+    y_va = data.y[data.val] if has_val else None
+    X_va = rows(data.val) if has_val else None
+    model = job.model
+    # where selection is by cross-validation, so is tuning: the thin validation split is
+    # not shown to a model that would tune on it
+    tunes_on_cv = job.cv_folds is not None and capabilities(model).tunable and getattr(
+        model, "tune", False)
+    start = time.perf_counter()
+    fit_model(model, rows(data.train), data.y[data.train], None if tunes_on_cv else X_va,
+              None if tunes_on_cv else y_va, progress=epoch_progress,
+              groups=data.groups[data.train])
+    seconds = time.perf_counter() - start
+    val_proba = model.predict_proba(X_va) if has_val else None
+    val_acc, val_ll = (val_scores(val_proba, model.classes_, y_va) if has_val
+                       else (None, None))
+    candidate = Candidate(job.spec, model, val_acc, val_ll, model.predict_proba(rows(data.test)),
+                          seconds, val_proba)
+    if job.cv_folds is not None:
+        y_tr = data.y[data.train]
+        oof = out_of_fold_proba(refittable(model), rows(data.train), y_tr, list(job.cv_folds),
+                                model.classes_)
+        candidate.oof_proba = oof
+        candidate.cv_accuracy, candidate.cv_log_loss = val_scores(oof, model.classes_, y_tr)
+    return candidate

@@ -1,0 +1,33 @@
+"""``features.audio: auto`` picks the representation per kind of data and says so."""
+
+from __future__ import annotations
+
+from scenefusion.config import ExperimentConfig
+from scenefusion.data import load_dataset
+from scenefusion.data.synthetic import make_pairs_folder
+from scenefusion.features.audio.auto import resolve_audio_feature
+
+
+def test_auto_is_the_default_and_an_explicit_id_is_kept(tmp_path):
+    assert ExperimentConfig().features.audio == "auto"
+    data = load_dataset(make_pairs_folder(tmp_path / "p", groups_per_class=2,
+                                          frames_per_group=1))
+    assert resolve_audio_feature("logmel", data) == ("logmel", None)
+
+
+def test_raw_clips_get_mfccs_over_the_whole_clip_up_to_four_seconds(tmp_path):
+    short = load_dataset(make_pairs_folder(tmp_path / "short", groups_per_class=2,
+                                           frames_per_group=1, seconds=1.0))
+    assert resolve_audio_feature("auto", short)[0] == "mfcc"
+    long = load_dataset(make_pairs_folder(tmp_path / "long", groups_per_class=2,
+                                          frames_per_group=1, seconds=4.0))
+    chosen, why = resolve_audio_feature("auto", long)
+    assert chosen == "mfcc@4s" and "4.0 s typical" in why
+    longer = load_dataset(make_pairs_folder(tmp_path / "longer", groups_per_class=1,
+                                            frames_per_group=1, seconds=9.0))
+    assert resolve_audio_feature("auto", longer)[0] == "mfcc@4s"
+
+
+def test_the_reference_layout_keeps_its_mfcc_rows(reference_root):
+    chosen, why = resolve_audio_feature("auto", load_dataset(reference_root))
+    assert chosen == "mfcc" and "reference layout" in why
