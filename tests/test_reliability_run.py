@@ -227,3 +227,16 @@ def test_a_model_trained_on_generated_data_says_so_when_it_predicts(odd_run):
                                  str(image), "--audio", str(image.with_suffix(".wav"))])
     assert result.exit_code == 0, result.output
     assert "trained on SYNTHETIC demo data" in result.output
+
+
+@pytest.mark.parametrize("options, problem", [
+    (["--audio", "mfcc@99s"], "context must be 1 to"),
+    (["--runtime", "bogus"], "unknown runtime 'bogus'"),
+    (["--runtime", "torch", "--precision", "int8"], "precision int8 runs on ONNX Runtime"),
+])
+def test_a_bad_extract_option_is_one_sentence(tmp_path, odd_run, options, problem):
+    _, data = odd_run
+    result = runner.invoke(app, ["extract", str(data), "--cache", str(tmp_path / "c"), *options])
+    assert result.exit_code == 1, result.output
+    assert problem in result.output and "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # the CLI's handler, not a library error

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
+from ..errors import InvalidValue
 from ..paths import cache_dir_in_use
 from ..runners import connect
 from . import DEFAULT_BATCH_SIZE
@@ -113,18 +114,18 @@ def actor_resources(options: RayOptions, cluster: dict[str, float]) -> tuple[flo
     where Ray Data would wait for resources forever."""
     total = float(cluster.get("CPU", 0))
     if options.actors < 1:
-        raise ValueError("--actors must be at least 1")
+        raise InvalidValue("--actors must be at least 1")
     cpus = options.cpus_per_actor
     if cpus is None:
         cpus = max(CPU_STAGE_CPUS, (total - max(CPU_STAGE_CPUS, total / 4)) / options.actors)
     need = options.actors * cpus + CPU_STAGE_CPUS
     if need > total + 1e-9:
-        raise ValueError(f"{options.actors} actor(s) x {cpus:g} CPU(s) plus {CPU_STAGE_CPUS:g} "
+        raise InvalidValue(f"{options.actors} actor(s) x {cpus:g} CPU(s) plus {CPU_STAGE_CPUS:g} "
                          f"for reading files need {need:g} CPUs; the Ray cluster has {total:g}. "
                          "Use fewer --actors or fewer --threads per actor.")
     gpus = options.actors * options.gpus_per_actor
     if gpus > float(cluster.get("GPU", 0)) + 1e-9:
-        raise ValueError(f"{options.actors} actor(s) x {options.gpus_per_actor:g} GPU(s) need "
+        raise InvalidValue(f"{options.actors} actor(s) x {options.gpus_per_actor:g} GPU(s) need "
                          f"{gpus:g} GPUs; the Ray cluster has {cluster.get('GPU', 0):g}")
     return cpus, max(1, math.floor(cpus + 0.5))
 

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset as TorchDataset
 from ..cpu import usable_cores
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
+from ..errors import InvalidValue
 from ..paths import cache_dir_in_use
 from . import DEFAULT_BATCH_SIZE
 from .audio import AUDIO_FEATURES, audio_feature
@@ -235,14 +236,14 @@ def precomputed_audio(items: list[Item], extractor_id: str) -> np.ndarray | None
     if not any(precomputed):
         return None
     if not all(precomputed):
-        raise ValueError("mixing precomputed MFCC rows and audio files in one data set")
+        raise InvalidValue("mixing precomputed MFCC rows and audio files in one data set")
     feature = audio_feature(extractor_id)
     if feature.params.clip_seconds != 1:
-        raise ValueError(f"audio feature {extractor_id!r} needs raw audio around each item; "
+        raise InvalidValue(f"audio feature {extractor_id!r} needs raw audio around each item; "
                          "this data set ships only 1 s of precomputed MFCCs per item")
     if feature.extract is not AUDIO_FEATURES.get("mfcc").extract or \
             feature.shape != items[0].mfcc.shape:
-        raise ValueError(f"audio feature {extractor_id!r} cannot be computed here: this data "
+        raise InvalidValue(f"audio feature {extractor_id!r} cannot be computed here: this data "
                          "set ships only precomputed 8x13 MFCC rows, no audio; use 'mfcc'")
     return np.stack([it.mfcc for it in items]).astype(np.float32)
 

@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from ..cpu import thread_budget, torch_threads
+from ..errors import InvalidValue
 from ..files import written_atomically
 from ..paths import default_cache_dir
 from . import DEFAULT_BACKBONE
@@ -100,19 +101,19 @@ def resolve_runtime(runtime: str, precision: str) -> str:
     """The runtime that serves ``precision``: int8 is an ONNX Runtime graph; bf16 runs in torch
     (ONNX Runtime has no bf16 convolution kernels on x86 CPUs); fp32 runs on either."""
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        raise InvalidValue(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     check_precision(precision)
     if precision == "int8":
         if runtime == "torch":
-            raise ValueError("precision int8 runs on ONNX Runtime (a quantised ONNX graph), not "
+            raise InvalidValue("precision int8 runs on ONNX Runtime (a quantised ONNX graph), not "
                              "on runtime torch; use --runtime onnx or auto, or --precision fp32")
         if not _onnx_available():
-            raise ValueError("precision int8 needs onnx and onnxruntime installed "
+            raise InvalidValue("precision int8 needs onnx and onnxruntime installed "
                              "(pip install onnx onnxruntime), or use --precision fp32")
         return "onnx"
     if precision == "bf16":
         if runtime == "onnx":
-            raise ValueError("precision bf16 runs on runtime torch (ONNX Runtime has no bf16 "
+            raise InvalidValue("precision bf16 runs on runtime torch (ONNX Runtime has no bf16 "
                              "CPU kernels for convolutions); use --runtime torch or auto")
         return "torch"
     if runtime == "auto":

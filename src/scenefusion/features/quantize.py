@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import InvalidValue
 from ..files import written_atomically
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ ImageSource = Image.Image | str | os.PathLike
 
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise InvalidValue(f"unknown precision {precision!r}; "
+                           f"choose one of {', '.join(PRECISIONS)}")
     return precision
 
 

@@ -61,7 +61,10 @@ def read_bundle_info(file: Path) -> dict[str, Any]:
             audio_feature(audio)
         except ValueError as err:  # an unknown id (UnknownIdError) or a bad ID@Ns suffix
             raise refuse(str(err)) from None
+    # a named backbone is checked even where the kind does not use it: an edited recipe is
+    # refused as a whole, whichever model the run happened to pick as best
     backbone = info.get("image_backbone")
-    if info["kind"] != "audio" and backbone not in IMAGE_BACKBONES.list():
+    if ((info["kind"] != "audio" or backbone is not None)
+            and backbone not in IMAGE_BACKBONES.list()):
         raise refuse(f"unknown image backbone id {backbone!r}")
     return info

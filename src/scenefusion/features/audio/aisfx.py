@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...data.validate import read_audio
-from ...errors import UntrustedWeightsError
+from ...errors import InvalidValue, UntrustedWeightsError
 from ..onnx import cached_session, write_or_keep
 from .aisfx_net import EMBEDDING_DIM, MIN_FRAMES, build_embedding_net
 from .aisfx_weights import (
@@ -79,7 +79,7 @@ class AisfxParams:
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
-            raise ValueError(f"unknown aiSFX runtime {self.runtime!r}; choose one of "
+            raise InvalidValue(f"unknown aiSFX runtime {self.runtime!r}; choose one of "
                              f"{', '.join(RUNTIMES)}")
 
     @property

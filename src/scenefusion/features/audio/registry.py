@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ...errors import InvalidValue
 from ...registry import Registry
 
 
@@ -81,13 +82,13 @@ def audio_feature(feature_id: str) -> AudioFeature:
     match = _CONTEXT.match(feature_id)
     if match is None:
         if "@" in feature_id:
-            raise ValueError(f"audio feature {feature_id!r}: write the context as ID@Ns, "
+            raise InvalidValue(f"audio feature {feature_id!r}: write the context as ID@Ns, "
                              f"e.g. {feature_id.split('@')[0]}@3s")
         return AUDIO_FEATURES.get(feature_id)
     base = AUDIO_FEATURES.get(match["id"])
     seconds = int(match["seconds"])
     if not 1 <= seconds <= MAX_CLIP_SECONDS:
-        raise ValueError(f"audio feature {feature_id!r}: context must be 1 to "
+        raise InvalidValue(f"audio feature {feature_id!r}: context must be 1 to "
                          f"{MAX_CLIP_SECONDS} seconds")
     return dataclasses.replace(base, params=dataclasses.replace(base.params,
                                                                 clip_seconds=seconds))
