@@ -86,3 +86,11 @@ def test_an_lstm_trains_single_threaded_on_small_batches(monkeypatch):
     with limit_threads(2):
         make_model("lstm", max_epochs=2).fit(X, y)
     assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_image_decode_workers_follow_the_run_cap():
+    from scenefusion.features.extract import default_decode_workers
+
+    with limit_threads(1):  # one thread: decode in the main process, no worker processes
+        assert default_decode_workers() == 0
+    assert default_decode_workers() == (min(2, usable_cores()) if usable_cores() > 1 else 0)

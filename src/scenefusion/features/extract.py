@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from ..cpu import usable_cores
+from ..cpu import thread_budget
 from ..data.items import Dataset, Item, Skip
 from ..data.validate import DataError, open_image_rgb
 from ..errors import InvalidValue
@@ -186,8 +186,9 @@ def default_decode_workers() -> int:
     usable. Decoding a 1280x720 frame costs 12 ms (JPEG) to 49 ms (PNG) against 7 ms for
     effnet_lite0's forward pass, so decoding is the bottleneck; measured on 2 cores
     (benchmarks/decode_path.py): PNG 25.2 images/s with 2 workers vs 17.2 with 1, JPEG 44.9
-    vs 35.6; vgg19, whose model dominates, is unchanged (4.5-4.7 vs 4.2-4.6)."""
-    cores = usable_cores()
+    vs 35.6; vgg19, whose model dominates, is unchanged (4.5-4.7 vs 4.2-4.6). A run's thread
+    cap (``threads: 1``) holds here too: one thread means decoding in the main process."""
+    cores = thread_budget()
     return min(2, cores) if cores > 1 else 0
 
 
