@@ -99,28 +99,14 @@ def data_from_video(
     ] = 1.0,
 ) -> None:
     """Cut videos into one image + 1 s of audio per second, as a pairs folder."""
-    from ..data import DataError
-    from ..data.video import planned_pairs, refuse_clashes, video_to_pairs
-    from ..files import check_folder_name
+    from ..data.video import videos_to_pairs
 
-    check_folder_name(label, "--label")
-    readable, planned = [], []
-    for path in videos:  # every clash is named before the first file is written
-        try:
-            planned += planned_pairs(path, out, label)
-            readable.append(path)
-        except DataError as err:
-            warn(str(err), "skipped")
-    refuse_clashes(planned)
-    total = 0
-    for path in readable:
-        try:
-            written = video_to_pairs(path, out, label, audio_seconds=audio_seconds)
-        except DataError as err:
-            warn(str(err), "skipped")
-            continue
-        total += len(written)
-        console.print(f"{escape(str(path))}: {len(written)} pairs")
+    cut = videos_to_pairs(videos, out, label, audio_seconds=audio_seconds,
+                          on_video=lambda path, written: console.print(
+                              f"{escape(str(path))}: {len(written)} pairs"))
+    for err in cut.skipped:
+        warn(str(err), "skipped")
+    total = cut.total
     if total == 0:
         fail("no pairs written", code=2)
     console.print(escape(f"{total} pairs in {out / label}; next: scenefusion data inspect {out}"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +172,44 @@ def video_to_pairs(
 
 
 _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
+
+
+@dataclass
+class CutVideos:
+    """What :func:`videos_to_pairs` did: image paths written per video, and the videos it
+    skipped with why (unreadable, too short, missing)."""
+
+    written: dict[Path, list[Path]] = field(default_factory=dict)
+    skipped: list[DataError] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(len(paths) for paths in self.written.values())
+
+
+def videos_to_pairs(videos: list[Path], out_dir: Path, label: str, audio_seconds: float = 1.0,
+                    on_video: Callable[[Path, list[Path]], None] | None = None) -> CutVideos:
+    """Cut several videos of one class into pairs, calling ``on_video(video, images)`` as each
+    is done. A video that cannot be read is a reported skip, not the end of the job; a clash
+    with an existing file stops it before anything is written (every video's paths are
+    planned first)."""
+    check_folder_name(label, "--label")
+    result = CutVideos()
+    readable, planned = [], []
+    for path in videos:
+        try:
+            planned += planned_pairs(path, out_dir, label)
+            readable.append(Path(path))
+        except DataError as err:
+            result.skipped.append(err)
+    refuse_clashes(planned)
+    for path in readable:
+        try:
+            result.written[path] = video_to_pairs(path, out_dir, label,
+                                                  audio_seconds=audio_seconds)
+        except DataError as err:
+            result.skipped.append(err)
+            continue
+        if on_video is not None:
+            on_video(path, result.written[path])
+    return result
