@@ -18,6 +18,7 @@ import skops.io as sio
 import torch
 
 from ..errors import ScenefusionError
+from ..features.state_dict import check_state_dict
 
 #: Types that skops does not trust by default but that our pipelines legitimately contain
 #: (tree structures, neighbour indices, boosting predictors and their losses). Anything else
@@ -142,19 +143,21 @@ def check_tensors(path: Path, found: dict[str, torch.Tensor], net: torch.nn.Modu
     """The saved tensors must be exactly the network's: same names, shapes and dtypes, all
     finite, and an output layer with one row per class in the manifest."""
     expected = {f"net.{k}": v for k, v in net.state_dict().items()}
-    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    check = check_state_dict(found, expected, values=True)
+    # every tensor counts here (also BatchNorm's counters): the file is our own save
+    missing = sorted(set(expected) - set(found))
     if missing:
         raise ModelLoadError(path, f"missing tensor(s) {', '.join(missing)}")
-    if extra:
-        raise ModelLoadError(path, f"unexpected tensor(s) {', '.join(extra)}")
+    if check.unexpected:
+        raise ModelLoadError(path, f"unexpected tensor(s) {', '.join(sorted(check.unexpected))}")
     for key in _output_keys(net):
         if found[key].ndim and found[key].shape[0] != n_classes:
             raise ModelLoadError(path, f"the network's output layer gives {found[key].shape[0]} "
                                        f"classes but the manifest lists {n_classes}")
-    for key, want in expected.items():
+    for key, want in expected.items():  # safetensors holds tensors only; dtypes must match too
         got = found[key]
         if got.shape != want.shape or got.dtype != want.dtype:
             raise ModelLoadError(path, f"tensor {key} is {got.dtype} {tuple(got.shape)} but the "
                                        f"network expects {want.dtype} {tuple(want.shape)}")
-        if got.is_floating_point() and not torch.isfinite(got).all():
-            raise ModelLoadError(path, f"tensor {key} holds NaN or infinite values")
+    if check.not_finite:
+        raise ModelLoadError(path, f"tensor {check.not_finite[0]} holds NaN or infinite values")
