@@ -1,4 +1,4 @@
-"""Decode path (issue 11, item 4): where do an image's milliseconds go, and which arrangement
+"""Decode path: where do an image's milliseconds go, and which arrangement
 of decoding and the model on this machine's cores embeds a folder fastest?
 
     python benchmarks/decode_path.py [--backbone effnet_lite0 --backbone vgg19] \

@@ -3,7 +3,7 @@ clips/s, and the cached re-run time of a 1,000-item data set. Prints a table, wr
 
     python benchmarks/extract_speed.py [--items 1000] [--out benchmarks/results/extract_speed.json]
 
-Precision mode (issue 11): with ``--backbone`` and/or ``--precision`` (both repeatable) it
+Precision mode: with ``--backbone`` and/or ``--precision`` (both repeatable) it
 measures each backbone x precision instead and writes a JSON list of records (backbone,
 precision, images_per_s, cosine_to_fp32 (mean over photos), cosine_to_fp32_min, top-1 ImageNet
 agreement with fp32, batch, threads, weights, machine):
@@ -16,7 +16,7 @@ calibrated on the generated set (``--calibrate-on generated``, out of sample: th
 fallback) or on those photos (``photos``: in sample, optimistic). Throughput rounds alternate
 between precisions so that load from other processes hits them alike (load average recorded).
 
-Targets (issue 3): batched >= 2x batch-1 throughput for effnet_lite0; cached re-run of a
+Targets: batched >= 2x batch-1 throughput for effnet_lite0; cached re-run of a
 1,000-item set under 5 s. torchvision backbones are measured only where their weight files are
 present; offline, they run with random weights of the same architecture (same speed), and
 the table says so.

@@ -1,4 +1,4 @@
-"""One thread cap for every library (issue 14, item 4): its default and that it holds."""
+"""One thread cap for every library: its default and that it holds."""
 
 from __future__ import annotations
 

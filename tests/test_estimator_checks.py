@@ -1,5 +1,5 @@
 """scikit-learn's own estimator checks on every 2-D model (sequence models take (N, T, C) input,
-which the checks do not generate), as issue 8 asks: clone, get/set_params, input validation,
+which the checks do not generate): clone, get/set_params, input validation,
 NotFittedError, n_features_in_, error messages."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""int8 / bf16 image embedding and the device choice (issue 11).
+"""int8 / bf16 image embedding and the device choice.
 
 A tiny random-weight conv net stands in for a backbone (same export, quantisation and caching
 code, a fraction of the time); real backbones are measured in benchmarks/extract_speed.py.

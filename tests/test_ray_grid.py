@@ -1,4 +1,4 @@
-"""The comparison grid on Ray (issue 10, part 2): same seeds, same metrics as the serial grid."""
+"""The comparison grid on Ray: same seeds, same metrics as the serial grid."""
 
 from __future__ import annotations
 

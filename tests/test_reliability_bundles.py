@@ -1,4 +1,4 @@
-"""Tampered or damaged saved models are refused by name, without running anything (issue 13).
+"""Tampered or damaged saved models are refused by name, without running anything.
 
 Every damage below must end in one ModelLoadError "refusing to load FILE: reason" that names
 the exact file, never in a library traceback and never in a half-loaded model."""

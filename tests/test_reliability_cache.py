@@ -1,4 +1,4 @@
-"""A damaged or contended feature cache heals instead of blocking (issue 13).
+"""A damaged or contended feature cache heals instead of blocking.
 
 Every unreadable chunk is logged with its path, moved into `quarantine/` and its items are
 recomputed; a truncated ONNX export is exported again; a failed write names the folder and

@@ -1,4 +1,4 @@
-"""Loader reliability (issue 13): every layout follows the same rules for groups, duplicates,
+"""Loader reliability: every layout follows the same rules for groups, duplicates,
 conflicting labels, stray whitespace, paths leaving the data folder, and the demo writer."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 13, bad inputs: the image and audio readers refuse bombs and damaged files by name and
+"""Bad inputs: the image and audio readers refuse bombs and damaged files by name and
 never return silently wrong pixels or samples (16-bit, EXIF, alpha, antiphase, DC)."""
 
 from __future__ import annotations
