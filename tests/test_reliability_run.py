@@ -1,5 +1,5 @@
 """Fail early and name the file: output locations, data that cannot train, broken run files and
-bundles, user text shown as written (issue 13, "fail early" and "tracebacks instead of messages").
+bundles, user text shown as written; one sentence, never a traceback.
 """
 
 from __future__ import annotations
