@@ -11,12 +11,13 @@ comparison). Classes with fewer recordings than folds are left out and named, si
 recording-grouped fold could not hold them out. Prints a table, writes JSON to
 benchmarks/results/real_content.json.
 
-``--fusion`` asks issue 9's other question: does fusing a weak audio side with images help or
+``--fusion`` asks the other question: does fusing a weak audio side with images help or
 hurt on recordings never heard? It draws ``--repeats`` grouped train/validation/test splits
 (the run's default split, one seed each: with a handful of recordings per class a single split
 is one anecdote), fits each image/audio member pair on train, and scores on test the image and
-audio members alone and their late fusions (mean, weighted, product, stacking, shrunk; combiners learned out of
-fold over the training recordings, as the grid does when validation is thin). Writes
+audio members alone and their late fusions (mean, weighted, product, stacking, shrunk;
+combiners learned out of fold over the training recordings, as the grid does when validation
+is thin). Writes
 benchmarks/results/real_content_fusion.json.
 """
 
@@ -115,7 +116,7 @@ def fusion_over_splits(features: Any, pairs: list[tuple[str, str]], backbone: st
 
 def summarise_fusion(records: list[dict]) -> list[dict]:
     """Per row kind: mean / min / max test accuracy over splits and member pairs, and how often
-    it fell more than 1 point below the better member of its own split (issue 9's bar)."""
+    it fell more than 1 point below the better member of its own split."""
     best_single = np.array([max(r["image"], r["audio"]) for r in records])
     summary = []
     for kind in ("image", "audio", *(f"late:{m}" for m in LATE_METHODS)):

@@ -15,17 +15,31 @@ def test_auto_is_the_default_and_an_explicit_id_is_kept(tmp_path):
     assert resolve_audio_feature("logmel", data) == ("logmel", None)
 
 
-def test_raw_clips_get_mfccs_over_the_whole_clip_up_to_four_seconds(tmp_path):
+def test_raw_clips_get_aisfx_over_the_whole_clip_up_to_four_seconds(tmp_path):
     short = load_dataset(make_pairs_folder(tmp_path / "short", groups_per_class=2,
                                            frames_per_group=1, seconds=1.0))
-    assert resolve_audio_feature("auto", short)[0] == "mfcc"
+    assert resolve_audio_feature("auto", short)[0] == "aisfx"
     long = load_dataset(make_pairs_folder(tmp_path / "long", groups_per_class=2,
                                           frames_per_group=1, seconds=4.0))
     chosen, why = resolve_audio_feature("auto", long)
-    assert chosen == "mfcc@4s" and "4.0 s typical" in why
+    assert chosen == "aisfx@4s" and "4.0 s typical" in why
     longer = load_dataset(make_pairs_folder(tmp_path / "longer", groups_per_class=1,
                                             frames_per_group=1, seconds=9.0))
-    assert resolve_audio_feature("auto", longer)[0] == "mfcc@4s"
+    assert resolve_audio_feature("auto", longer)[0] == "aisfx@4s"
+
+
+def test_without_aisfx_weights_raw_clips_get_mfccs_and_the_note_says_why(tmp_path,
+                                                                        monkeypatch):
+    from scenefusion.features.audio import auto
+
+    def missing():
+        raise FileNotFoundError("no weights")
+
+    monkeypatch.setattr(auto, "find_aisfx_checkpoint", missing)
+    long = load_dataset(make_pairs_folder(tmp_path / "long", groups_per_class=2,
+                                          frames_per_group=1, seconds=4.0))
+    chosen, why = resolve_audio_feature("auto", long)
+    assert chosen == "mfcc@4s" and "pip install --no-deps aisfx" in why
 
 
 def test_the_reference_layout_keeps_its_mfcc_rows(reference_root):

@@ -95,7 +95,7 @@ def test_second_run_recomputes_nothing(first_run):
 def test_extract_cli_with_ray_runner_reuses_the_cache(first_run, data):
     _, store, _ = first_run
     result = CliRunner().invoke(app, ["extract", str(data[0]), "--runner", "ray", "--actors",
-                                      "1", "--cache", str(store.root)])
+                                      "1", "--audio", "mfcc", "--cache", str(store.root)])
     assert result.exit_code == 0, result.output
     assert f"image:{BACKBONE}" in result.output
     assert "beach0_000.png" in result.output and "not a readable image" in result.output

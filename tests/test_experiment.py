@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from installed import RAW_AUDIO
 from typer.testing import CliRunner
 
 from scenefusion.cli import app
@@ -108,7 +109,7 @@ def test_default_config_is_the_full_grid():
     assert cfg.data.path is None and cfg.split.strategy == "group"
     assert {"svm", "logreg", "rf", "knn", "hgb", "mlp"} <= set(cfg.models.image)
     assert "lstm" in cfg.models.audio
-    assert cfg.fusion.late == ["mean", "weighted", "product", "stacking"]
+    assert cfg.fusion.late == ["product", "stacking", "shrunk"]
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -123,7 +124,8 @@ def test_run_writes_every_artefact_and_prints_the_table(finished_run):
     kinds = {r["extra"]["family"] for r in metrics["results"]}  # structured, never parsed
     assert kinds == {"image", "audio", "early", "late", "hybrid"}
     late = next(r["extra"] for r in metrics["results"] if r["extra"]["family"] == "late")
-    assert late["backbone"] == "effnet_lite0" and late["audio_feature"] == "mfcc"
+    # raw 1 s clips: auto picks aiSFX where its weights are installed (as CI does), else MFCCs
+    assert late["backbone"] == "effnet_lite0" and late["audio_feature"] == RAW_AUDIO
     assert [m.split(":")[0] for m in late["members"]] == ["image", "audio"]
     assert set(late["member_weights"]) == {"image", "audio"}  # each modality's pull, reported
     assert "member weights of late:" in (run_dir / "report.md").read_text()
@@ -214,7 +216,7 @@ def test_rerun_reuses_cached_features(finished_run, demo_pairs):
     out = run_experiment(cfg)
     assert out.extraction["image:effnet_lite0"]["computed"] == 0
     assert out.extraction["image:effnet_lite0"]["reused"] == 96
-    assert out.extraction["audio:mfcc"]["computed"] == 0
+    assert out.extraction[f"audio:{RAW_AUDIO}"]["computed"] == 0
 
 
 def test_progress_reports_extraction_models_and_epochs(finished_run):
@@ -228,8 +230,8 @@ def test_progress_reports_extraction_models_and_epochs(finished_run):
     stages = []
     run_experiment(cfg, progress=lambda stage, done, total: stages.append((stage, done, total)))
     names = {s for s, _, _ in stages}
-    assert {"audio: mfcc", "image: effnet_lite0"} <= names
-    assert any(s.startswith("training: audio:mfcc+lstm (epoch ") for s in names)
+    assert {f"audio: {RAW_AUDIO}", "image: effnet_lite0"} <= names
+    assert any(s.startswith(f"training: audio:{RAW_AUDIO}+lstm (epoch ") for s in names)
     assert stages[-1][1:] == (3, 3)  # lstm, logreg, late:mean
 
 

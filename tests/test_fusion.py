@@ -62,10 +62,12 @@ def test_fusion_ids():
         "late:weighted",
         "late:product",
         "late:stacking",
+        "late:shrunk",
         "hybrid:mean",
         "hybrid:weighted",
         "hybrid:product",
         "hybrid:stacking",
+        "hybrid:shrunk",
     )
     for fid in FUSION.list():
         assert make_fusion(fid).fusion_id == fid
@@ -105,7 +107,7 @@ def test_early_fusion_missing_modality_is_a_clear_error(data):
         model.predict_proba({"image": None, "audio": Xte["audio"]})
 
 
-@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking"])
+@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking", "shrunk"])
 def test_late_fusion(method, data):
     model = LateFusion({"image": "logreg", "audio": "logreg"}, method)
     P, acc = fit_eval(model, data)
@@ -154,7 +156,7 @@ def test_weighted_without_validation_uses_out_of_fold_predictions(data):
     assert model.combiner_source_ == "oof" and acc > 0.6
 
 
-@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking"])
+@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking", "shrunk"])
 def test_hybrid_fusion(method, data):
     model = HybridFusion("logreg", method=method, pca_image=16)
     P, acc = fit_eval(model, data)
@@ -273,7 +275,7 @@ def test_out_of_fold_refits_frozen_members_from_scratch(data):
 
 
 # -- missing modality ------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking"])
+@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking", "shrunk"])
 def test_late_fusion_missing_modality_falls_back(method, data, caplog):
     (Xtr, ytr), (Xva, yva), (Xte, yte) = data["train"], data["val"], data["test"]
     model = LateFusion({"image": "logreg", "audio": "logreg"}, method).fit(Xtr, ytr, Xva, yva)
@@ -399,7 +401,7 @@ def test_hybrid_out_of_fold_clones_keep_the_encoder(method, ordered):
     assert model.last_used_members_ == ("image",)
 
 
-@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking"])
+@pytest.mark.parametrize("method", ["mean", "weighted", "product", "stacking", "shrunk"])
 def test_member_weights_sum_to_one_and_follow_the_combiner(method, data):
     (Xtr, ytr), (Xva, yva) = data["train"], data["val"]
     model = LateFusion({"image": "logreg", "audio": "logreg"}, method, stack_on="oof")

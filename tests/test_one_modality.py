@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from installed import RAW_AUDIO
 from typer.testing import CliRunner
 
 from scenefusion.cli import app
@@ -63,7 +64,8 @@ def test_a_folder_of_sounds_is_an_audio_only_data_set(audio_run):
 def test_an_audio_only_run_has_audio_rows_a_note_and_one_bundle(audio_run):
     run_dir, _ = audio_run
     rows = json.loads((run_dir / "metrics.json").read_text())["results"]
-    assert sorted(r["name"] for r in rows) == ["audio:mfcc+logreg", "audio:mfcc+svm"]
+    assert sorted(r["name"] for r in rows) == [f"audio:{RAW_AUDIO}+logreg",
+                                               f"audio:{RAW_AUDIO}+svm"]
     assert "one-modality data set (audio only)" in (run_dir / "report.md").read_text()
     assert (run_dir / "best/bundle.json").is_file()
     assert not (run_dir / "best-image").exists() and not (run_dir / "best-audio").exists()

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 IMAGE_MODELS = ["logreg", "svm", "rf", "knn", "hgb", "mlp"]
 AUDIO_MODELS = ["lstm", "logreg", "svm", "rf", "hgb"]
-#: the late combiners a run compares by default (every registered one is accepted)
-LATE_METHODS = ["mean", "weighted", "product", "stacking"]
+#: the late combiners a run compares by default (every registered one is accepted): on real
+#: sounds paired with real photos (benchmarks/README.md) mean and weighted fell more than a
+#: point below the image model alone in 6 and 3 of 15 grouped splits, these in 1-2
+LATE_METHODS = ["product", "stacking", "shrunk"]
 
 
 #: numpy's random generators take seeds below 2**32.

@@ -229,6 +229,7 @@ def list_components() -> None:
     """Every id a config or option accepts, with what it is: backbones, audio features,
     models (and which input each takes), fusion methods."""
     from ..features.audio import AUDIO_FEATURES
+    from ..features.audio.auto import AUTO, AUTO_DESCRIPTION
     from ..features.backbones import IMAGE_BACKBONES
     from ..models import FUSION, MODELS, capabilities
 
@@ -241,9 +242,7 @@ def list_components() -> None:
             e.id,
             escape(f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"),
         )
-    table.add_row("audio feature", "auto", "the default: mfcc for the reference layout's MFCC "
-                  "rows; for raw audio mfcc@Ns, MFCCs over the whole clip (N = the clips' "
-                  "typical length, at most 4 s), which measured best on recordings never heard")
+    table.add_row("audio feature", AUTO, AUTO_DESCRIPTION)
     for e in AUDIO_FEATURES.entries():
         shape = "x".join(str(n) for n in e.obj.shape)
         table.add_row("audio feature", e.id, escape(f"{e.description} ({shape} per item)"))

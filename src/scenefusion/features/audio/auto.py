@@ -1,10 +1,11 @@
 """``features.audio: auto``: the audio representation that measured best for each kind of data.
 
 The reference layout ships its audio as 8 x 13 MFCC rows, so it keeps them (``mfcc``). Raw audio
-gets MFCC sequences over the whole clip up to 4 s (``mfcc@Ns``, N the clips' typical length):
-on UrbanSound8K folds 1+2, held out by upload cluster, pooled MFCCs over the whole clip beat the
-1 s centre crop by 3-8 points with every model and beat pooled log-mel statistics, per-clip
-normalised or not (benchmarks/README.md, "Audio that carries").
+gets the pretrained aiSFX embedding over the whole clip up to 4 s (``aisfx@Ns``, N the clips'
+typical length; ``mfcc@Ns`` when its weights are not installed): on UrbanSound8K folds 1+2,
+held out by upload cluster, it beat every MFCC and log-mel representation by 9+ points, the
+whole clip beat the 1 s centre crop with every model, and on real scene recordings aiSFX was the
+best representation too (benchmarks/README.md, "Audio that carries").
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ from typing import Any
 import numpy as np
 
 from ...data.validate import DataError, audio_info
+from .aisfx_weights import find_aisfx_checkpoint
 
 AUTO = "auto"
+#: what `scenefusion list` says of ``auto``
+AUTO_DESCRIPTION = ("the default: mfcc for the reference layout's MFCC rows; for raw audio "
+                    "aisfx@Ns, the pretrained aiSFX embedding over the whole clip (N = the "
+                    "clips' typical length, at most 4 s), which measured best on recordings "
+                    "never heard (mfcc@Ns where aiSFX's weights are not installed)")
 #: the longest context ``auto`` uses: longer clips are centre-cropped to it
 AUTO_MAX_SECONDS = 4
 #: files whose length is read (from the header only) to decide the clip length
@@ -41,6 +48,13 @@ def resolve_audio_feature(feature_id: str, dataset: Any) -> tuple[str, str | Non
             lengths.append(info.frames / info.samplerate)
     typical = float(np.median(lengths)) if lengths else 1.0
     seconds = int(min(AUTO_MAX_SECONDS, max(1, math.floor(typical + 0.25))))
-    chosen = "mfcc" if seconds == 1 else f"mfcc@{seconds}s"
+    try:
+        find_aisfx_checkpoint()
+        base, what, missing = "aisfx", "the pretrained aiSFX embedding", ""
+    except FileNotFoundError:
+        base, what = "mfcc", "MFCC sequences"
+        missing = ("; aisfx, which measured better, needs its weights: "
+                   "pip install --no-deps aisfx==0.1.2")
+    chosen = base if seconds == 1 else f"{base}@{seconds}s"
     return chosen, (f"features.audio auto -> {chosen} (raw audio, clips of {typical:.1f} s "
-                    f"typical: MFCC sequences over the whole clip up to {AUTO_MAX_SECONDS} s)")
+                    f"typical: {what} over the whole clip up to {AUTO_MAX_SECONDS} s{missing})")
