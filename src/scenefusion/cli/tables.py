@@ -24,10 +24,15 @@ def print_table(table: Any, title: str) -> None:
     shortened so that run names stay readable; the caption says so.
     """
     wide = console.width >= 110
+    # where grouped cross-validation picked the models, its accuracy is the figure to read
+    cv = "cv_accuracy" in table and bool(table["cv_accuracy"].notna().any())
     headers = (["accuracy", "95% CI", "macro P", "macro R", "macro F1", "log-loss", "val acc"]
                if wide else ["acc", "95% CI", "F1", "logloss", "val"])
+    headers += (["CV acc"] if wide else ["cv"]) if cv else []
     caption = (None if wide else
-               "acc: test accuracy, F1: macro F1, val: validation accuracy; macro P/R in report.md")
+               "acc: test accuracy, F1: macro F1, val: validation accuracy"
+               + (", cv: grouped cross-validation accuracy over training groups" if cv else "")
+               + "; macro P/R in report.md")
     out = Table(title=title, caption=caption, pad_edge=False)
     out.add_column("name", overflow="fold", min_width=20)
     for c in headers:
@@ -35,8 +40,14 @@ def print_table(table: Any, title: str) -> None:
     for row in table.itertuples(index=False):
         ci = ("" if row.ci_low is None or row.ci_low != row.ci_low
               else f"{row.ci_low:.3f}-{row.ci_high:.3f}")
-        val = getattr(row, "val_accuracy", None)
         pr = [f"{row.macro_precision:.3f}", f"{row.macro_recall:.3f}"] if wide else []
+        selection = [_figure(getattr(row, "val_accuracy", None))]
+        selection += [_figure(getattr(row, "cv_accuracy", None))] if cv else []
         out.add_row(escape(row.name), f"{row.accuracy:.3f}", ci, *pr, f"{row.macro_f1:.3f}",
-                    f"{row.log_loss:.3f}", "" if val is None or val != val else f"{val:.3f}")
+                    f"{row.log_loss:.3f}", *selection)
     console.print(out)
+
+
+def _figure(value: float | None) -> str:
+    """Three decimals, or empty where there is no figure (None or NaN)."""
+    return "" if value is None or value != value else f"{value:.3f}"

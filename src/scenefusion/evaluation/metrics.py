@@ -40,6 +40,7 @@ COMPARISON_COLUMNS: list[str] = [
     "log_loss",
     "n_test",
     "val_accuracy",
+    "cv_accuracy",
 ]
 
 # Cap on how many resampled indices are materialised at once (~16 MB of int64), so the
@@ -389,6 +390,8 @@ def comparison_table(results: Sequence[EvaluationResult]) -> pd.DataFrame:
             "n_test": int(r.n_test),
             # what model selection saw (set by the experiment runner; NaN when unknown)
             "val_accuracy": _none_to_nan(r.extra.get("val_accuracy")),
+            # grouped cross-validation over the training groups, where that picked the models
+            "cv_accuracy": _none_to_nan(r.extra.get("cv_accuracy")),
         }
         for r in results
     ]

@@ -97,6 +97,7 @@ def _display_table(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         "log-loss",
         "n_test",
         "val acc.",
+        "CV acc.",
     ]
     rows = []
     for i, r in enumerate(table.itertuples(index=False), start=1):
@@ -118,6 +119,7 @@ def _display_table(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
                 _fmt(r.log_loss),
                 str(int(r.n_test)),
                 "-" if pd.isna(r.val_accuracy) else _fmt(r.val_accuracy),
+                "-" if pd.isna(r.cv_accuracy) else _fmt(r.cv_accuracy),
             ]
         )
     return header, rows
