@@ -38,9 +38,7 @@ COMPARISON_COLUMNS: list[str] = [
     "macro_recall",
     "macro_f1",
     "log_loss",
-    "n_test",
-    "val_accuracy",
-    "cv_accuracy",
+    "n_test", "val_accuracy", "cv_accuracy",
 ]
 
 # Cap on how many resampled indices are materialised at once (~16 MB of int64), so the
@@ -388,9 +386,9 @@ def comparison_table(results: Sequence[EvaluationResult]) -> pd.DataFrame:
             "macro_f1": r.macro_f1,
             "log_loss": r.log_loss,
             "n_test": int(r.n_test),
-            # what model selection saw (set by the experiment runner; NaN when unknown)
+            # what model selection saw: validation and, where grouped cross-validation over the
+            # training groups picked the models, its accuracy (NaN when unknown)
             "val_accuracy": _none_to_nan(r.extra.get("val_accuracy")),
-            # grouped cross-validation over the training groups, where that picked the models
             "cv_accuracy": _none_to_nan(r.extra.get("cv_accuracy")),
         }
         for r in results
