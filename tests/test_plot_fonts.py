@@ -41,3 +41,19 @@ def test_without_a_cjk_font_the_plot_says_so(tmp_path, monkeypatch):
 def test_latin_names_change_nothing():
     with fonts.fonts_for(["BEACH", "café", "$x$"]) as note:
         assert note == ""
+
+
+@pytest.mark.skipif(not fonts.installed_fallbacks(), reason="no CJK font installed here")
+def test_a_cjk_font_installed_after_matplotlib_listed_the_fonts_is_found(monkeypatch):
+    from matplotlib import font_manager
+
+    found = fonts.installed_fallbacks()
+    # matplotlib's cached list as it was before the font (every face of its files) was installed
+    files = {f.fname for f in font_manager.fontManager.ttflist if f.name in found}
+    stale = [f for f in font_manager.fontManager.ttflist if f.fname not in files]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
+    fonts.installed_fallbacks.cache_clear()
+    try:
+        assert fonts.installed_fallbacks() == found
+    finally:
+        fonts.installed_fallbacks.cache_clear()

@@ -39,7 +39,26 @@ def _charmap(family: str) -> frozenset[int]:
 def installed_fallbacks() -> tuple[str, ...]:
     """The :data:`FALLBACK_FAMILIES` installed on this machine."""
     names = {f.name for f in font_manager.fontManager.ttflist}
+    if not any(f in names for f in FALLBACK_FAMILIES) and _add_fonts_missing_from_the_cache():
+        names = {f.name for f in font_manager.fontManager.ttflist}
     return tuple(f for f in FALLBACK_FAMILIES if f in names)
+
+
+def _add_fonts_missing_from_the_cache() -> bool:
+    """matplotlib lists the system fonts once and caches the list, so a CJK font installed
+    after that (``apt-get install fonts-wqy-microhei``) stays invisible to it; add the system
+    font files its list lacks. True when any was added."""
+    known = {f.fname for f in font_manager.fontManager.ttflist}
+    added = False
+    for path in font_manager.findSystemFonts():
+        if path in known:
+            continue
+        try:
+            font_manager.fontManager.addfont(path)
+            added = True
+        except (OSError, RuntimeError, ValueError):  # a file FreeType cannot read: not a font
+            continue
+    return added
 
 
 def _undrawable(texts: Iterable[str], families: tuple[str, ...]) -> list[str]:
