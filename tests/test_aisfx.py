@@ -401,3 +401,20 @@ def test_cache_key_names_the_weight_file_in_use(tmp_path, monkeypatch, no_packag
 def test_the_official_weights_keep_one_stable_cache_key(monkeypatch):
     monkeypatch.delenv(aisfx.ENV_WEIGHTS, raising=False)
     assert aisfx.AisfxParams().weights_identity() is None
+
+
+def test_windows_embed_each_second_in_order(random_weights, tmp_path):
+    """aisfx_windows@Ns: one embedding per second, the same as aiSFX on that second alone."""
+    from scenefusion.features.audio import audio_feature
+
+    tone, noise = _wav(tmp_path / "tone.wav", kind="tone"), _wav(tmp_path / "noise.wav",
+                                                                 kind="noise")
+    both = tmp_path / "both.wav"
+    sf.write(both, np.concatenate([sf.read(tone)[0], sf.read(noise)[0]]).astype(np.float32), SR)
+    windows = audio_feature("aisfx_windows@2s")
+    seq = windows(both)
+    assert seq.shape == windows.shape == (2, 512)
+    single = AUDIO_FEATURES.get("aisfx")
+    np.testing.assert_allclose(seq[0], single(tone)[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(seq[1], single(noise)[0], rtol=1e-4, atol=1e-5)
+    assert AUDIO_FEATURES.get("aisfx_windows").key() != single.key()  # cached apart

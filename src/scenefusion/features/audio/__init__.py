@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # isort: off
 # registered in the order `scenefusion list` shows them (not alphabetical)
-from . import mfcc, logmel, logmel_stats, aisfx
+from . import mfcc, logmel, logmel_stats, aisfx, aisfx_windows
 # isort: on
 from .aisfx import AisfxParams, aisfx_embedding
 from .framing import fit_clip
@@ -20,7 +20,7 @@ from .registry import AUDIO_FEATURES, MAX_CLIP_SECONDS, AudioFeature, audio_feat
 
 __all__ = [
     "AUDIO_FEATURES", "MAX_CLIP_SECONDS", "AisfxParams", "AudioFeature", "LogMelParams",
-    "MfccParams", "aisfx", "aisfx_embedding", "audio_feature", "fit_clip", "logmel",
-    "logmel_frames", "logmel_sequence", "logmel_stats", "mfcc", "mfcc_frames", "mfcc_seconds",
-    "mfcc_sequence",
+    "MfccParams", "aisfx", "aisfx_embedding", "aisfx_windows", "audio_feature", "fit_clip",
+    "logmel", "logmel_frames", "logmel_sequence", "logmel_stats", "mfcc", "mfcc_frames",
+    "mfcc_seconds", "mfcc_sequence",
 ]
