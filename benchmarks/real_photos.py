@@ -2,7 +2,7 @@
 
     python benchmarks/real_photos.py --scenes ../shared/realcorpus/scenes \
         [--backbones effnet_lite0 effnet_lite2] [--models logreg svm mlp] [--folds 5] \
-        [--seeds 2] [--flip] [--cache CACHE] [--out benchmarks/results/real_photos.json]
+        [--seeds 2] [--flip] [--sizes 128/128 224/224] [--cache CACHE] [--out FILE.json]
 
 SCENES is the real-content corpus's `scenes/` folder (`<CLASS>/images/*.jpg`: MiniPlaces
 128 x 128 photos and GroceryStoreDataset close-ups; never committed here). Every photo is its
@@ -12,7 +12,10 @@ photos, repeated with ``--seeds`` shuffles: accuracy of each fold (mean, min, ma
 seeds), per-class recall and the most confused class pairs of the pooled out-of-fold
 predictions. ``--flip`` also scores test-time augmentation: each photo's embedding averaged
 with that of its mirror image (computed here, not cached), the flip being the augmentation
-ImageNet backbones were trained with.
+ImageNet backbones were trained with. ``--sizes CROP/RESIZE ...`` scores other input sizes for
+the first backbone (shorter side resized to RESIZE, centre crop CROP; the backbones pool
+globally, so any size runs): e.g. ``128/128`` feeds 128 px photos at their own resolution,
+``224/224`` upsamples without cropping, against the spec's own (effnet_lite0: 224/256).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +36,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from scenefusion.data import load_dataset
 from scenefusion.features.extract import extract_dataset
-from scenefusion.features.image import ImageExtractor
+from scenefusion.features.image import ImageExtractor, preprocess
 from scenefusion.features.store import FeatureStore
 from scenefusion.models import make_model
 
@@ -52,13 +56,19 @@ def write_manifest(scenes: Path, out: Path) -> Path:
     return path
 
 
-def mirrored_embeddings(paths: list[Path], backbone: str, batch: int = 32) -> np.ndarray:
-    """(N, D) embeddings of each photo's mirror image."""
-    extractor = ImageExtractor(backbone)
+def embeddings(paths: list[Path], backbone: str, mirror: bool = False,
+               size: tuple[int, int] | None = None, batch: int = 32) -> np.ndarray:
+    """(N, D) embeddings computed here (not cached): of each photo's mirror image, or at
+    another (crop, resize) input size (eager torch, which takes any size)."""
+    extractor = ImageExtractor(backbone, runtime="torch" if size else "auto")
+    spec = extractor.spec
+    if size is not None:
+        spec = replace(spec, preprocessing=replace(spec.preprocessing, input_size=size[0],
+                                                   resize_size=size[1]))
     out = []
     for i in range(0, len(paths), batch):
-        tensors = [extractor.preprocess(ImageOps.mirror(Image.open(p).convert("RGB")))
-                   for p in paths[i:i + batch]]
+        images = [Image.open(p).convert("RGB") for p in paths[i:i + batch]]
+        tensors = [preprocess(ImageOps.mirror(im) if mirror else im, spec) for im in images]
         out.append(extractor.embed(torch.stack(tensors)))
     return np.concatenate(out)
 
@@ -93,6 +103,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--flip", action="store_true")
+    parser.add_argument("--sizes", nargs="*", default=[], metavar="CROP/RESIZE")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -113,8 +124,15 @@ def main() -> None:
         paths = [item.image for item in dataset.items]
         for b in args.backbones:
             t = time.perf_counter()
-            inputs[f"{b} flip-avg"] = (features.images[b] + mirrored_embeddings(paths, b)) / 2
+            inputs[f"{b} flip-avg"] = (features.images[b] + embeddings(paths, b, mirror=True)) / 2
             print(f"mirrored {b}: {time.perf_counter() - t:.0f} s", flush=True)
+    for size in args.sizes:
+        crop, resize = (int(v) for v in size.split("/"))
+        t = time.perf_counter()
+        inputs[f"{args.backbones[0]} {crop}/{resize}"] = embeddings(
+            [item.image for item in dataset.items], args.backbones[0], size=(crop, resize))
+        print(f"{args.backbones[0]} at {crop}/{resize}: {time.perf_counter() - t:.0f} s",
+              flush=True)
     records = []
     for name, X in inputs.items():
         for model_id in args.models:
