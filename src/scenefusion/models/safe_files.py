@@ -18,7 +18,6 @@ import skops.io as sio
 import torch
 
 from ..errors import ScenefusionError
-from ..features.state_dict import check_state_dict
 
 #: Types that skops does not trust by default but that our pipelines legitimately contain
 #: (tree structures, neighbour indices, boosting predictors and their losses). Anything else
@@ -141,23 +140,23 @@ def _output_keys(net: torch.nn.Module) -> tuple[str, ...]:
 def check_tensors(path: Path, found: dict[str, torch.Tensor], net: torch.nn.Module,
                    n_classes: int) -> None:
     """The saved tensors must be exactly the network's: same names, shapes and dtypes, all
-    finite, and an output layer with one row per class in the manifest."""
+    finite, and an output layer with one row per class in the manifest. Stricter than
+    ``features.state_dict.check_state_dict`` (made for weight files from elsewhere, which may
+    omit BatchNorm counters and differ in dtype), so it keeps its own single pass."""
     expected = {f"net.{k}": v for k, v in net.state_dict().items()}
-    check = check_state_dict(found, expected, values=True)
-    # every tensor counts here (also BatchNorm's counters): the file is our own save
-    missing = sorted(set(expected) - set(found))
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing:
         raise ModelLoadError(path, f"missing tensor(s) {', '.join(missing)}")
-    if check.unexpected:
-        raise ModelLoadError(path, f"unexpected tensor(s) {', '.join(sorted(check.unexpected))}")
+    if extra:
+        raise ModelLoadError(path, f"unexpected tensor(s) {', '.join(extra)}")
     for key in _output_keys(net):
         if found[key].ndim and found[key].shape[0] != n_classes:
             raise ModelLoadError(path, f"the network's output layer gives {found[key].shape[0]} "
                                        f"classes but the manifest lists {n_classes}")
-    for key, want in expected.items():  # safetensors holds tensors only; dtypes must match too
+    for key, want in expected.items():
         got = found[key]
         if got.shape != want.shape or got.dtype != want.dtype:
             raise ModelLoadError(path, f"tensor {key} is {got.dtype} {tuple(got.shape)} but the "
                                        f"network expects {want.dtype} {tuple(want.shape)}")
-    if check.not_finite:
-        raise ModelLoadError(path, f"tensor {check.not_finite[0]} holds NaN or infinite values")
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            raise ModelLoadError(path, f"tensor {key} holds NaN or infinite values")
