@@ -248,7 +248,7 @@ def _embed(net: nn.Module, frames: np.ndarray) -> np.ndarray:
         return net(torch.from_numpy(frames)).numpy().astype(np.float32, copy=False)
 
 
-def _embedder(runtime: str):
+def frame_embedder(runtime: str):
     """``frames (B, T, n_mels) -> (B, 512)`` on the runtime asked for; loads (or finds) the
     weights now, so that missing weights fail before any audio is read."""
     if runtime == "torch":
@@ -263,7 +263,7 @@ def aisfx_embedding(path: Path, params: AisfxParams = AisfxParams()) -> np.ndarr
     audio looped, as for every audio feature) through the pretrained network. Raises DataError
     for unusable audio, ``WeightsNotFoundError`` / ``WeightsLoadError`` for missing or refused
     weights."""
-    embed = _embedder(params.runtime)
+    embed = frame_embedder(params.runtime)
     audio, _ = read_audio(path, target_sr=params.sample_rate)
     clip = fit_clip(audio, params.clip_seconds * params.sample_rate)
     # peak normalisation (in aisfx_frames) applies to this clip, the audio that is embedded
@@ -280,5 +280,5 @@ AUDIO_FEATURES.register(
 
 __all__ = ["ALLOWED_GLOBALS", "ENV_WEIGHTS", "INSTALL_COMMAND", "OFFICIAL_SHA256", "AisfxParams",
            "UntrustedWeightsError", "aisfx_embedding", "aisfx_frames", "build_embedding_net",
-           "checkpoint_digest", "embed_frames", "find_aisfx_checkpoint", "load_aisfx_net",
-           "load_aisfx_session", "load_aisfx_state", "onnx_path"]
+           "checkpoint_digest", "embed_frames", "find_aisfx_checkpoint", "frame_embedder",
+           "load_aisfx_net", "load_aisfx_session", "load_aisfx_state", "onnx_path"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.validate import read_audio
-from .aisfx import AisfxParams, _embedder, aisfx_frames
+from .aisfx import AisfxParams, aisfx_frames, frame_embedder
 from .framing import fit_clip
 from .registry import AUDIO_FEATURES, AudioFeature
 
@@ -32,7 +32,7 @@ def aisfx_windows(path: Path, params: AisfxWindowParams = AisfxWindowParams()) -
     """A file's (clip_seconds, 512) sequence of aiSFX embeddings, one per 1 s window of the
     clip (centre-cropped, short audio looped, as for every audio feature); each window is
     peak-normalised on its own, like the network's 1 s training clips."""
-    embed = _embedder(params.runtime)
+    embed = frame_embedder(params.runtime)
     audio, _ = read_audio(path, target_sr=params.sample_rate)
     second = params.sample_rate
     clip = fit_clip(audio, params.clip_seconds * second)
