@@ -188,18 +188,60 @@ def test_lstm_embedding_and_variable_lengths(data):
 def test_spec_augment_masks_shifts_and_is_seeded():
     import torch
 
-    from scenefusion.models.cnn import spec_augment
+    from scenefusion.models.augment import NewPlace
 
     x = torch.ones(4, 20, 16)
-    kw = {"gain": 0.0, "time_mask": 4, "freq_mask": 3, "shift": True}
-    a = spec_augment(x, torch.Generator().manual_seed(0), **kw)
-    b = spec_augment(x, torch.Generator().manual_seed(0), **kw)
+    place = NewPlace(time_mask=4, freq_mask=3, shift=True)
+    a = place.apply(x, torch.Generator().manual_seed(0))
+    b = place.apply(x, torch.Generator().manual_seed(0))
     assert a.shape == x.shape and torch.equal(a, b)  # same seed, same augmentation
     assert set(a.unique().tolist()) <= {0.0, 1.0} and (a == 0).any()  # masks, nothing else
     ramp = torch.arange(20.0)[None, :, None].expand(2, 20, 3)
-    shifted = spec_augment(ramp, torch.Generator().manual_seed(1), gain=0.0, time_mask=0,
-                           freq_mask=0, shift=True)
+    shifted = NewPlace(shift=True).apply(ramp, torch.Generator().manual_seed(1))
     assert torch.equal(shifted.sort(dim=1).values, ramp)  # circular: a permutation in time
+
+
+def test_random_eq_is_one_smooth_curve_per_row_held_over_time():
+    import torch
+
+    from scenefusion.models.augment import random_eq
+
+    x = torch.zeros(3, 10, 64)
+    curve = random_eq(x, torch.Generator().manual_seed(0), 1.0)
+    assert torch.equal(curve, curve[:, :1, :].expand_as(curve))  # the same at every step
+    assert curve.abs().max() <= 1.0 and curve.std() > 0.1  # it colours, within the amount
+    # smooth: neighbouring bands differ far less than the curve's range
+    assert (curve.diff(dim=2).abs().max() < 0.2 * (curve.amax() - curve.amin()))
+    assert not torch.equal(curve[0], curve[1])  # each row its own room
+
+
+def test_background_mixing_blends_only_valid_steps_and_keeps_padding_zero():
+    import torch
+
+    from scenefusion.models.augment import NewPlace, mix_background
+
+    x = torch.stack([torch.full((6, 2), float(k + 1)) for k in range(4)])
+    lengths = torch.tensor([6, 3, 6, 2])
+    mixed = mix_background(x, torch.Generator().manual_seed(0), 0.5, lengths)
+    assert not torch.equal(mixed, x)  # something was blended in
+    assert mixed.min() >= 1.0 and mixed.max() <= 4.0  # convex blends of batch rows
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.equal(mixed[row, n:], x[row, n:])  # never past a row's own end
+    padded = x.clone()
+    padded[1, 3:] = 0
+    out = NewPlace(gain=0.5, eq=0.5, background=0.5).apply(
+        padded, torch.Generator().manual_seed(1), lengths)
+    assert (out[1, 3:] == 0).all() and (out[3, 2:] == 0).all()
+
+
+def test_lstm_with_augmentation_trains_and_is_seeded(data):
+    (_, aud, y), (_, aud_te, y_te) = data["train"], data["test"]
+    a = fast_model("lstm", augment=True).fit(aud, y)
+    b = fast_model("lstm", augment=True).fit(aud, y)
+    plain = fast_model("lstm").fit(aud, y)
+    check_proba(a.predict_proba(aud_te), len(y_te))
+    assert np.array_equal(a.predict_proba(aud_te), b.predict_proba(aud_te))
+    assert not np.allclose(a.predict_proba(aud_te), plain.predict_proba(aud_te))
 
 
 def test_audio_cnn_embedding_feeds_early_fusion(data):

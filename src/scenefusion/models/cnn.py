@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 from torch.nn import functional as F
 
+from .augment import NewPlace, mixup
 from .base import Capabilities, ProgressCallback, register_model
 from .dense import _EPS, Augment, TorchModel
 
@@ -58,38 +59,15 @@ class _AudioCNNNet(nn.Module):
         return self.head(self.embed(x))
 
 
-def spec_augment(
-    x: torch.Tensor, generator: torch.Generator, *, gain: float, time_mask: int,
-    freq_mask: int, shift: bool,
-) -> torch.Tensor:
-    """Per-row random gain (an offset on standardised log energies), circular time shift, and
-    one time and one frequency mask (SpecAugment) set to the mean (0 after standardising)."""
-    n, t, c = x.shape
-    x = x + gain * (2 * torch.rand(n, 1, 1, generator=generator) - 1)
-    if shift and t > 1:
-        offsets = torch.randint(0, t, (n,), generator=generator)
-        index = (torch.arange(t)[None, :] + offsets[:, None]) % t
-        x = torch.gather(x, 1, index[:, :, None].expand(n, t, c))
-    for axis, width, size in ((1, time_mask, t), (2, freq_mask, c)):
-        width = min(width, size // 4)
-        if width < 1:
-            continue
-        w = torch.randint(0, width + 1, (n,), generator=generator)
-        start = (torch.rand(n, generator=generator) * (size - w + 1)).long()
-        pos = torch.arange(size)[None, :]
-        mask = (pos >= start[:, None]) & (pos < (start + w)[:, None])
-        x = x.masked_fill(mask[:, :, None] if axis == 1 else mask[:, None, :], 0.0)
-    return x
-
-
 @register_model("audio_cnn", "small CNN on log-mel/MFCC sequences, trained with SpecAugment, "
                              "shifts, gain and mixup; its pooled features are an embedding")
 class AudioCNNModel(TorchModel):
     """Three conv blocks (BatchNorm, ReLU, 2x2 max-pool) over the (T, C) spectrogram, global
     mean+max pooling, dropout, linear head. Inputs are standardised per channel (mel band or
     coefficient) with training statistics. Training batches are augmented (random gain,
-    circular time shift, time/frequency masks, mixup with ``mixup_alpha``); validation batches
-    never are. Early stopping on validation loss restores the best epoch.
+    optional random EQ ``eq`` and background mixing ``background``, circular time shift,
+    time/frequency masks, mixup with ``mixup_alpha``; see ``models.augment``); validation
+    batches never are. Early stopping on validation loss restores the best epoch.
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -103,6 +81,8 @@ class AudioCNNModel(TorchModel):
         "time_mask": [Interval(Integral, 0, None, closed="left")],
         "freq_mask": [Interval(Integral, 0, None, closed="left")],
         "mixup_alpha": [Interval(Real, 0, None, closed="left")],
+        "eq": [Interval(Real, 0, None, closed="left")],
+        "background": [Interval(Real, 0, 1, closed="both")],
     }
 
     def __init__(
@@ -121,6 +101,8 @@ class AudioCNNModel(TorchModel):
         time_mask: int = 12,
         freq_mask: int = 8,
         mixup_alpha: float = 0.2,
+        eq: float = 0.0,
+        background: float = 0.0,
         random_state: int | None = 0,
     ) -> None:
         self.channels = channels
@@ -137,6 +119,8 @@ class AudioCNNModel(TorchModel):
         self.time_mask = time_mask
         self.freq_mask = freq_mask
         self.mixup_alpha = mixup_alpha
+        self.eq = eq
+        self.background = background
         self.random_state = random_state
 
     def _fit_scaler(self, X: np.ndarray, lengths: np.ndarray | None) -> None:
@@ -157,19 +141,14 @@ class AudioCNNModel(TorchModel):
     def _augmenter(self, n_classes: int) -> Augment | None:
         if not self.augment:
             return None
+        place = NewPlace(gain=self.gain, eq=self.eq, background=self.background, shift=True,
+                         time_mask=self.time_mask, freq_mask=self.freq_mask)
         alpha = float(self.mixup_alpha)
 
         def augment(inputs: tuple[torch.Tensor, ...], y: torch.Tensor,
                     generator: torch.Generator) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-            x = spec_augment(inputs[0], generator, gain=self.gain, time_mask=self.time_mask,
-                             freq_mask=self.freq_mask, shift=True)
-            if alpha <= 0 or len(y) < 2:
-                return (x,), y
-            lam = float(np.random.default_rng(
-                int(torch.randint(0, 2**31 - 1, (1,), generator=generator))).beta(alpha, alpha))
-            perm = torch.randperm(len(y), generator=generator)
-            soft = F.one_hot(y, n_classes).float()
-            return (lam * x + (1 - lam) * x[perm],), lam * soft + (1 - lam) * soft[perm]
+            x, targets = mixup(place.apply(inputs[0], generator), y, generator, alpha, n_classes)
+            return (x,), targets
 
         return augment
 

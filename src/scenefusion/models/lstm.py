@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,8 +12,9 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .augment import NewPlace
 from .base import Capabilities, ProgressCallback, register_model
-from .dense import _EPS, TorchModel
+from .dense import _EPS, Augment, TorchModel
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class LSTMModel(TorchModel):
     Variable-length rows are supported through ``lengths`` (packed sequences). Each coefficient
     is standardised with statistics of the valid training steps. ``embed``/``transform`` return
     the last hidden state (both directions concatenated when bidirectional) as a learned audio
-    embedding for early fusion.
+    embedding for early fusion. ``augment=True`` trains on batches heard "somewhere else"
+    (random gain, EQ, background from other clips, optional band masks; ``models.augment``).
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -80,6 +82,11 @@ class LSTMModel(TorchModel):
         "hidden_size": [Interval(Integral, 1, 65_536, closed="both")],
         "num_layers": [Interval(Integral, 1, 64, closed="both")],
         "bidirectional": ["boolean"],
+        "augment": ["boolean"],
+        "gain": [Interval(Real, 0, None, closed="left")],
+        "eq": [Interval(Real, 0, None, closed="left")],
+        "background": [Interval(Real, 0, 1, closed="both")],
+        "freq_mask": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
@@ -95,6 +102,11 @@ class LSTMModel(TorchModel):
         patience: int = 8,
         val_fraction: float = 0.15,
         class_weight: str | None = "balanced",
+        augment: bool = False,
+        gain: float = 0.5,
+        eq: float = 0.5,
+        background: float = 0.3,
+        freq_mask: int = 0,
         random_state: int | None = 0,
     ) -> None:
         self.hidden_size = hidden_size
@@ -108,6 +120,11 @@ class LSTMModel(TorchModel):
         self.patience = patience
         self.val_fraction = val_fraction
         self.class_weight = class_weight
+        self.augment = augment
+        self.gain = gain
+        self.eq = eq
+        self.background = background
+        self.freq_mask = freq_mask
         self.random_state = random_state
 
     def _fit_scaler(self, X: np.ndarray, lengths: np.ndarray | None) -> None:
@@ -135,6 +152,19 @@ class LSTMModel(TorchModel):
             self.dropout,
             n_classes,
         )
+
+    def _augmenter(self, n_classes: int) -> Augment | None:
+        if not self.augment:
+            return None
+        place = NewPlace(gain=self.gain, eq=self.eq, background=self.background,
+                         freq_mask=self.freq_mask)
+
+        def augment(inputs: tuple[torch.Tensor, ...], y: torch.Tensor,
+                    generator: torch.Generator) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+            x, lengths = inputs
+            return (place.apply(x, generator, lengths), lengths), y
+
+        return augment
 
     def fit(
         self,
