@@ -8,7 +8,7 @@ import av
 import numpy as np
 
 
-def write_video(path: Path, seconds: int = 3, fps: int = 10, size: int = 64,
+def write_video(path: Path, seconds: float = 3, fps: int = 10, size: int = 64,
                 audio_rate: int | None = 44100, freq: float = 440.0) -> Path:
     """Frame i has brightness 8 * i; the audio (stereo) is a sine at `freq`."""
     with av.open(str(path), "w") as out:
@@ -19,12 +19,12 @@ def write_video(path: Path, seconds: int = 3, fps: int = 10, size: int = 64,
         if audio_rate:
             audio = out.add_stream("aac", rate=audio_rate)
             audio.layout = "stereo"
-        for i in range(seconds * fps):
+        for i in range(int(seconds * fps)):
             image = np.full((size, size, 3), (8 * i) % 256, np.uint8)
             for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 out.mux(packet)
         if audio is not None:
-            t = np.arange(audio_rate * seconds) / audio_rate
+            t = np.arange(int(audio_rate * seconds)) / audio_rate
             wave = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
             stereo = np.stack([wave, wave])
             for start in range(0, stereo.shape[1], 1024):

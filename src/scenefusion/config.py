@@ -43,7 +43,7 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     path: Path | None = Field(None, description="Data folder or manifest CSV; None = demo data.")
-    layout: Literal["auto", "reference", "manifest", "pairs"] = "auto"
+    layout: Literal["auto", "reference", "manifest", "pairs", "videos"] = "auto"
     classes: list[str] | None = Field(
         None, description="Classes to keep (others are skipped); None = all.")
     allow_outside_paths: bool = Field(
@@ -53,6 +53,10 @@ class DataConfig(_Strict):
         "decodes what it has not cached and skips + reports bad files anyway, so a cached "
         "re-run stays fast.",
     )
+    video_fps: float = Field(1.0, gt=0, le=30, description="A video folder's items per second "
+                             "of video (1: the reference data set's frame and second of sound).")
+    video_max_seconds: float | None = Field(None, gt=0, description="Read at most this many "
+                                            "seconds of each video (None: all of it).")
 
 
     @field_validator("classes")

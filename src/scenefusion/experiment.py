@@ -19,7 +19,7 @@ import pandas as pd
 
 from .config import ExperimentConfig
 from .cpu import limit_threads, thread_budget
-from .data import DataError, Dataset, Split, load_dataset, make_split
+from .data import DataError, Dataset, Split, VideoOptions, load_dataset, make_split
 from .data.download import cached_reference_root
 from .data.synthetic import DEMO_NOTE, demo_data_path, is_synthetic
 from .evaluation import (
@@ -32,7 +32,7 @@ from .evaluation import (
 from .evaluation.background import BackgroundPlots
 from .evaluation.calibration import Calibration, expected_calibration_error
 from .evaluation.metrics import confusion_counts
-from .features.audio.auto import resolve_audio_feature
+from .features.audio.auto import context_seconds, resolve_audio_feature
 from .features.extract import DatasetFeatures, extract_dataset
 from .features.store import FeatureStore
 from .files import FileProblem, ensure_writable_dir, read_json_object
@@ -95,7 +95,16 @@ def _load(config: ExperimentConfig, notes: list[str], progress: Progress | None
     cb = (lambda d, t: progress("checking files", d, t)) if progress else None
     return load_dataset(path, layout=config.data.layout, classes=config.data.classes,
                         check_files=config.data.check_files,
-                        allow_outside=config.data.allow_outside_paths, progress=cb), note
+                        allow_outside=config.data.allow_outside_paths, progress=cb,
+                        options=video_options(config)), note
+
+
+def video_options(config: ExperimentConfig) -> VideoOptions:
+    """How a video folder is cut for this run: the data section's steps and span, and as much
+    sound per item as the audio feature reads (``ID@Ns``: N s; ``auto``: its longest)."""
+    return VideoOptions(fps=config.data.video_fps, max_seconds=config.data.video_max_seconds,
+                        audio_seconds=context_seconds(config.features.audio),
+                        cache_dir=config.features.cache_dir)
 
 
 def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureStore,

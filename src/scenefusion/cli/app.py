@@ -115,7 +115,7 @@ AllowOutsideOpt = Annotated[
                  help="Accept manifest paths that leave the manifest's folder."),
 ]
 LayoutOpt = Annotated[
-    str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest or pairs.")
+    str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest, pairs or videos.")
 ]
 CacheOpt = Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")]
 DeviceOpt = Annotated[

@@ -34,25 +34,37 @@ def data_inspect(
     classes: ClassesOpt = None,
     allow_outside_paths: AllowOutsideOpt = False,
 ) -> None:
-    """Count items per class and group; list every skipped input and why."""
+    """Count items per class and group; list every skipped input and why. A folder of videos
+    is cut as `run` cuts it by default (one item per second, 4 s of sound), into the cache."""
+    from ..data import VideoOptions
+    from ..features.audio.auto import AUTO, context_seconds
+
     with progress_bar() as bar:
         task = bar.add_task("checking files", total=None, rate="")
         dataset = load_dataset(
             path, layout=layout, classes=class_list(classes), allow_outside=allow_outside_paths,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            options=VideoOptions(audio_seconds=context_seconds(AUTO)),
         )
     where = escape(str(path))
     what = ("image + audio" if len(dataset.modalities) == 2
             else f"{dataset.modalities[0]} only: no fusion rows")
     table = Table(title=f"{where} ({dataset.layout} layout, {what}, {len(dataset)} usable "
                         f"items)")
+    videos = dataset.videos
     table.add_column("class")
     table.add_column("items", justify="right")
-    table.add_column("groups", justify="right")
+    table.add_column("videos" if videos else "groups", justify="right")
+    if videos:
+        table.add_column("seconds", justify="right")
     groups = dataset.groups_per_class()
     for name, count in dataset.class_counts().items():
-        table.add_row(escape(name), str(count), str(groups[name]))
+        seconds = [f"{count / videos['fps']:g}"] if videos else []
+        table.add_row(escape(name), str(count), str(groups[name]), *seconds)
     console.print(table)
+    if videos:
+        console.print(f"videos: {videos['videos']} found, {videos['cut']} cut now, "
+                      f"{videos['reused']} reused from the cache")
     console.print(f"groups (source videos): {len(set(dataset.groups))}, {dataset.group_source}")
     if dataset.skipped:
         skipped = Table(title=f"{len(dataset.skipped)} skipped input(s)", title_style="yellow")

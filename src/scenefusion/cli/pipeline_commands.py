@@ -84,7 +84,8 @@ def extract(
 ) -> None:
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
     from ..cpu import limit_threads
-    from ..features.audio.auto import resolve_audio_feature
+    from ..data import VideoOptions
+    from ..features.audio.auto import context_seconds, resolve_audio_feature
     from ..features.fill_cache import RayConfig, fill_cache
     from ..features.store import FeatureStore
 
@@ -92,7 +93,9 @@ def extract(
     if weights is not None and len(backbones) != 1:
         fail("--weights needs exactly one --image-backbone")
     dataset = load_dataset(path, layout=layout, classes=class_list(classes), check_files=False,
-                           allow_outside=allow_outside_paths)
+                           allow_outside=allow_outside_paths,
+                           options=VideoOptions(audio_seconds=context_seconds(audio),
+                                                cache_dir=cache))
     if len(dataset) == 0:
         fail(f"{path}: no usable items (see `scenefusion data inspect {path}`)", code=2)
     audio, why = resolve_audio_feature(audio, dataset)

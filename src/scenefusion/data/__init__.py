@@ -4,8 +4,10 @@ from .datasets import detect_layout, load_dataset, load_manifest, load_pairs_fol
 from .items import Dataset, Item, Skip
 from .splits import Split, SplitError, make_split
 from .validate import DataError
+from .video_folder import VideoOptions, load_video_folder
 
 __all__ = [
     "DataError", "Dataset", "Item", "Skip", "Split", "SplitError", "detect_layout",
-    "load_dataset", "load_manifest", "load_pairs_folder", "load_reference", "make_split",
+    "VideoOptions", "load_dataset", "load_manifest", "load_pairs_folder", "load_reference",
+    "load_video_folder", "make_split",
 ]

@@ -13,6 +13,7 @@ keeping them in one module keeps every layout applying the same ones.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -481,27 +482,45 @@ def load_reference(
 
 # --- choosing a loader -------------------------------------------------------------------------
 
+#: layout name -> loader; a layout defined elsewhere adds itself with :func:`register_layout`
+LOADERS: dict[str, Callable[..., Dataset]] = {
+    "reference": load_reference, "manifest": load_manifest, "pairs": load_pairs_folder}
+#: folder layouts recognised before the folder of pairs: (name, does this folder hold it?)
+_FOLDER_DETECTORS: list[tuple[str, Callable[[Path], bool]]] = []
+
+
+def register_layout(name: str, loader: Callable[..., Dataset],
+                    detect: Callable[[Path], bool] | None = None) -> None:
+    """Add a layout: ``loader(root, classes=, check_files=, progress=, allow_outside=, **options)``
+    and, for a folder layout that ``auto`` should find, ``detect(folder) -> bool``."""
+    LOADERS[name] = loader
+    if detect is not None:
+        _FOLDER_DETECTORS.append((name, detect))
+
+
 def detect_layout(path: Path) -> str:
-    """Which loader fits `path`: 'reference', 'manifest' or 'pairs'."""
+    """Which loader fits `path`: 'reference', 'manifest', a registered folder layout
+    (e.g. 'videos') or 'pairs'."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".csv":
         return "manifest"
     if path.is_dir() and (path / REFERENCE_CSV).is_file():
         return "reference"
     if path.is_dir():
-        return "pairs"
+        return next((name for name, detect in _FOLDER_DETECTORS if detect(path)), "pairs")
     raise DataError(path, "not found (expected a data folder or a manifest .csv)")
 
 
-LOADERS = {"reference": load_reference, "manifest": load_manifest, "pairs": load_pairs_folder}
-LAYOUTS = ("auto", *LOADERS)
+def layouts() -> tuple[str, ...]:
+    """Every layout name a user may give, 'auto' first."""
+    return ("auto", *LOADERS)
 
 
 def check_layout(layout: str) -> str:
     """The layout name normalised ('Pairs ' -> 'pairs'); an unknown one names the valid ones."""
     name = str(layout).strip().lower()
-    if name not in LAYOUTS:
-        raise InvalidValue(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    if name not in layouts():
+        raise InvalidValue(f"unknown layout {layout!r}; valid layouts: {', '.join(layouts())}")
     return name
 
 
@@ -512,15 +531,40 @@ def load_dataset(
     check_files: bool = True,
     progress: Progress | None = None,
     allow_outside: bool = False,
+    **options: object,
 ) -> Dataset:
     """Load any supported layout; `layout='auto'` picks it from what is on disk.
 
     `allow_outside=True` accepts manifest / reference paths that leave the data folder.
+    ``options`` go to the layouts that take them (a video folder's ``options=VideoOptions``)
+    and are ignored by the others.
     """
     chosen = check_layout(layout)
     if chosen == "auto":
         chosen = detect_layout(path)
-    return LOADERS[chosen](
+    loader = LOADERS[chosen]
+    accepted = inspect.signature(loader).parameters
+    return loader(
         Path(path), classes=classes, check_files=check_files, progress=progress,
-        allow_outside=allow_outside,
+        allow_outside=allow_outside, **{k: v for k, v in options.items() if k in accepted},
     )
+
+
+# --- what a layout defined in another module builds on -------------------------------------------
+
+def label_of(raw: object, stripped: set[str]) -> str:
+    """A folder or cell name as a label, the same way every loader reads one."""
+    return _label(raw, stripped)
+
+
+def row_of(path: Path, entry: Item | Skip) -> object:
+    """One candidate input for :func:`finish_rows`: an item or a skip, cited by ``path``."""
+    return _Row(str(path), str(path), entry)
+
+
+def finish_rows(rows: list, classes: list[str] | None, root: Path, layout: str,
+                group_source: str, stripped: set[str]) -> Dataset:
+    """Apply the rules every loader shares (duplicates, label and group conflicts, the class
+    list, missing files) to rows made with :func:`row_of`."""
+    _warn_stripped(stripped, root)
+    return _finish(rows, classes, root, layout, group_source, False, None)

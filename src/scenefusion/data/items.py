@@ -49,6 +49,8 @@ class Dataset:
     skipped: list[Skip] = field(default_factory=list)
     #: what every item has: both, or only "audio" / only "image" (a one-modality data set)
     modalities: tuple[str, ...] = ("image", "audio")
+    #: a video folder's cutting summary: videos found, cut now, cuts reused, steps per second
+    videos: dict[str, float] | None = None
 
     def __len__(self) -> int:
         return len(self.items)

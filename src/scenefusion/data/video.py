@@ -99,12 +99,16 @@ def planned_pairs(video: Path, out_dir: Path, label: str, sample_rate: int = 160
 
 
 def _pair_paths(video: Path, folder: Path, audio: np.ndarray, sample_rate: int,
-                image_suffix: str) -> list[tuple[Path, Path]]:
-    """One naming rule: second `t` of `video` is `<folder>/<stem>_<t:05d>.<suffix>` + `.wav`."""
-    seconds = len(audio) // sample_rate
+                image_suffix: str, fps: float = 1.0, max_seconds: float | None = None
+                ) -> list[tuple[Path, Path]]:
+    """One naming rule: step `k` of `video` (the frame at `(k + 0.5) / fps` s) is
+    `<folder>/<stem>_<k:05d>.<suffix>` + `.wav`; at 1 frame per second, `k` is the second."""
+    seconds = len(audio) / sample_rate
     if seconds < 1:
-        raise DataError(video, f"shorter than one second ({len(audio) / sample_rate:.2f} s)")
-    stems = [f"{video.stem}_{t:05d}" for t in range(seconds)]
+        raise DataError(video, f"shorter than one second ({seconds:.2f} s)")
+    usable = seconds if max_seconds is None else min(seconds, max_seconds)
+    steps = max(1, int(usable * fps + 1e-9))
+    stems = [f"{video.stem}_{k:05d}" for k in range(steps)]
     return [(folder / f"{stem}{image_suffix}", folder / f"{stem}.wav") for stem in stems]
 
 
@@ -132,8 +136,11 @@ def video_to_pairs(
     sample_rate: int = 16000,
     image_suffix: str = ".jpg",
     audio_seconds: float = 1.0,
+    fps: float = 1.0,
+    max_seconds: float | None = None,
 ) -> list[Path]:
-    """Write one image + a WAV per whole second of `video`; returns the image paths.
+    """Write one image + a WAV per whole second of `video` (``fps`` per second; only the first
+    ``max_seconds`` when given); returns the image paths.
 
     The WAV holds `audio_seconds` of sound centred on the frame (shifted to stay inside the
     track near its start and end), so neighbouring clips overlap when it is above 1.
@@ -148,20 +155,23 @@ def video_to_pairs(
     if audio_seconds < MIN_AUDIO_SECONDS:
         raise InvalidValue(f"audio_seconds must be at least {MIN_AUDIO_SECONDS}, got "
                          f"{audio_seconds}")
+    if not fps > 0 or (max_seconds is not None and not max_seconds > 0):
+        raise InvalidValue(f"fps and max_seconds must be positive, got {fps} and {max_seconds}")
     av = _av()
     folder = Path(out_dir) / label
     try:
         audio = _read_audio(av, video, sample_rate)
-        pairs = _pair_paths(video, folder, audio, sample_rate, image_suffix)
+        pairs = _pair_paths(video, folder, audio, sample_rate, image_suffix, fps, max_seconds)
         refuse_clashes(pairs)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for t, image in _frames_at(av, video, [s + 0.5 for s in range(len(pairs))]):
-            image_path, audio_path = pairs[t]
+        times = [(k + 0.5) / fps for k in range(len(pairs))]
+        for k, image in _frames_at(av, video, times):
+            image_path, audio_path = pairs[k]
             with open_new(image_path) as fh:
                 image.convert("RGB").save(fh, format=_PIL_FORMATS[image_suffix.lower()])
             with open_new(audio_path) as fh:
-                sf.write(fh, _audio_around(audio, t + 0.5, audio_seconds, sample_rate),
+                sf.write(fh, _audio_around(audio, times[k], audio_seconds, sample_rate),
                          sample_rate, format="WAV")
             written.append(image_path)
     except av.error.FFmpegError as exc:

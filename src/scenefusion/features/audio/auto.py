@@ -17,6 +17,7 @@ import numpy as np
 
 from ...data.validate import DataError, audio_info
 from .aisfx_weights import find_aisfx_checkpoint
+from .registry import audio_feature
 
 AUTO = "auto"
 #: what `scenefusion list` says of ``auto``
@@ -28,6 +29,15 @@ AUTO_DESCRIPTION = ("the default: mfcc for the reference layout's MFCC rows; for
 AUTO_MAX_SECONDS = 4
 #: files whose length is read (from the header only) to decide the clip length
 AUTO_PROBE_FILES = 64
+
+
+def context_seconds(feature_id: str) -> int:
+    """Seconds of sound one item of ``feature_id`` reads: N for ``ID@Ns``, 1 for a plain id,
+    and for ``auto`` the longest context it may choose (so that clips cut for it, e.g. from
+    videos, hold enough sound whatever it picks)."""
+    if feature_id == AUTO:
+        return AUTO_MAX_SECONDS
+    return audio_feature(feature_id).params.clip_seconds
 
 
 def resolve_audio_feature(feature_id: str, dataset: Any) -> tuple[str, str | None]:

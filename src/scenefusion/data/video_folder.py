@@ -1,0 +1,170 @@
+"""A folder of videos as a data set: ``ROOT/<class>/*.{mp4,mkv,webm,mov,avi,m4v}``.
+
+Users with their own footage have videos, not pairs. Each video becomes one item per step
+(``fps`` per second: the frame at ``(k + 0.5) / fps`` s and ``audio_seconds`` of sound around
+it), grouped by video, exactly as ``data from-video`` cuts them. The cut frames and clips live
+in the cache under the video file's content hash and the cutting options, so a re-run decodes
+nothing and an edited video (new content, new hash) is cut again. A cut is written to a
+temporary folder and renamed into place with its list of steps, so a killed run leaves no
+half-cut video behind. A video that cannot be cut (unreadable, no audio track, shorter than a
+second) is a named skip, as for every other layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import default_cache_dir
+from .datasets import finish_rows, label_of, register_layout, row_of
+from .items import Dataset, Item, Skip
+from .validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError
+from .video import VIDEO_SUFFIXES, video_to_pairs
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+#: folder of the feature cache that holds cut videos
+CUTS_FOLDER = "videos"
+#: written last into a finished cut: the image stems in order
+CUT_LIST = "cut.json"
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How videos are cut into items: steps per second, the longest span read per video
+    (None: all of it), seconds of audio per item, and the cache folder the cuts live in
+    (None: the cache in use)."""
+
+    fps: float = 1.0
+    max_seconds: float | None = None
+    audio_seconds: float = 1.0
+    cache_dir: Path | None = None
+
+    def key(self) -> str:
+        """The options that change a cut's files (never where the cache is)."""
+        return f"fps{self.fps:g}-max{self.max_seconds or 0:g}-audio{self.audio_seconds:g}"
+
+
+@dataclass
+class CutReport:
+    """What loading did to the videos: how many were cut now and how many cuts were reused."""
+
+    decoded: int = 0
+    reused: int = 0
+
+
+def is_video_folder(root: Path) -> bool:
+    """True when the class folders under ``root`` hold videos and no images or sounds."""
+    found = {p.suffix.lower() for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+             for p in d.iterdir() if p.is_file()}
+    media = set(IMAGE_SUFFIXES) | set(AUDIO_SUFFIXES)
+    return bool(found & set(VIDEO_SUFFIXES)) and not found & media
+
+
+def _content_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:20]
+
+
+def cut_cached(video: Path, options: VideoOptions, report: CutReport | None = None,
+               digest: str | None = None) -> list[tuple[Path, Path]]:
+    """The (image, audio) files of ``video``'s items, cutting it only when no finished cut
+    of the same content (``digest``, computed when not given) and options is in the cache.
+    Raises DataError for a video that cannot be cut."""
+    root = (options.cache_dir or default_cache_dir()) / CUTS_FOLDER
+    folder = root / f"{digest or _content_hash(video)}-{options.key()}"
+    listing = folder / CUT_LIST
+    if not listing.is_file():
+        tmp = root / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            written = video_to_pairs(video, tmp, "cut", audio_seconds=options.audio_seconds,
+                                     fps=options.fps, max_seconds=options.max_seconds)
+            (tmp / "cut").mkdir(parents=True, exist_ok=True)
+            (tmp / "cut" / CUT_LIST).write_text(json.dumps([p.stem for p in written]))
+            try:
+                os.replace(tmp / "cut", folder)
+            except OSError:  # another process finished the same cut first: use theirs
+                if not listing.is_file():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if report is not None:
+            report.decoded += 1
+    elif report is not None:
+        report.reused += 1
+    stems = json.loads(listing.read_text())
+    return [(folder / f"{s}.jpg", folder / f"{s}.wav") for s in stems]
+
+
+def load_video_folder(
+    root: Path,
+    classes: list[str] | None = None,
+    check_files: bool = True,
+    progress: Progress | None = None,
+    allow_outside: bool = False,
+    options: VideoOptions | None = None,
+) -> Dataset:
+    """Load ``ROOT/<class>/<video>``: one item per step of each video, grouped by video.
+
+    ``progress(done, total)`` counts videos. ``check_files`` is accepted so that every
+    loader takes the same options: cut files are decoded by the cutter itself.
+    ``allow_outside`` too: a video folder names no paths outside itself.
+    """
+    options = options or VideoOptions()
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "data folder not found")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(root, "no class folders found (expected ROOT/<class>/<video>.mp4)")
+    videos, rows, stripped = [], [], set()
+    for class_dir in class_dirs:
+        label = label_of(class_dir.name, stripped)
+        for f in sorted(p for p in class_dir.iterdir() if not p.name.startswith(".")):
+            if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES:
+                videos.append((label, f))
+            else:
+                rows.append(row_of(f, Skip(str(f), "not a video (expected "
+                                           f"{', '.join(VIDEO_SUFFIXES)})")))
+    report = CutReport()
+    first_with: dict[str, Path] = {}
+    for n, (label, video) in enumerate(videos, 1):
+        digest = _content_hash(video)
+        if digest in first_with:  # one footage twice would put a video on both sides
+            rows.append(row_of(video, Skip(str(video), f"same content as {first_with[digest]}; "
+                                                       "kept there only")))
+            continue
+        first_with[digest] = video
+        try:
+            pairs = cut_cached(video, options, report, digest)
+        except DataError as err:
+            rows.append(row_of(video, Skip(str(err.path), err.problem)))
+        else:
+            for image, audio in pairs:
+                step = image.stem.rsplit("_", 1)[-1]
+                item = Item(id=f"{label}/{video.name}/{step}", label=label,
+                            group=f"{label}/{video.name}", image=image, audio=audio)
+                rows.append(row_of(image, item))
+        if progress:
+            progress(n, len(videos))
+    log.info("%s: %d video(s) cut, %d cut(s) reused from the cache", root, report.decoded,
+             report.reused)
+    dataset = finish_rows(rows, classes, root, "videos", "one group per video", stripped)
+    dataset.videos = {"videos": len(videos), "cut": report.decoded, "reused": report.reused,
+                      "fps": options.fps}
+    return dataset
+
+
+register_layout("videos", load_video_folder, is_video_folder)
