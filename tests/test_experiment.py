@@ -374,6 +374,46 @@ def test_late_fusion_bundle_falls_back_to_the_present_modality(tmp_path, demo_pa
     assert (frame["error"] == "").all()
 
 
+def test_a_late_answer_says_how_much_each_member_pushed_toward_it(tmp_path, demo_pairs):
+    import numpy as np
+    from PIL import Image
+
+    from scenefusion.features.audio import audio_feature
+    from scenefusion.models import LateFusion, make_model
+    from scenefusion.predict import load_bundle, predict_rows, save_bundle
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(2), 20)
+    img = rng.normal(y[:, None], 0.3, (40, 1280)).astype("float32")
+    aud = rng.normal(-y[:, None, None], 3.0, (40, 8, 13)).astype("float32")  # weak, other sign
+    model = LateFusion({"image": make_model("logreg"), "audio": make_model("logreg")},
+                       method="mean").fit({"image": img, "audio": aud}, y)
+    info = {"name": "late:mean:t", "kind": "late", "classes": ["A", "B"],
+            "image_backbone": "effnet_lite0", "image_weights": None, "audio_features": "mfcc",
+            "audio_source": "raw-audio"}
+    save_bundle(model, info, tmp_path / "b")
+    bundle = load_bundle(tmp_path / "b")
+    image, audio = demo_pairs / "CITY/city0_000.png", demo_pairs / "CITY/city0_000.wav"
+    row = predict_rows(bundle, [image], [audio])[0]
+    assert set(row.members) == {"image", "audio"}
+    chosen = bundle.classes.index(row.predicted)
+    extractor = bundle.image_extractor
+    picture = extractor.preprocess(Image.open(image).convert("RGB"))[None]
+    alone = bundle.model.member_probabilities(
+        {"image": extractor.embed(picture), "audio": audio_feature("mfcc")(audio)[None]})
+    for name, member in row.members.items():
+        assert member["weight"] == pytest.approx(0.5)  # mean: equal shares
+        assert member["probability"] == pytest.approx(alone[name][0, chosen], abs=1e-4)
+        assert member["contribution"] == pytest.approx(0.5 * member["probability"], abs=1e-4)
+    # for the mean, the members' contributions add up to the fused probability
+    assert sum(m["contribution"] for m in row.members.values()) == pytest.approx(
+        row.probability, abs=1e-3)
+    assert row.csv_row()["contributions"].startswith("image ")
+    image_only = make_model("logreg").fit(img, y)
+    save_bundle(image_only, {**info, "name": "image:logreg:t", "kind": "image"}, tmp_path / "i")
+    assert predict_rows(load_bundle(tmp_path / "i"), [image], [None])[0].members == {}
+
+
 def test_predict_without_bundle_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["predict", "--model", str(tmp_path), "--image", "x.png"])
     assert result.exit_code == 1 and "not a model bundle" in result.output

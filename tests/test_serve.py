@@ -22,7 +22,7 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 over httpx; bo
 
 from scenefusion.cli import app as cli  # noqa: E402
 from scenefusion.data.synthetic import make_pairs_folder  # noqa: E402
-from scenefusion.predict import load_bundle, predict_pairs  # noqa: E402
+from scenefusion.predict import load_bundle, predict_pairs, predict_rows  # noqa: E402
 from scenefusion.serve import create_app  # noqa: E402
 from scenefusion.serve.app import ranked  # noqa: E402
 
@@ -98,6 +98,8 @@ def test_good_pair_answers_as_predict_pairs_with_per_modality_probabilities(clie
     exact = predict_pairs(bundle, [image], [audio], with_probabilities=True).iloc[0]
     assert body["probability"] == exact["probabilities"][body["class"]] == exact["probability"]
     assert body["per_modality"]["audio"]["model"].startswith("audio:")
+    # a late / hybrid answer says what each member contributed, as predict's rows do
+    assert body["members"] == predict_rows(bundle, [image], [audio])[0].members
     assert any("SYNTHETIC" in w for w in body["warnings"])
     assert body["timeline"] is None
 

@@ -171,6 +171,9 @@ class Prediction:
     error: str = ""
     #: classified by the run's single-modality model because this pair lacked a modality
     fallback: bool = False
+    #: a late / hybrid model's members: {member: {"weight", "probability" (its own, of the
+    #: predicted class), "contribution" (weight x probability)}}; empty for other models
+    members: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def csv_row(self) -> dict[str, Any]:
         """The row as text columns (``top_k``: ``"CLASS p; ..."``, ``modalities``:
@@ -182,11 +185,13 @@ class Prediction:
                 "top_k": "; ".join(f"{c} {p:.3f}" for c, p in self.top_k) if done else None,
                 "modalities": "+".join(self.modalities) if done else None,
                 "model": self.model, "warning": "; ".join(self.warnings), "error": self.error,
+                "contributions": "; ".join(f"{m} {v['contribution']:.3f}"
+                                           for m, v in self.members.items()),
                 "probabilities": self.probabilities if done else None}
 
 
 PREDICTION_COLUMNS = ["image", "audio", "predicted", "probability", "top_k", "modalities",
-                      "model", "warning", "error"]
+                      "model", "contributions", "warning", "error"]
 
 
 def predictions_frame(rows: list[Prediction], with_probabilities: bool = False) -> pd.DataFrame:
@@ -206,6 +211,22 @@ def predict_pairs(
 ) -> pd.DataFrame:
     """:func:`predict_rows` as a table (see :func:`predictions_frame`)."""
     return predictions_frame(predict_rows(bundle, images, audios, top_k), with_probabilities)
+
+
+def member_contributions(model: Any, arrays: dict[str, np.ndarray], chosen: np.ndarray
+                         ) -> dict[str, list[dict[str, float]]]:
+    """Per member of a late / hybrid model, per row: its weight in the fusion, its own
+    probability of the chosen class and their product (how much it pushed toward the answer).
+    Empty for a model that is not such a fusion."""
+    if not hasattr(model, "member_probabilities"):
+        return {}
+    weights = model.member_weights()
+    probas = model.member_probabilities({m: arrays.get(m) for m in ("image", "audio")})
+    rows = np.arange(len(chosen))
+    return {name: [{"weight": weights[name], "probability": round(float(p), 4),
+                    "contribution": round(float(weights[name] * p), 4)}
+                   for p in proba[rows, chosen]]
+            for name, proba in probas.items()}
 
 
 def predict_rows(
@@ -273,6 +294,7 @@ def predict_rows(
             used = tuple(getattr(bundle.model, "last_used_modalities_", have))
         proba = apply_temperature(proba, bundle.temperature)
         order = np.argsort(-proba, axis=1)[:, :top_k]
+        members = member_contributions(bundle.model, arrays, proba.argmax(axis=1))
         for row_i, i in enumerate(idx):
             top, row = order[row_i], rows[i]
             tie = near_tie(proba[row_i], bundle.classes)
@@ -284,6 +306,7 @@ def predict_rows(
             row.probabilities = dict(zip(bundle.classes, map(float, proba[row_i]), strict=True))
             row.modalities = list(used)
             row.model = bundle.info["name"]
+            row.members = {m: by_row[row_i] for m, by_row in members.items()}
     for modality, idx in fallback_rows.items():
         only = [(images[i] if modality == "image" else None,
                  audios[i] if modality == "audio" else None) for i in idx]

@@ -196,6 +196,14 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         probas = {n: self._member_proba(n, X) for n in available}
         return normalise_proba(self.combiner_.combine(probas, complete))
 
+    def member_probabilities(self, X: Modalities) -> dict[str, np.ndarray]:
+        """Each member's own (N, K) probabilities for the members that can predict ``X``:
+        what the combiner weighs, shown beside a fused answer to say which modality decided."""
+        check_is_fitted(self, "members_")
+        X = check_mapping(X)
+        return {n: self._member_proba(n, X) for n in self.member_names_
+                if all(present(X, m) for m in self._required(n))}
+
     def predict(self, X: Modalities) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 

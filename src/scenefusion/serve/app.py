@@ -67,6 +67,12 @@ class ModalityResult(BaseModel):
     probabilities: list[ClassProbability] = Field(description="Every class, most likely first.")
 
 
+class MemberContribution(BaseModel):
+    weight: float
+    probability: float
+    contribution: float
+
+
 class Second(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     second: int
@@ -88,6 +94,9 @@ class Prediction(BaseModel):
                     "model), 'fused' (both); only those the run saved a model for.")
     modalities: list[str] = Field(description="Inputs the answering model used.")
     model: str
+    members: dict[str, MemberContribution] = Field(
+        default_factory=dict, description="A late / hybrid model: each member's weight, its "
+        "own probability of the predicted class and their product (which modality decided).")
     warnings: list[str]
     timeline: list[Second] | None = Field(None, description="A video: one entry per second.")
 
@@ -207,7 +216,7 @@ def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
             per[modality] = {"model": alone.model, "probabilities": ranked(alone.probabilities)}
     return {"class": row.predicted, "probability": row.probability, "top_k": probs[:top_k],
             "per_modality": per, "modalities": used, "model": row.model,
-            "warnings": row.warnings}
+            "members": row.members, "warnings": row.warnings}
 
 
 def _predict_video(served: _Served, video: Path, top_k: int, smooth: int) -> dict[str, Any]:
