@@ -104,6 +104,22 @@ def test_smoothing_outvotes_a_lone_odd_second_and_skips_errors():
     assert frame["top_k"][2] == "BEACH 0.550; CITY 0.450" and "image" not in frame
 
 
+def test_the_decisive_seconds_of_a_video_whose_scene_changes_halfway():
+    from scenefusion.timeline import decisive_seconds
+
+    city = [{"BEACH": 0.2 + 0.02 * i, "CITY": 0.8 - 0.02 * i} for i in range(3)]
+    beach = [{"BEACH": 0.9 - 0.05 * i, "CITY": 0.1 + 0.05 * i} for i in range(4)]
+    rows = _timeline([*city, "x.wav: unreadable", *beach])
+    best, _, _ = video_verdict(rows)
+    assert best == "BEACH"
+    why = decisive_seconds(rows, best, n=2)
+    assert why["toward"] == [(4, pytest.approx(0.9)), (5, pytest.approx(0.85))]  # second half
+    assert why["against"] == [(0, pytest.approx(0.2)), (1, pytest.approx(0.22))]  # first half
+    assert all(s != 3 for side in why.values() for s, _ in side)  # the error second is no one's
+    assert decisive_seconds(rows, "CITY", n=1) == {"toward": [(0, pytest.approx(0.8))],
+                                                   "against": [(4, pytest.approx(0.1))]}
+
+
 def test_smoothing_recomputes_the_low_margin_warning_and_fills_unknown_classes():
     rows = _timeline([{"BEACH": 0.51, "CITY": 0.49}, {"BEACH": 0.9, "CITY": 0.1},
                       {"BEACH": 0.95}])  # e.g. a fallback model that knows one class

@@ -100,3 +100,18 @@ def video_verdict(rows: list[Prediction]) -> tuple[str, dict[str, float], dict[s
     best = max(counts, key=lambda c: (counts[c], totals.get(c, 0.0)))
     order = sorted(counts, key=lambda c: (-counts[c], -totals.get(c, 0.0)))
     return best, totals, {c: counts[c] for c in order}
+
+
+def decisive_seconds(rows: list[Prediction], label: str, n: int = 3
+                     ) -> dict[str, list[tuple[int, float]]]:
+    """Why a video got ``label``: the ``n`` classified seconds whose probability of it is
+    highest ("toward": they pushed hardest for it) and lowest ("against"), as (second,
+    probability) pairs, most decisive first. A second in both lists (a short video) is kept
+    in "toward" only."""
+    scored = [(i, float(r.probabilities.get(label, 0.0))) for i, r in enumerate(rows)
+              if not r.error]
+    toward = sorted(scored, key=lambda sp: (-sp[1], sp[0]))[:n]
+    taken = {i for i, _ in toward}
+    against = [sp for sp in sorted(scored, key=lambda sp: (sp[1], sp[0]))[:n]
+               if sp[0] not in taken]
+    return {"toward": toward, "against": against}

@@ -66,7 +66,7 @@ def _provenance(bundle) -> None:
 
 
 def _predict_video(bundle, video: Path, out: Path, top_k: int, smooth: int) -> None:
-    from ..timeline import predict_video, timeline_frame, video_verdict
+    from ..timeline import decisive_seconds, predict_video, timeline_frame, video_verdict
 
     rows = predict_video(bundle, video, top_k=top_k, smooth=smooth)
     _provenance(bundle)
@@ -80,6 +80,11 @@ def _predict_video(bundle, video: Path, out: Path, top_k: int, smooth: int) -> N
     for label, n in counts.items():
         if label != best:
             console.print(f"  {escape(str(label)):<20} {n} s")
+    why = decisive_seconds(rows, best)
+    for side, seconds in why.items():
+        if seconds:
+            shown = ", ".join(f"{s} s ({p:.2f})" for s, p in seconds)
+            console.print(f"  seconds {side} {escape(str(best))}: {shown}")
 
 
 def _predict_many(bundle, pairs: Path, out: Path, top_k: int, allow_outside: bool) -> None:

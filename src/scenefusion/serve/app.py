@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
 from ..data.video import VIDEO_SUFFIXES
 from ..predict import Bundle, load_bundle, predict_rows
-from ..timeline import NothingClassified, predict_video, video_verdict
+from ..timeline import NothingClassified, decisive_seconds, predict_video, video_verdict
 
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_VIDEO_SECONDS = 120.0
@@ -99,6 +99,9 @@ class Prediction(BaseModel):
         "own probability of the predicted class and their product (which modality decided).")
     warnings: list[str]
     timeline: list[Second] | None = Field(None, description="A video: one entry per second.")
+    decisive_seconds: dict[str, list[tuple[int, float]]] | None = Field(
+        None, description="A video: the seconds whose probability of the answer is highest "
+        "('toward') and lowest ('against'), as [second, probability].")
 
 
 class Health(BaseModel):
@@ -243,7 +246,7 @@ def _predict_video(served: _Served, video: Path, top_k: int, smooth: int) -> dic
             "per_modality": {"fused" if len(used) > 1 else used[0]:
                              {"model": bundle.info["name"], "probabilities": mean}},
             "modalities": used, "model": bundle.info["name"], "warnings": warnings,
-            "timeline": timeline}
+            "timeline": timeline, "decisive_seconds": decisive_seconds(rows, best)}
 
 
 # --- upload size limit -------------------------------------------------------------------------
