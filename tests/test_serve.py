@@ -240,6 +240,9 @@ def test_video_gets_a_per_second_timeline_and_a_length_limit(client, run, tmp_pa
     body = response.json()
     assert [s["second"] for s in body["timeline"]] == [0, 1, 2]
     assert body["class"] in {s["class"] for s in body["timeline"]}
+    toward = body["decisive_seconds"]["toward"]
+    assert toward and {second for second, _ in toward} <= {0, 1, 2}
+    assert [p for _, p in toward] == sorted((p for _, p in toward), reverse=True)
     smoothed = client.post("/predict", files=files, data={"smooth": "5"}).json()
     assert len({s["class"] for s in smoothed["timeline"]}) == 1  # each 5 s window spans all 3 s
     assert client.post("/predict", files=files, data={"smooth": "0"}).status_code == 422
