@@ -100,6 +100,13 @@ def test_good_pair_answers_as_predict_pairs_with_per_modality_probabilities(clie
     assert body["per_modality"]["audio"]["model"].startswith("audio:")
     # a late / hybrid answer says what each member contributed, as predict's rows do
     assert body["members"] == predict_rows(bundle, [image], [audio])[0].members
+    assert body["saliency"] is None  # only when asked
+    explained = client.post("/predict", files=upload(image, audio),
+                            data={"explain": "true"}).json()["saliency"]
+    assert explained["class"] == body["class"] and explained["method"]
+    grid = explained["grid"]
+    assert len(grid) >= 2 and all(len(row) == len(grid[0]) for row in grid)
+    assert max(map(max, grid)) > 0 and 0 < explained["crop"] <= 1
     assert any("SYNTHETIC" in w for w in body["warnings"])
     assert body["timeline"] is None
 

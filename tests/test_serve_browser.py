@@ -117,6 +117,16 @@ def test_page_uploads_a_pair_and_shows_class_chart_and_spectrogram(server, brows
         "const s = new Set(); for (let i = 0; i < d.length; i += 4 * 97) s.add(d[i] * 65536 +"
         " d[i + 1] * 256 + d[i + 2]); return s.size;")
     assert distinct > 10
+    # the image model's saliency map is drawn over the picture, as the API computed it
+    assert browser.find_element(By.ID, "saliency-box").is_displayed()
+    assert browser.find_element(By.ID, "saliency-note").text.startswith(shown + " (")
+    drawn = browser.execute_script(
+        "const c = document.getElementById('saliency');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "const s = new Set(); for (let i = 0; i < d.length; i += 4 * 31) s.add(d[i] * 65536 +"
+        " d[i + 1] * 256 + d[i + 2]); return s.size;")
+    assert drawn > 10
+    browser.execute_script("document.getElementById('saliency-box').scrollIntoView()")
 
     shot = tmp_path / "serve.png"
     assert browser.save_screenshot(str(shot))

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
 from ..data.video import VIDEO_SUFFIXES
+from ..explain import explain_image
 from ..predict import Bundle, load_bundle, predict_rows
 from ..timeline import NothingClassified, decisive_seconds, predict_video, video_verdict
 
@@ -67,6 +68,18 @@ class ModalityResult(BaseModel):
     probabilities: list[ClassProbability] = Field(description="Every class, most likely first.")
 
 
+class SaliencyMap(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    class_: str = Field(alias="class", description="The class explained.")
+    probability: float = Field(description="The image model's probability of it.")
+    grid: list[list[float]] = Field(description="Rows x columns over the backbone's input "
+                                                "crop; higher = more evidence for the class.")
+    method: str = Field(description="Grad-CAM or occlusion sensitivity (see scenefusion.explain).")
+    model: str
+    crop: float = Field(description="Share of the picture's shorter side the map covers (the "
+                                    "backbone's centre crop).")
+
+
 class MemberContribution(BaseModel):
     weight: float
     probability: float
@@ -99,6 +112,9 @@ class Prediction(BaseModel):
         "own probability of the predicted class and their product (which modality decided).")
     warnings: list[str]
     timeline: list[Second] | None = Field(None, description="A video: one entry per second.")
+    saliency: SaliencyMap | None = Field(None, description="With explain=true and an image: "
+                                         "where in the picture the image model found the "
+                                         "answer.")
     decisive_seconds: dict[str, list[tuple[int, float]]] | None = Field(
         None, description="A video: the seconds whose probability of the answer is highest "
         "('toward') and lowest ('against'), as [second, probability].")
@@ -351,6 +367,8 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
                                     description="A video: average each second's probabilities "
                                                 "over this many seconds around it (1 = off).")]
         = 1,
+        explain: Annotated[bool, Form(description="An image: add a saliency map of the image "
+                                                  "model for the answer ('saliency').")] = False,
     ) -> dict[str, Any]:
         """Classify an image and/or its audio, or a video (multipart form upload)."""
         image, audio, video = _present(image), _present(audio), _present(video)
@@ -364,6 +382,10 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
             names = {saved[m]: _display_name(uploads[m].filename) for m in saved}
             try:
                 result = _checked_predict(served, saved, top_k, smooth)
+                if explain and "image" in saved:
+                    with served.lock:
+                        found = explain_image(served.bundle, saved["image"], result["class"])
+                    result["saliency"] = None if found is None else found.as_dict()
             except (DataError, HTTPException) as err:
                 detail = err.detail if isinstance(err, HTTPException) else str(err)
                 status = err.status_code if isinstance(err, HTTPException) else 422

@@ -19,10 +19,16 @@ LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
 
 
 class EffnetLite(EfficientNet):
-    """EfficientNet-Lite with ``embed`` = global-average-pooled head features (1280-d)."""
+    """EfficientNet-Lite with ``embed`` = global-average-pooled head features (1280-d).
+
+    ``feature_map`` is the map ``embed`` averages: a backbone that has one can be explained by
+    Grad-CAM (``scenefusion.explain``)."""
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.extract_features(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.extract_features(x).mean(dim=(2, 3))
+        return self.feature_map(x).mean(dim=(2, 3))
 
 
 def effnet_lite0() -> EffnetLite:
