@@ -15,7 +15,8 @@ PACKAGE = "scenefusion"
 LAYERS: dict[str, int] = {
     "errors": 0, "registry": 1, "paths": 1, "files": 1, "cpu": 1, "runners": 1,
     "data": 2, "features": 3, "models": 4, "evaluation": 5, "config": 6, "grid": 7,
-    "experiment": 8, "predict": 8, "timeline": 9, "serve": 10, "cli": 11, "__main__": 12,
+    "experiment": 8, "predict": 8, "timeline": 9, "explain": 9, "serve": 10, "cli": 11,
+    "__main__": 12,
 }
 
 
