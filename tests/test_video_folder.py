@@ -98,6 +98,26 @@ def test_bad_videos_are_named_skips_and_the_rest_still_load(tmp_path):
     assert {it.group for it in dataset.items} == {"BEACH/clip0.mp4", "CITY/clip0.mp4"}
 
 
+def test_a_manifest_with_a_video_column_lists_videos_and_their_groups(tmp_path):
+    data = video_folder_of(tmp_path / "videos")
+    csv = tmp_path / "videos" / "list.csv"
+    csv.write_text("video,label,group\n"
+                   "BEACH/clip0.mp4,BEACH,bay\n"
+                   "BEACH/clip1.mp4,BEACH,bay\n"
+                   "CITY/clip0.mp4,CITY,\n"
+                   "../elsewhere.mp4,CITY,x\n"
+                   "CITY/missing.mp4,CITY,y\n")
+    assert detect_layout(csv) == "video-manifest"
+    dataset = load_dataset(csv, options=VideoOptions(cache_dir=tmp_path / "cache"))
+    assert dataset.class_counts() == {"BEACH": 6, "CITY": 3}
+    # two videos of one place share their group; an empty cell falls back to the video
+    assert dataset.groups_per_class() == {"BEACH": 1, "CITY": 1}
+    assert {it.group for it in dataset.items} == {"bay", "CITY/clip0.mp4"}
+    reasons = " | ".join(s.reason for s in dataset.skipped)
+    assert "leaves the manifest folder" in reasons and "video file not found" in reasons
+    assert data.is_dir()
+
+
 def test_inspect_prints_videos_and_seconds_and_run_trains_on_a_video_folder(tmp_path):
     data = tmp_path / "videos"
     for c, freq in (("BEACH", 330.0), ("CITY", 880.0)):

@@ -43,7 +43,7 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     path: Path | None = Field(None, description="Data folder or manifest CSV; None = demo data.")
-    layout: Literal["auto", "reference", "manifest", "pairs", "videos"] = "auto"
+    layout: Literal["auto", "reference", "manifest", "pairs", "videos", "video-manifest"] = "auto"
     classes: list[str] | None = Field(
         None, description="Classes to keep (others are skipped); None = all.")
     allow_outside_paths: bool = Field(

@@ -115,7 +115,8 @@ AllowOutsideOpt = Annotated[
                  help="Accept manifest paths that leave the manifest's folder."),
 ]
 LayoutOpt = Annotated[
-    str, typer.Option(metavar="LAYOUT", help="auto, reference, manifest, pairs or videos.")
+    str, typer.Option(metavar="LAYOUT",
+                      help="auto, reference, manifest, pairs, videos or video-manifest.")
 ]
 CacheOpt = Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")]
 DeviceOpt = Annotated[

@@ -485,17 +485,23 @@ def load_reference(
 #: layout name -> loader; a layout defined elsewhere adds itself with :func:`register_layout`
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "reference": load_reference, "manifest": load_manifest, "pairs": load_pairs_folder}
-#: folder layouts recognised before the folder of pairs: (name, does this folder hold it?)
+#: layouts recognised before the folder of pairs / the plain manifest: (name, does this
+#: folder hold it?) and (name, do these CSV columns make it?)
 _FOLDER_DETECTORS: list[tuple[str, Callable[[Path], bool]]] = []
+_CSV_DETECTORS: list[tuple[str, Callable[[list[str]], bool]]] = []
 
 
 def register_layout(name: str, loader: Callable[..., Dataset],
-                    detect: Callable[[Path], bool] | None = None) -> None:
+                    detect: Callable[[Path], bool] | None = None,
+                    detect_csv: Callable[[list[str]], bool] | None = None) -> None:
     """Add a layout: ``loader(root, classes=, check_files=, progress=, allow_outside=, **options)``
-    and, for a folder layout that ``auto`` should find, ``detect(folder) -> bool``."""
+    and, for ``auto`` to find it, ``detect(folder) -> bool`` (a folder layout) or
+    ``detect_csv(column names) -> bool`` (a CSV layout)."""
     LOADERS[name] = loader
     if detect is not None:
         _FOLDER_DETECTORS.append((name, detect))
+    if detect_csv is not None:
+        _CSV_DETECTORS.append((name, detect_csv))
 
 
 def detect_layout(path: Path) -> str:
@@ -503,7 +509,11 @@ def detect_layout(path: Path) -> str:
     (e.g. 'videos') or 'pairs'."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".csv":
-        return "manifest"
+        try:
+            columns = [str(c).strip() for c in pd.read_csv(path, nrows=0).columns]
+        except (OSError, ValueError, UnicodeDecodeError):
+            return "manifest"  # its loader names the problem
+        return next((name for name, detect in _CSV_DETECTORS if detect(columns)), "manifest")
     if path.is_dir() and (path / REFERENCE_CSV).is_file():
         return "reference"
     if path.is_dir():
@@ -557,7 +567,17 @@ def label_of(raw: object, stripped: set[str]) -> str:
     return _label(raw, stripped)
 
 
-def row_of(path: Path, entry: Item | Skip) -> object:
+def read_table(path: Path, required: list[str]) -> pd.DataFrame:
+    """A CSV as text cells with stripped column names; DataError naming missing columns."""
+    return _read_csv(path, required, text=True)
+
+
+def cell(value: object) -> str:
+    """A CSV cell as stripped text ('' when missing)."""
+    return _cell(value)
+
+
+def row_of(path: Path | str, entry: Item | Skip) -> object:
     """One candidate input for :func:`finish_rows`: an item or a skip, cited by ``path``."""
     return _Row(str(path), str(path), entry)
 

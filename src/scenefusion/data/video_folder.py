@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..paths import default_cache_dir
-from .datasets import finish_rows, label_of, register_layout, row_of
+from .datasets import (
+    cell,
+    finish_rows,
+    label_of,
+    leaving_path,
+    read_table,
+    register_layout,
+    row_of,
+)
 from .items import Dataset, Item, Skip
 from .validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError
 from .video import VIDEO_SUFFIXES, video_to_pairs
@@ -108,6 +116,39 @@ def cut_cached(video: Path, options: VideoOptions, report: CutReport | None = No
     return [(folder / f"{s}.jpg", folder / f"{s}.wav") for s in stems]
 
 
+def _cut_all(videos: list[tuple[str, Path, str]], rows: list, options: VideoOptions,
+             progress: Progress | None) -> dict[str, float]:
+    """Cut every (label, video, group) into items appended to ``rows``; a video that cannot
+    be cut, or repeats footage already listed, becomes a skip. Returns the cutting summary."""
+    report = CutReport()
+    first_with: dict[str, Path] = {}
+    for n, (label, video, group) in enumerate(videos, 1):
+        if not video.is_file():
+            rows.append(row_of(video, Skip(str(video), "video file not found")))
+            continue
+        digest = _content_hash(video)
+        if digest in first_with:  # one footage twice would put a video on both sides
+            rows.append(row_of(video, Skip(str(video), f"same content as {first_with[digest]}; "
+                                                       "kept there only")))
+            continue
+        first_with[digest] = video
+        try:
+            pairs = cut_cached(video, options, report, digest)
+        except DataError as err:
+            rows.append(row_of(video, Skip(str(err.path), err.problem)))
+        else:
+            for image, audio in pairs:
+                step = image.stem.rsplit("_", 1)[-1]
+                item = Item(id=f"{group}/{step}", label=label, group=group, image=image,
+                            audio=audio)
+                rows.append(row_of(image, item))
+        if progress:
+            progress(n, len(videos))
+    log.info("%d video(s) cut, %d cut(s) reused from the cache", report.decoded, report.reused)
+    return {"videos": len(videos), "cut": report.decoded, "reused": report.reused,
+            "fps": options.fps}
+
+
 def load_video_folder(
     root: Path,
     classes: list[str] | None = None,
@@ -122,7 +163,6 @@ def load_video_folder(
     loader takes the same options: cut files are decoded by the cutter itself.
     ``allow_outside`` too: a video folder names no paths outside itself.
     """
-    options = options or VideoOptions()
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "data folder not found")
@@ -134,37 +174,52 @@ def load_video_folder(
         label = label_of(class_dir.name, stripped)
         for f in sorted(p for p in class_dir.iterdir() if not p.name.startswith(".")):
             if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES:
-                videos.append((label, f))
+                videos.append((label, f, f"{label}/{f.name}"))
             else:
                 rows.append(row_of(f, Skip(str(f), "not a video (expected "
                                            f"{', '.join(VIDEO_SUFFIXES)})")))
-    report = CutReport()
-    first_with: dict[str, Path] = {}
-    for n, (label, video) in enumerate(videos, 1):
-        digest = _content_hash(video)
-        if digest in first_with:  # one footage twice would put a video on both sides
-            rows.append(row_of(video, Skip(str(video), f"same content as {first_with[digest]}; "
-                                                       "kept there only")))
-            continue
-        first_with[digest] = video
-        try:
-            pairs = cut_cached(video, options, report, digest)
-        except DataError as err:
-            rows.append(row_of(video, Skip(str(err.path), err.problem)))
-        else:
-            for image, audio in pairs:
-                step = image.stem.rsplit("_", 1)[-1]
-                item = Item(id=f"{label}/{video.name}/{step}", label=label,
-                            group=f"{label}/{video.name}", image=image, audio=audio)
-                rows.append(row_of(image, item))
-        if progress:
-            progress(n, len(videos))
-    log.info("%s: %d video(s) cut, %d cut(s) reused from the cache", root, report.decoded,
-             report.reused)
+    summary = _cut_all(videos, rows, options or VideoOptions(), progress)
     dataset = finish_rows(rows, classes, root, "videos", "one group per video", stripped)
-    dataset.videos = {"videos": len(videos), "cut": report.decoded, "reused": report.reused,
-                      "fps": options.fps}
+    dataset.videos = summary
     return dataset
 
 
-register_layout("videos", load_video_folder, is_video_folder)
+def load_video_manifest(
+    csv_path: Path,
+    classes: list[str] | None = None,
+    check_files: bool = True,
+    progress: Progress | None = None,
+    allow_outside: bool = False,
+    options: VideoOptions | None = None,
+) -> Dataset:
+    """Load a CSV with columns ``video,label[,group]`` (paths relative to the CSV): each video
+    cut as in a video folder. The group is the ``group`` cell when given (several videos of
+    one place), else the video. Paths leaving the CSV's folder are skipped unless
+    ``allow_outside``."""
+    csv_path = Path(csv_path)
+    frame = read_table(csv_path, ["video", "label"])
+    base = csv_path.parent
+    videos, rows, stripped = [], [], set()
+    for n, rec in enumerate(frame.to_dict("records"), start=2):
+        where = f"{csv_path}:{n}"
+        path, label = cell(rec["video"]), label_of(rec["label"], stripped)
+        if not (path and label):
+            rows.append(row_of(where, Skip(where, "empty video or label cell")))
+            continue
+        leaving = None if allow_outside else leaving_path({"video": path}, base, "manifest folder")
+        if leaving:
+            rows.append(row_of(where, Skip(where, leaving)))
+            continue
+        group = cell(rec.get("group")) or f"{label}/{Path(path).name}"
+        videos.append((label, base / path, group))
+    summary = _cut_all(videos, rows, options or VideoOptions(), progress)
+    source = "manifest column" if "group" in frame.columns else "one group per video"
+    dataset = finish_rows(rows, classes, base, "video-manifest", source, stripped)
+    dataset.videos = summary
+    return dataset
+
+
+register_layout("videos", load_video_folder, detect=is_video_folder)
+register_layout("video-manifest", load_video_manifest,
+                detect_csv=lambda columns: "video" in columns and not {"image", "audio"} & set(
+                    columns))
