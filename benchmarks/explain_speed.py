@@ -29,6 +29,17 @@ from scenefusion.models import make_model
 from scenefusion.predict import load_bundle, predict_rows, save_bundle
 
 
+def cpu_name() -> str:
+    """The CPU model, for the machine line beside every timing."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pictures", type=int, default=20)
@@ -68,7 +79,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": f"python benchmarks/explain_speed.py --pictures {args.pictures}",
-        "machine": f"{platform.processor() or platform.machine()}, "
+        "machine": f"{cpu_name()}, "
                    f"{torch.get_num_threads()} torch threads",
         "rows": rows}, indent=1))
 
