@@ -283,3 +283,21 @@ def test_inception_forward_with_aux() -> None:
         logits, aux = model.forward_with_aux(torch.randn(1, 3, 299, 299))
     assert logits.shape == aux.shape == (1, 1000)
     assert inception_v3(aux_logits=False).AuxLogits is None
+
+
+def test_multicrop_averages_ten_views_of_the_same_network(tmp_path):
+    import torch
+
+    from scenefusion.features.image import ImageExtractor
+
+    net = ImageExtractor("effnet_lite0.multicrop", runtime="torch", cache_dir=tmp_path).model
+    x = torch.randn(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    views = [x[:, :, 16:240, 16:240], x[:, :, :224, :224], x[:, :, :224, 32:],
+             x[:, :, 32:, :224], x[:, :, 32:, 32:]]
+    views += [v.flip(3) for v in views]
+    with torch.inference_mode():
+        each = torch.stack([net.feature_map(v).mean(dim=(2, 3)) for v in views])
+        got = net.embed(x)
+    assert got.shape == (2, 1280) and got.abs().mean() > 0.01  # real weights, real values
+    torch.testing.assert_close(got, each.mean(0), rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(got, each[0], rtol=1e-2, atol=0)  # not just the centre crop
