@@ -107,6 +107,10 @@ def test_good_pair_answers_as_predict_pairs_with_per_modality_probabilities(clie
     grid = explained["grid"]
     assert len(grid) >= 2 and all(len(row) == len(grid[0]) for row in grid)
     assert max(map(max, grid)) > 0 and 0 < explained["crop"] <= 1
+    # the map explains the same image-only probability the answer shows for that class
+    image_alone = {p["class"]: p["probability"] for p in body["per_modality"]["image"][
+        "probabilities"]}
+    assert explained["probability"] == pytest.approx(image_alone[body["class"]], abs=1e-3)
     assert any("SYNTHETIC" in w for w in body["warnings"])
     assert body["timeline"] is None
 

@@ -161,3 +161,10 @@ def test_page_sends_a_video_with_its_smoothing_and_draws_the_timeline(server, br
               for r in browser.find_elements(By.CSS_SELECTOR, "#timeline rect.second")]
     assert [t.split(" ")[2] for t in titles] == [s["class"] for s in expected.json()["timeline"]]
     assert browser.find_element(By.ID, "predicted-class").text == expected.json()["class"]
+    # the decisive seconds the API named are marked on the timeline
+    marked = {(m.get_attribute("class").split()[1],
+               int(m.find_element(By.TAG_NAME, "title").get_attribute("textContent").split()[0]))
+              for m in browser.find_elements(By.CSS_SELECTOR, "#timeline text.decisive")}
+    decisive = expected.json()["decisive_seconds"]
+    assert marked == {(side, second) for side, seconds in decisive.items()
+                      for second, _ in seconds} and marked

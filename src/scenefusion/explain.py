@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .data.validate import open_image_rgb
+from .evaluation.calibration import apply_temperature
 from .predict import Bundle
 
 #: cells per side of the occlusion raster (16 cells: 17 images per explanation)
@@ -71,8 +72,9 @@ def image_probabilities(bundle: Bundle, embeddings: np.ndarray
     """(N, K) probabilities of ``bundle``'s image model (see :func:`image_model_of`), its
     classes (column order) and its name; None when it has no image model."""
     model = bundle.model
-    if bundle.kind == "image":
-        return model.predict_proba(embeddings), bundle.classes, bundle.info["name"]
+    if bundle.kind == "image":  # as predict answers: with the run's calibration temperature
+        proba = apply_temperature(model.predict_proba(embeddings), bundle.temperature)
+        return proba, bundle.classes, bundle.info["name"]
     if hasattr(model, "member_probabilities"):
         probas = model.member_probabilities({"image": embeddings, "audio": None})
         if "image" in probas:
