@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scenefusion.explain import GRAD_CAM, OCCLUSION, explain_image, occluded_copies, occlusion
+from scenefusion.evaluation.saliency import OCCLUSION, occluded_copies
+from scenefusion.explain import GRAD_CAM, explain_image
 from scenefusion.features.image import ImageExtractor
 from scenefusion.models import LateFusion, make_model
 from scenefusion.predict import load_bundle, save_bundle
@@ -108,8 +109,7 @@ def test_occlusion_finds_the_patch_too(top_right, tmp_path):
     save_bundle(make_model("logreg").fit(X, y), {**INFO, "name": "image:logreg:t",
                                                   "kind": "image"}, tmp_path / "b")
     bundle = load_bundle(tmp_path / "b")
-    seen = bundle.image_extractor.preprocess(Image.open(held_out[0]).convert("RGB"))
-    saliency = occlusion(bundle, seen, "PATCH", grid=2)
+    saliency = explain_image(bundle, held_out[0], "PATCH", grid=2, method=OCCLUSION)
     assert saliency.method == OCCLUSION and saliency.grid.shape == (2, 2)
     assert saliency.grid.argmax() == 1, saliency.grid  # hiding the patch lowers PATCH most
 

@@ -1,0 +1,133 @@
+"""Saliency maps of an image model over its backbone's input: the method behind
+``scenefusion.explain`` (answers of a saved model) and the report's worst test errors.
+
+**Grad-CAM** where the backbone's embedding is the global average of a feature map
+(``feature_map``, e.g. EfficientNet-Lite's last convolutional block): each channel of the map
+is weighted by the gradient of the head's log-probability of the class with respect to that
+embedding value, and the weighted sum, clipped at 0, says where in the picture the evidence
+sits. The head's gradient is taken by central finite differences on the embedding, so any
+head works, classical (logistic regression, SVM) or not, without a differentiable copy of it;
+for a linear head this is its exact gradient. The map comes from the torch runtime.
+
+**Occlusion sensitivity** otherwise (a backbone without a feature map, or a head whose
+gradient is zero there, such as a forest): the picture is cut into a ``grid`` x ``grid``
+raster, each cell in turn is painted with the normalised mean colour, and a cell's saliency is
+how much the probability of the class fell without it. Painted cells are pictures the model
+never saw, so these maps are coarser and noisier; ``Saliency.method`` says which was used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.validate import open_image_rgb
+from ..features.image import ImageExtractor
+
+#: cells per side of the occlusion raster (16 cells: 17 images per explanation)
+DEFAULT_GRID = 4
+GRAD_CAM = "Grad-CAM (last feature map; head gradient by finite differences)"
+OCCLUSION = "occlusion sensitivity"
+#: finite-difference step, as a fraction of the embedding's spread
+_STEP = 1e-2
+
+#: embeddings (N, D) -> probabilities (N, K) of the image model explained
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Saliency:
+    """A saliency map over the backbone's input crop: ``grid[r][c]`` is the evidence for
+    ``label`` in cell (row r, column c)."""
+
+    label: str
+    probability: float
+    grid: np.ndarray
+    method: str
+    model: str
+    #: the share of the picture's shorter side the backbone's centre crop covers
+    crop: float = 1.0
+
+    def as_dict(self) -> dict:
+        return {"class": self.label, "probability": round(self.probability, 4),
+                "grid": np.round(self.grid, 6).tolist(), "method": self.method,
+                "model": self.model, "crop": round(self.crop, 4)}
+
+
+def occluded_copies(picture: torch.Tensor, grid: int) -> torch.Tensor:
+    """(grid**2 + 1, 3, H, W): the picture, then one copy per cell with that cell set to 0."""
+    _, h, w = picture.shape
+    rows = np.linspace(0, h, grid + 1).round().astype(int)
+    cols = np.linspace(0, w, grid + 1).round().astype(int)
+    batch = picture.unsqueeze(0).repeat(grid * grid + 1, 1, 1, 1)
+    for r in range(grid):
+        for c in range(grid):
+            batch[1 + r * grid + c, :, rows[r]:rows[r + 1], cols[c]:cols[c + 1]] = 0.0
+    return batch
+
+
+def head_gradient(score: Scorer, embedding: np.ndarray, k: int) -> np.ndarray:
+    """d log p(class k) / d embedding, by central differences (one batch of 2 x D rows)."""
+    d = len(embedding)
+    step = _STEP * max(float(embedding.std()), 1e-6)
+    shifted = np.concatenate([embedding + step * np.eye(d), embedding - step * np.eye(d)])
+    logp = np.log(np.clip(score(shifted.astype(np.float32))[:, k], 1e-12, 1.0))
+    return (logp[:d] - logp[d:]) / (2 * step)
+
+
+def saliency_map(extractor: ImageExtractor, score: Scorer, classes: list[str], image: Path,
+                 label: str | None = None, model: str = "", grid: int = DEFAULT_GRID,
+                 method: str | None = None) -> Saliency | None:
+    """The saliency of ``image`` for ``label`` (default: the model's own answer) under the
+    image model ``score`` on ``extractor``'s embeddings; Grad-CAM where the backbone allows
+    it, else occlusion (``method=OCCLUSION`` asks for occlusion). None when ``label`` is not
+    one of ``classes``."""
+    if label is not None and label not in classes:
+        return None
+    picture = extractor.preprocess(open_image_rgb(Path(image)))
+    p = extractor.spec.preprocessing
+    crop = p.input_size / p.resize_size
+    net = extractor.model if method != OCCLUSION else None
+    if hasattr(net, "feature_map") and method != OCCLUSION:
+        with torch.inference_mode():
+            fmap = net.feature_map(picture[None])[0].float().numpy()  # (C, h, w)
+        embedding = fmap.mean(axis=(1, 2))
+        proba = score(embedding[None])
+        k = int(np.argmax(proba[0])) if label is None else classes.index(label)
+        cam = np.maximum(np.tensordot(head_gradient(score, embedding, k), fmap, axes=1), 0.0)
+        if cam.max() > 0:
+            return Saliency(classes[k], float(proba[0, k]), cam, GRAD_CAM, model, crop)
+    proba = score(extractor.embed(occluded_copies(picture, grid)))
+    k = int(np.argmax(proba[0])) if label is None else classes.index(label)
+    fall = proba[0, k] - proba[1:, k]
+    return Saliency(classes[k], float(proba[0, k]), fall.reshape(grid, grid), OCCLUSION, model,
+                    crop)
+
+
+def draw_saliency(image: Path, saliency: Saliency, out: Path, caption: str) -> Path:
+    """The picture's centre crop (what the backbone saw) with the map laid over it, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    picture = open_image_rgb(Path(image))
+    w, h = picture.size
+    side = min(w, h) * saliency.crop
+    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    square = np.asarray(picture.crop(tuple(round(v) for v in box)).resize((224, 224)))
+    grid = np.maximum(saliency.grid, 0)
+    fig, ax = plt.subplots(figsize=(3.2, 3.6), dpi=100)
+    ax.imshow(square)
+    ax.imshow(grid / max(float(grid.max()), 1e-12), cmap="inferno", alpha=0.5,
+              extent=(0, 224, 224, 0), interpolation="bilinear", vmin=0, vmax=1)
+    ax.set_axis_off()
+    ax.set_title(caption, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
