@@ -120,3 +120,33 @@ def test_occluded_copies_hide_one_cell_each():
     assert batch.shape == (5, 3, 8, 8) and torch.equal(batch[0], picture)
     assert torch.equal(batch[1, :, :4, :4], torch.zeros(3, 4, 4))
     assert batch[1].sum() == 3 * 48 and batch[4, :, 4:, 4:].sum() == 0
+
+
+def test_a_run_report_shows_where_the_image_model_looked_on_its_worst_errors(
+        top_right, extractor, tmp_path):
+    from scenefusion.evaluation import evaluate, write_reports
+    from scenefusion.evaluation.saliency import explain_worst_errors
+
+    X, y, held_out = top_right
+    model = make_model("logreg").fit(X, y)
+    pictures = held_out + [picture(tmp_path / f"plain{i}.png", 90 + i, None) for i in range(2)]
+    truth = np.array([1, 0, 1, 1])  # the first picture is labelled PLAIN: an error
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])  # errors: rows 0 and 3
+    plots = tmp_path / "run" / "plots"
+    plots.mkdir(parents=True)
+    explained = explain_worst_errors(model, extractor, pictures, truth, proba, CLASSES, plots,
+                                     n=3)
+    assert [e["png"] for e in explained] == ["plots/why_error_0.png", "plots/why_error_1.png"]
+    assert explained[0]["caption"].startswith(f"{pictures[0].name}: PLAIN, taken for PATCH")
+    assert all((tmp_path / "run" / e["png"]).stat().st_size > 1000 for e in explained)
+    result = evaluate("image:logreg", truth, proba, CLASSES, n_bootstrap=0)
+    write_reports([result], tmp_path / "run", CLASSES, explained=explained)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "most confident test errors" in page and page.count("data:image/png") >= 4
+    assert "plots/why_error_1.png" in (tmp_path / "run" / "report.md").read_text()
+    # re-rendering a run's reports from its metrics.json keeps the section
+    from scenefusion.experiment import rerender_reports
+
+    (tmp_path / "run" / "report.html").unlink()
+    rerender_reports(tmp_path / "run")
+    assert "most confident test errors" in (tmp_path / "run" / "report.html").read_text()

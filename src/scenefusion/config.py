@@ -200,6 +200,9 @@ class FusionConfig(_Strict):
 class EvaluationConfig(_Strict):
     n_bootstrap: int = Field(1000, ge=0, le=100_000, description="Bootstrap resamples for "
                              "the confidence intervals (0: none).")
+    explain_errors: int = Field(4, ge=0, le=50, description="Saliency maps of the best "
+                                "image-only model's most confident test errors in the report "
+                                "(0: none).")
 
 
 class OutputConfig(_Strict):

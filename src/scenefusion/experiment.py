@@ -32,8 +32,10 @@ from .evaluation import (
 from .evaluation.background import BackgroundPlots
 from .evaluation.calibration import Calibration, expected_calibration_error
 from .evaluation.metrics import confusion_counts
+from .evaluation.saliency import explain_worst_errors
 from .features.audio.auto import context_seconds, resolve_audio_feature
 from .features.extract import DatasetFeatures, extract_dataset
+from .features.image import ImageExtractor
 from .features.store import FeatureStore
 from .files import FileProblem, ensure_writable_dir, read_json_object
 from .grid import Candidate, ComparisonGrid, Progress, pick
@@ -230,6 +232,8 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
                   if grid.fuses else {})
         notes += [f"best {m}-only by {by}: {c.name} (saved as best-{m}/)"
                   for m, c in single.items()]
+        explained = _explain_errors(run_dir, config, features, split, single.get("image") or (
+            best if best.spec.family == "image" else None), y_te)
         bundles = {"best": best} | {f"best-{m}": c for m, c in single.items()}
         by_name = {r.name: r for r in results}
         infos = {}
@@ -241,7 +245,8 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
             infos[folder] = _bundle_info(c, dataset, config, provenance, by_name[c.name],
                                          calibration)
         _write_run(run_dir, config, dataset, split, bundles, infos, results,
-                   notes + _data_notes(dataset, skipped), plots.finished(), plots.comparison())
+                   notes + _data_notes(dataset, skipped), plots.finished(), plots.comparison(),
+                   explained)
     (run_dir / "timings.json").write_text(json.dumps(
         {"stages": timer.seconds, "extraction": features.extraction}, indent=2))
     return RunOutput(run_dir, results, comparison_table(results), best.name, timer.seconds,
@@ -252,7 +257,8 @@ def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split:
                bundles: dict[str, Candidate], infos: dict[str, dict],
                results: list[EvaluationResult], notes: list[str],
                drawn: dict[str, tuple[np.ndarray, Path]] | None = None,
-               drawn_comparison: Path | None = None) -> None:
+               drawn_comparison: Path | None = None,
+               explained: list[dict[str, str]] | None = None) -> None:
     """The run folder: model bundles (best/, best-image/, best-audio/), split.json,
     config.yaml, metrics, reports and plots."""
     for folder, candidate in bundles.items():
@@ -264,7 +270,26 @@ def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split:
     (run_dir / "config.yaml").write_text(config.to_yaml())
     write_reports(results, run_dir, dataset.classes, title=f"scenefusion run {run_dir.name}",
                   config_text=config.to_yaml(), notes=notes, drawn=drawn,
-                  drawn_comparison=drawn_comparison)
+                  drawn_comparison=drawn_comparison, explained=explained or ())
+
+
+def _explain_errors(run_dir: Path, config: ExperimentConfig, features: DatasetFeatures,
+                    split: Split, image: Candidate | None, y_test: np.ndarray
+                    ) -> list[dict[str, str]]:
+    """Saliency pictures of the best image-only model's most confident test errors, for the
+    report (none when switched off, without an image model, or without errors)."""
+    n = config.evaluation.explain_errors
+    items = [features.dataset.items[i] for i in split.test]
+    if not n or image is None or any(it.image is None for it in items):
+        return []
+    backbone = image.spec.backbone
+    weights = (config.features.image_weights or {}).get(backbone)
+    extractor = ImageExtractor(backbone, weights, cache_dir=config.features.cache_dir,
+                               device=config.features.device)
+    plots = run_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    return explain_worst_errors(image.model, extractor, [it.image for it in items], y_test,
+                                image.test_proba, features.dataset.classes, plots, n)
 
 
 def rerender_reports(run_dir: Path) -> list[EvaluationResult]:
@@ -279,7 +304,8 @@ def rerender_reports(run_dir: Path) -> list[EvaluationResult]:
     saved = read_json_object(metrics, required=("class_names",))
     results = load_results(run_dir)
     write_reports(results, run_dir, saved["class_names"], title=saved.get("title", run_dir.name),
-                  config_text=saved.get("config_text"), notes=saved.get("notes"))
+                  config_text=saved.get("config_text"), notes=saved.get("notes"),
+                  explained=saved.get("explained_errors") or ())
     return results
 
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 METRICS_FILENAME = "metrics.json"
 SCHEMA_VERSION = 1
 _MAX_SAFE_LEN = 100
+_EXPLAINED_TITLE = "Where the image model looked on its most confident test errors"
 _TABLE_CAPTION = (
     "Sorted by accuracy (best first). The accuracy CI is a percentile bootstrap; its level "
     "and resampling unit (source groups or frames) are given in each run's section."
@@ -163,6 +164,7 @@ def _render_markdown(
     stems: dict[str, str],
     config_text: str | None,
     notes: Sequence[str] | None,
+    explained: Sequence[Mapping[str, str]] = (),
 ) -> str:
     header, rows = _display_table(table)
     lines = [f"# {title}", ""]
@@ -184,6 +186,9 @@ def _render_markdown(
     for row in rows:
         lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
     lines += ["", "![run comparison](plots/comparison.png)", ""]
+    if explained:
+        lines += [f"## {_EXPLAINED_TITLE}", ""]
+        lines += [f"![{_md_cell(e['caption'])}]({e['png']})" for e in explained] + [""]
     if config_text:
         lines += ["## Configuration", "", _md_fence(config_text), ""]
     lines += ["## Per-model results", ""]
@@ -232,6 +237,8 @@ def _render_html(
     comparison_png: Path,
     config_text: str | None,
     notes: Sequence[str] | None,
+    explained: Sequence[Mapping[str, str]] = (),
+    out_dir: Path = Path("."),
 ) -> str:
     esc = html.escape
     header, rows = _display_table(table)
@@ -270,6 +277,11 @@ def _render_html(
         parts.append("<tr>" + "".join(cells) + "</tr>")
     parts += ["</tbody>", "</table>"]
     parts.append(f'<p><img src="{_img_data_uri(comparison_png)}" alt="run comparison chart"></p>')
+    if explained:
+        parts.append(f"<h2>{esc(_EXPLAINED_TITLE)}</h2><p>")
+        parts += [f'<img src="{_img_data_uri(out_dir / e["png"])}" alt="{esc(e["caption"])}">'
+                  for e in explained if (out_dir / e["png"]).is_file()]
+        parts.append("</p>")
     if config_text:
         parts += ["<h2>Configuration</h2>", f"<pre>{esc(config_text)}</pre>"]
     parts.append("<h2>Per-model results</h2>")
@@ -302,6 +314,7 @@ def write_reports(
     notes: list[str] | None = None,
     drawn: Mapping[str, tuple[np.ndarray, Path]] | None = None,
     drawn_comparison: Path | None = None,
+    explained: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Path]:
     """Write every report artefact for a set of runs evaluated on the same test split.
 
@@ -310,6 +323,8 @@ def write_reports(
     ``drawn`` holds confusion matrices already drawn elsewhere (run name -> (counts, PNG),
     see :mod:`.background`); one is moved into place only if its counts are the result's.
     ``drawn_comparison`` is the comparison chart drawn elsewhere from these same results.
+    ``explained`` lists saliency pictures already in the run folder (``png`` relative to it,
+    ``caption``), shown in their own section and kept in metrics.json for re-rendering.
     Run names must be unique; class names must match every result's, because comparing
     runs that were scored against different label sets would be meaningless.
     """
@@ -345,6 +360,7 @@ def write_reports(
         "notes": list(notes or []),
         "results": [r.to_dict() for r in results],
         "comparison": _json_records(table),
+        "explained_errors": [dict(e) for e in explained],
     }
     metrics_path = out / METRICS_FILENAME
     _write_text_atomic(
@@ -382,7 +398,8 @@ def write_reports(
         plot_comparison(results, comparison_png)
     paths["comparison_plot"] = comparison_png
 
-    md = _render_markdown(title, class_names, results_sorted, table, stems, config_text, notes)
+    md = _render_markdown(title, class_names, results_sorted, table, stems, config_text, notes,
+                          explained)
     md_path = out / "report.md"
     _write_text_atomic(md_path, md)
     paths["report_md"] = md_path
@@ -397,6 +414,8 @@ def write_reports(
         comparison_png,
         config_text,
         notes,
+        explained,
+        out,
     )
     html_path = out / "report.html"
     _write_text_atomic(html_path, page)

@@ -131,3 +131,34 @@ def draw_saliency(image: Path, saliency: Saliency, out: Path, caption: str) -> P
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def explain_worst_errors(model: object, extractor: ImageExtractor, images: list[Path],
+                         y: np.ndarray, proba: np.ndarray, classes: list[str], plots_dir: Path,
+                         n: int = 4) -> list[dict[str, str]]:
+    """Saliency pictures of the ``n`` test errors an image model made most confidently: for
+    each, where in the picture it found the wrong class. ``proba`` holds its test
+    probabilities (columns in ``classes`` order) for ``images``; ``model.predict_proba``
+    scores embeddings of ``extractor``'s backbone. Returns ``{"png", "caption"}`` per picture,
+    ``png`` relative to the run folder (``plots_dir``'s parent)."""
+    predicted = proba.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y)
+    worst = wrong[np.argsort(-proba[wrong, predicted[wrong]], kind="stable")][:n]
+    known = [int(k) for k in getattr(model, "classes_", range(len(classes)))]
+
+    def score(embeddings: np.ndarray) -> np.ndarray:
+        full = np.zeros((len(embeddings), len(classes)))
+        full[:, known] = model.predict_proba(embeddings)
+        return full
+
+    out = []
+    for rank, i in enumerate(worst):
+        found = saliency_map(extractor, score, classes, images[i], classes[predicted[i]])
+        if found is None:
+            continue
+        caption = (f"{Path(images[i]).name}: {classes[y[i]]}, taken for "
+                   f"{found.label} ({found.probability:.0%}); "
+                   f"{'Grad-CAM' if found.method == GRAD_CAM else found.method}")
+        png = draw_saliency(images[i], found, plots_dir / f"why_error_{rank}.png", caption)
+        out.append({"png": f"{plots_dir.name}/{png.name}", "caption": caption})
+    return out
