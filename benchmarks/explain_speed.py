@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,22 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from scenefusion.cpu import cpu_model
 from scenefusion.data.synthetic import make_pairs_folder
 from scenefusion.explain import explain_image
 from scenefusion.features.image import ImageExtractor
 from scenefusion.models import make_model
 from scenefusion.predict import load_bundle, predict_rows, save_bundle
-
-
-def cpu_name() -> str:
-    """The CPU model, for the machine line beside every timing."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -79,7 +68,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": f"python benchmarks/explain_speed.py --pictures {args.pictures}",
-        "machine": f"{cpu_name()}, "
+        "machine": f"{cpu_model()}, "
                    f"{torch.get_num_threads()} torch threads",
         "rows": rows}, indent=1))
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import nn
 from torch.nn import functional as F
 
+from scenefusion.cpu import cpu_model
 from scenefusion.features.image import ImageExtractor, preprocess
 from scenefusion.models import make_model
 
@@ -176,17 +176,6 @@ def train_top(net: nn.Module, cut: int, acts: torch.Tensor, y: np.ndarray, train
     return top.eval()
 
 
-def cpu_name() -> str:
-    """The CPU model, for the machine line beside every timing."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=Path, required=True)
@@ -237,7 +226,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "command": "python benchmarks/finetune_photos.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
-        "machine": f"{cpu_name()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{cpu_model()}, {torch.get_num_threads()} torch threads",
         "photos": len(paths), "classes": classes, "trunk_seconds": round(trunk_s, 1),
         "train_seconds_per_fold": [round(s, 1) for s in train_s], "rows": rows}, indent=1))
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from scenefusion.cpu import cpu_model
 
 
 def generated_video(path: Path, seconds: int, width: int, height: int, fps: int = 25) -> Path:
@@ -62,17 +63,6 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return time.perf_counter() - start, done.stdout
 
 
-def cpu_name() -> str:
-    """The CPU model, for the machine line beside every timing."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, default=None)
@@ -102,7 +92,7 @@ def main() -> None:
         cut_line = [ln for ln in again_out.splitlines() if ln.startswith("videos:")]
         items = len(list((tmp / "pairs" / "SCENE").glob("*.jpg")))
     result = {"command": "python benchmarks/video_folder.py " + " ".join(sys.argv[1:]),
-              "machine": f"{cpu_name()}, "
+              "machine": f"{cpu_model()}, "
                          f"{os.cpu_count()} cores",
               "video": {"file": video.name, "size": args.size, "seconds": args.seconds,
                         "items": items},

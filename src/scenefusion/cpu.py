@@ -29,6 +29,20 @@ SMALL_WORK_CELLS = 131_072
 _CAP: contextvars.ContextVar[int | None] = contextvars.ContextVar("thread_cap", default=None)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows: written beside
+    every timing, since machines differ from one run to the next."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def usable_cores() -> int:
     """Cores this process may run on: its CPU affinity, lowered by a cgroup (container) CPU
     quota when one is set."""
