@@ -136,6 +136,30 @@ def test_audio_only_is_answered_by_an_audio_model_that_says_so(client, run, bund
         assert f"used {body['model']}" in body["warnings"]
 
 
+def test_a_long_sound_says_which_seconds_decided(client, run, bundle, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from scenefusion.timeline import predict_audio_windows
+
+    # four seconds of a BEACH clip, then four of a CITY clip: 8 one-second windows
+    parts = [sf.read(pair_files(run, label)[1])[0] for label in ("BEACH", "CITY")]
+    rate = sf.info(pair_files(run, "BEACH")[1]).samplerate
+    long_sound = tmp_path / "walk.wav"
+    sf.write(long_sound, np.concatenate([np.tile(p, 4) for p in parts]), rate)
+    body = client.post("/predict", files=upload(audio=long_sound)).json()
+    windows, seconds = predict_audio_windows(bundle, long_sound)
+    assert body["audio_window_seconds"] == seconds and len(windows) == 8 // int(seconds)
+    decisive = body["decisive_seconds"]
+    starts = {t for side in decisive.values() for t, _ in side}
+    assert decisive["toward"] and starts <= {float(k * seconds) for k in range(len(windows))}
+    by_start = {k * seconds: w.probabilities[body["class"]] for k, w in enumerate(windows)}
+    best = max(by_start.values())
+    assert decisive["toward"][0][1] == pytest.approx(best)  # the most decisive window first
+    short = client.post("/predict", files=upload(audio=pair_files(run, "CITY")[1])).json()
+    assert short["decisive_seconds"] is None  # one window: nothing to single out
+
+
 def test_corrupt_image_is_422_naming_the_clients_file_not_a_server_path(client, run):
     image, audio = pair_files(run)
     broken = image.read_bytes()[:200]  # a PNG cut off after its header

@@ -136,6 +136,27 @@ def test_page_uploads_a_pair_and_shows_class_chart_and_spectrogram(server, brows
         shutil.copyfile(shot, target)
 
 
+def test_page_marks_the_decisive_seconds_of_a_long_sound_on_its_spectrogram(
+        server, browser, run, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    _, clip = pair_files(run, "BEACH")
+    samples, rate = sf.read(clip)
+    long_sound = tmp_path / "long.wav"
+    sf.write(long_sound, np.tile(samples, 6), rate)
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    wait.until(lambda d: d.find_element(By.ID, "model-info").text.startswith("model "))
+    browser.find_element(By.ID, "audio-input").send_keys(str(long_sound))
+    wait.until(lambda d: d.find_element(By.ID, "spectrogram-note").text.startswith(
+        "spectrogram:"))
+    browser.find_element(By.ID, "predict").click()
+    wait.until(lambda d: d.find_element(By.ID, "decisive-note").is_displayed())
+    note = browser.find_element(By.ID, "decisive-note").text
+    assert note.startswith("green: the seconds most for the answer (") and "blue:" in note
+
+
 def test_page_sends_a_video_with_its_smoothing_and_draws_the_timeline(server, browser,
                                                                       tmp_path):
     pytest.importorskip("av", reason="videos need PyAV: pip install -e '.[video]'")

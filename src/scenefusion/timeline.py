@@ -102,16 +102,46 @@ def video_verdict(rows: list[Prediction]) -> tuple[str, dict[str, float], dict[s
     return best, totals, {c: counts[c] for c in order}
 
 
-def decisive_seconds(rows: list[Prediction], label: str, n: int = 3
-                     ) -> dict[str, list[tuple[int, float]]]:
-    """Why a video got ``label``: the ``n`` classified seconds whose probability of it is
-    highest ("toward": they pushed hardest for it) and lowest ("against"), as (second,
-    probability) pairs, most decisive first. A second in both lists (a short video) is kept
-    in "toward" only."""
-    scored = [(i, float(r.probabilities.get(label, 0.0))) for i, r in enumerate(rows)
-              if not r.error]
+def decisive_seconds(rows: list[Prediction], label: str, n: int = 3, seconds_per_row: float = 1
+                     ) -> dict[str, list[tuple[float, float]]]:
+    """Why a video (or a long sound) got ``label``: the ``n`` classified rows whose
+    probability of it is highest ("toward": they pushed hardest for it) and lowest
+    ("against"), as (start second, probability) pairs, most decisive first; row ``i`` starts
+    at ``i * seconds_per_row``. A row in both lists (a short video) is kept in "toward"
+    only."""
+    scored = [(i * seconds_per_row, float(r.probabilities.get(label, 0.0)))
+              for i, r in enumerate(rows) if not r.error]
     toward = sorted(scored, key=lambda sp: (-sp[1], sp[0]))[:n]
     taken = {i for i, _ in toward}
     against = [sp for sp in sorted(scored, key=lambda sp: (sp[1], sp[0]))[:n]
                if sp[0] not in taken]
     return {"toward": toward, "against": against}
+
+
+def predict_audio_windows(bundle: Bundle, audio: Path, top_k: int = 3
+                          ) -> tuple[list[Prediction], float]:
+    """A sound longer than the model's window, classified window by window (consecutive
+    windows of the audio feature's length; a last piece under half a window is left out).
+    Returns the rows and the window length in seconds; no rows when the sound is not longer
+    than two windows. A fused model answers through its audio-only fallback, as for any pair
+    without an image."""
+    import soundfile as sf
+
+    from .data.validate import audio_info, read_audio
+    from .features.audio import audio_feature
+
+    window = float(audio_feature(bundle.info.get("audio_features") or "mfcc").params
+                   .clip_seconds)
+    if audio_info(Path(audio)).duration <= 2 * window:
+        return [], window
+    samples, rate = read_audio(Path(audio))
+    step = int(round(window * rate))
+    starts = [s for s in range(0, len(samples), step) if len(samples) - s >= step / 2]
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = []
+        for k, start in enumerate(starts):
+            clip = Path(tmp) / f"window_{k:05d}.wav"
+            sf.write(clip, samples[start:start + step], rate)
+            clips.append(clip)
+        rows = predict_rows(bundle, [None] * len(clips), clips, top_k=top_k)
+    return [dataclasses.replace(r, audio=None) for r in rows], window

@@ -120,6 +120,24 @@ def _predict_one(bundle, image: Path | None, audio: Path | None, top_k: int) -> 
                   f"used: {'+'.join(row.modalities)})")
     for label, p in row.top_k:
         console.print(f"  {escape(label):<20} {p:.3f}")
+    for member, share in row.members.items():
+        console.print(f"  {escape(member)} pushed {share['contribution']:.3f} (weight "
+                      f"{share['weight']:.2f} x its {share['probability']:.3f})")
+    if audio is not None:
+        _decisive_audio(bundle, audio, row.predicted)
+
+
+def _decisive_audio(bundle, audio: Path, label: str) -> None:
+    """A sound longer than the model's window: the windows most for and against ``label``."""
+    from ..timeline import decisive_seconds, predict_audio_windows
+
+    windows, seconds = predict_audio_windows(bundle, audio)
+    if not any(not w.error for w in windows):
+        return
+    for side, found in decisive_seconds(windows, label, seconds_per_row=seconds).items():
+        if found:
+            shown = ", ".join(f"{t:g}-{t + seconds:g} s ({p:.2f})" for t, p in found)
+            console.print(f"  sound {side} {escape(label)}: {shown}")
 
 
 @command(app, "serve")

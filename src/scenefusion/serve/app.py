@@ -27,7 +27,13 @@ from ..data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_aud
 from ..data.video import VIDEO_SUFFIXES
 from ..explain import explain_image
 from ..predict import Bundle, load_bundle, predict_rows
-from ..timeline import NothingClassified, decisive_seconds, predict_video, video_verdict
+from ..timeline import (
+    NothingClassified,
+    decisive_seconds,
+    predict_audio_windows,
+    predict_video,
+    video_verdict,
+)
 from .schemas import Health, Prediction
 
 DEFAULT_MAX_UPLOAD_MB = 50.0
@@ -163,9 +169,16 @@ def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
                              [path if modality == "audio" else None])[0]
         if not alone.error:
             per[modality] = {"model": alone.model, "probabilities": ranked(alone.probabilities)}
-    return {"class": row.predicted, "probability": row.probability, "top_k": probs[:top_k],
-            "per_modality": per, "modalities": used, "model": row.model,
-            "members": row.members, "warnings": row.warnings}
+    result = {"class": row.predicted, "probability": row.probability, "top_k": probs[:top_k],
+              "per_modality": per, "modalities": used, "model": row.model,
+              "members": row.members, "warnings": row.warnings}
+    if audio is not None:  # a sound longer than the model's window: which parts decided
+        windows, seconds = predict_audio_windows(bundle, audio)
+        if any(not w.error for w in windows):
+            result["audio_window_seconds"] = seconds
+            result["decisive_seconds"] = decisive_seconds(windows, row.predicted,
+                                                          seconds_per_row=seconds)
+    return result
 
 
 def _predict_video(served: _Served, video: Path, top_k: int, smooth: int) -> dict[str, Any]:

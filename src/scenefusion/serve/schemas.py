@@ -64,9 +64,12 @@ class Prediction(BaseModel):
     saliency: SaliencyMap | None = Field(None, description="With explain=true and an image: "
                                          "where in the picture the image model found the "
                                          "answer.")
-    decisive_seconds: dict[str, list[tuple[int, float]]] | None = Field(
-        None, description="A video: the seconds whose probability of the answer is highest "
-        "('toward') and lowest ('against'), as [second, probability].")
+    decisive_seconds: dict[str, list[tuple[float, float]]] | None = Field(
+        None, description="A video, or a sound longer than two of the model's windows: the "
+        "seconds (window starts) whose probability of the answer is highest ('toward') and "
+        "lowest ('against'), as [second, probability].")
+    audio_window_seconds: float | None = Field(
+        None, description="A long sound: the length of the windows decisive_seconds starts.")
 
 
 class Health(BaseModel):
