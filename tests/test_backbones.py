@@ -301,3 +301,19 @@ def test_multicrop_averages_ten_views_of_the_same_network(tmp_path):
     assert got.shape == (2, 1280) and got.abs().mean() > 0.01  # real weights, real values
     torch.testing.assert_close(got, each.mean(0), rtol=1e-4, atol=1e-6)
     assert not torch.allclose(got, each[0], rtol=1e-2, atol=0)  # not just the centre crop
+
+
+def test_the_lite_pair_embeds_both_networks_side_by_side(tmp_path):
+    import torch
+
+    from scenefusion.features.image import ImageExtractor
+
+    def net(backbone: str):
+        return ImageExtractor(backbone, runtime="torch", cache_dir=tmp_path).model
+
+    x = torch.randn(1, 3, 260, 260, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        pair = net("effnet_lite0_lite2").embed(x)
+        alone = torch.cat([net("effnet_lite0").embed(x), net("effnet_lite2").embed(x)], dim=1)
+    assert pair.shape == (1, 2560) and pair.abs().mean() > 0.01  # both packages' weights
+    torch.testing.assert_close(pair, alone, rtol=1e-4, atol=1e-6)

