@@ -15,7 +15,6 @@ from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
 from ...paths import default_cache_dir
-
 from .registry import register_backbone
 from .spec import BackboneSpec, Preprocessing, Weights
 
