@@ -19,7 +19,16 @@ import pandas as pd
 
 from .config import ExperimentConfig
 from .cpu import limit_threads, thread_budget
-from .data import DataError, Dataset, Split, VideoOptions, load_dataset, make_split
+from .data import (
+    VIDEO_LAYOUTS,
+    DataError,
+    Dataset,
+    Split,
+    VideoOptions,
+    detect_layout,
+    load_dataset,
+    make_split,
+)
 from .data.download import cached_reference_root
 from .data.synthetic import DEMO_NOTE, demo_data_path, is_synthetic
 from .evaluation import (
@@ -94,11 +103,16 @@ def _load(config: ExperimentConfig, notes: list[str], progress: Progress | None
     path, note = resolve_data(config)
     if note:
         notes.append(note)
-    cb = (lambda d, t: progress("checking files", d, t)) if progress else None
+    stage = "cutting videos" if _layout_of(config, path) in VIDEO_LAYOUTS else "checking files"
+    cb = (lambda d, t: progress(stage, d, t)) if progress else None
     return load_dataset(path, layout=config.data.layout, classes=config.data.classes,
                         check_files=config.data.check_files,
                         allow_outside=config.data.allow_outside_paths, progress=cb,
                         options=video_options(config)), note
+
+
+def _layout_of(config: ExperimentConfig, path: Path) -> str:
+    return config.data.layout if config.data.layout != "auto" else detect_layout(path)
 
 
 def video_options(config: ExperimentConfig) -> VideoOptions:

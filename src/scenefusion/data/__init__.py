@@ -4,10 +4,10 @@ from .datasets import detect_layout, load_dataset, load_manifest, load_pairs_fol
 from .items import Dataset, Item, Skip
 from .splits import Split, SplitError, make_split
 from .validate import DataError
-from .video_folder import VideoOptions, load_video_folder
+from .video_folder import VIDEO_LAYOUTS, VideoOptions, load_video_folder
 
 __all__ = [
-    "DataError", "Dataset", "Item", "Skip", "Split", "SplitError", "detect_layout",
-    "VideoOptions", "load_dataset", "load_manifest", "load_pairs_folder", "load_reference",
+    "VIDEO_LAYOUTS", "DataError", "Dataset", "Item", "Skip", "Split", "SplitError", "VideoOptions",
+    "detect_layout", "load_dataset", "load_manifest", "load_pairs_folder", "load_reference",
     "load_video_folder", "make_split",
 ]

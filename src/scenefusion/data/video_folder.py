@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
+#: the layouts whose items are cut from videos
+VIDEO_LAYOUTS = ("videos", "video-manifest")
 #: folder of the feature cache that holds cut videos
 CUTS_FOLDER = "videos"
 #: written last into a finished cut: the image stems in order
