@@ -19,18 +19,10 @@ import pandas as pd
 
 from .config import ExperimentConfig
 from .cpu import limit_threads, thread_budget
-from .data import (
-    VIDEO_LAYOUTS,
-    DataError,
-    Dataset,
-    Split,
-    VideoOptions,
-    detect_layout,
-    load_dataset,
-    make_split,
-)
+from .data import DataError, Dataset, Split, detect_layout, load_dataset, make_split
 from .data.download import cached_reference_root
 from .data.synthetic import DEMO_NOTE, demo_data_path, is_synthetic
+from .data.video_folder import VIDEO_LAYOUTS, VideoOptions
 from .evaluation import (
     EvaluationResult,
     comparison_table,
@@ -103,16 +95,13 @@ def _load(config: ExperimentConfig, notes: list[str], progress: Progress | None
     path, note = resolve_data(config)
     if note:
         notes.append(note)
-    stage = "cutting videos" if _layout_of(config, path) in VIDEO_LAYOUTS else "checking files"
+    layout = config.data.layout if config.data.layout != "auto" else detect_layout(path)
+    stage = "cutting videos" if layout in VIDEO_LAYOUTS else "checking files"
     cb = (lambda d, t: progress(stage, d, t)) if progress else None
     return load_dataset(path, layout=config.data.layout, classes=config.data.classes,
                         check_files=config.data.check_files,
                         allow_outside=config.data.allow_outside_paths, progress=cb,
                         options=video_options(config)), note
-
-
-def _layout_of(config: ExperimentConfig, path: Path) -> str:
-    return config.data.layout if config.data.layout != "auto" else detect_layout(path)
 
 
 def video_options(config: ExperimentConfig) -> VideoOptions:
@@ -291,19 +280,16 @@ def _explain_errors(run_dir: Path, config: ExperimentConfig, features: DatasetFe
                     split: Split, image: Candidate | None, y_test: np.ndarray
                     ) -> list[dict[str, str]]:
     """Saliency pictures of the best image-only model's most confident test errors, for the
-    report (none when switched off, without an image model, or without errors)."""
-    n = config.evaluation.explain_errors
-    items = [features.dataset.items[i] for i in split.test]
-    if not n or image is None or any(it.image is None for it in items):
+    report (none when switched off or without an image model)."""
+    if not config.evaluation.explain_errors or image is None:
         return []
-    backbone = image.spec.backbone
-    weights = (config.features.image_weights or {}).get(backbone)
-    extractor = ImageExtractor(backbone, weights, cache_dir=config.features.cache_dir,
-                               device=config.features.device)
-    plots = run_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    return explain_worst_errors(image.model, extractor, [it.image for it in items], y_test,
-                                image.test_proba, features.dataset.classes, plots, n)
+    f, backbone = config.features, image.spec.backbone
+    extractor = ImageExtractor(backbone, (f.image_weights or {}).get(backbone),
+                               cache_dir=f.cache_dir, device=f.device)
+    return explain_worst_errors(image.model, extractor, [features.dataset.items[i].image
+                                                         for i in split.test], y_test,
+                                image.test_proba, features.dataset.classes, run_dir / "plots",
+                                config.evaluation.explain_errors)
 
 
 def rerender_reports(run_dir: Path) -> list[EvaluationResult]:

@@ -140,7 +140,11 @@ def explain_worst_errors(model: object, extractor: ImageExtractor, images: list[
     each, where in the picture it found the wrong class. ``proba`` holds its test
     probabilities (columns in ``classes`` order) for ``images``; ``model.predict_proba``
     scores embeddings of ``extractor``'s backbone. Returns ``{"png", "caption"}`` per picture,
-    ``png`` relative to the run folder (``plots_dir``'s parent)."""
+    ``png`` relative to the run folder (``plots_dir``'s parent); none when a picture is
+    missing (a data set without images)."""
+    if any(image is None for image in images):
+        return []
+    plots_dir.mkdir(parents=True, exist_ok=True)
     predicted = proba.argmax(axis=1)
     wrong = np.flatnonzero(predicted != y)
     worst = wrong[np.argsort(-proba[wrong, predicted[wrong]], kind="stable")][:n]
