@@ -18,6 +18,7 @@ never saw, so these maps are coarser and noisier; ``Saliency.method`` says which
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,7 @@ def draw_saliency(image: Path, saliency: Saliency, out: Path, caption: str) -> P
     ax.imshow(grid / max(float(grid.max()), 1e-12), cmap="inferno", alpha=0.5,
               extent=(0, 224, 224, 0), interpolation="bilinear", vmin=0, vmax=1)
     ax.set_axis_off()
-    ax.set_title(caption, fontsize=8)
+    ax.set_title("\n".join(textwrap.wrap(caption, 44)), fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
