@@ -150,3 +150,15 @@ def test_a_run_report_shows_where_the_image_model_looked_on_its_worst_errors(
     (tmp_path / "run" / "report.html").unlink()
     rerender_reports(tmp_path / "run")
     assert "most confident test errors" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_a_saliency_picture_draws_any_file_name_and_leaves_the_backend_alone(tmp_path):
+    import matplotlib
+
+    from scenefusion.evaluation.plots import plot_saliency
+
+    backend = matplotlib.get_backend()
+    caption = "beach $5_a.png: 海滩, taken for CITY (82%); Grad-CAM"  # "$" is not mathtext here
+    out = plot_saliency(np.full((32, 32, 3), 120, np.uint8), np.eye(4), caption,
+                        tmp_path / "why.png")
+    assert out.stat().st_size > 1000 and matplotlib.get_backend() == backend

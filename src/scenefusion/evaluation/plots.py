@@ -1,4 +1,4 @@
-"""PNG plots for reports: confusion matrices and a cross-run comparison chart.
+"""PNG plots for reports: confusion matrices, a cross-run comparison chart, saliency maps.
 
 Figures are built with :class:`matplotlib.figure.Figure` and rendered by the Agg canvas,
 never through ``pyplot``: no GUI backend is touched, no global figure registry grows (so
@@ -9,6 +9,7 @@ matplotlib backend.
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -228,3 +229,22 @@ def plot_comparison(
     ax.set_axisbelow(True)
     fig.tight_layout()
     return _save(fig, path, fit_outside=True)
+
+
+@_PLAIN_TEXT
+def plot_saliency(picture: np.ndarray, grid: np.ndarray, caption: str, path: str | Path
+                  ) -> Path:
+    """Save ``picture`` (H x W x 3, what the backbone saw) with a saliency ``grid`` laid over
+    it (negative cells shown as 0, the rest scaled to the map's maximum) under ``caption``."""
+    with fonts_for([caption]):
+        fig = _new_figure(3.2, 3.6)
+        ax = fig.add_subplot(1, 1, 1)
+        h, w = picture.shape[:2]
+        ax.imshow(picture)
+        shown = np.maximum(np.asarray(grid, dtype=np.float64), 0.0)
+        ax.imshow(shown / max(float(shown.max()), 1e-12), cmap="inferno", alpha=0.5,
+                  extent=(0, w, h, 0), interpolation="bilinear", vmin=0, vmax=1)
+        ax.set_axis_off()
+        ax.set_title("\n".join(textwrap.wrap(caption, 44)), fontsize=8)
+        fig.tight_layout()
+        return _save(fig, path)

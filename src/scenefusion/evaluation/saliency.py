@@ -18,7 +18,6 @@ never saw, so these maps are coarser and noisier; ``Saliency.method`` says which
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,10 +91,9 @@ def saliency_map(extractor: ImageExtractor, score: Scorer, classes: list[str], i
     picture = extractor.preprocess(open_image_rgb(Path(image)))
     p = extractor.spec.preprocessing
     crop = p.input_size / p.resize_size
-    net = extractor.model if method != OCCLUSION else None
-    if hasattr(net, "feature_map") and method != OCCLUSION:
+    if method != OCCLUSION and hasattr(extractor.model, "feature_map"):
         with torch.inference_mode():
-            fmap = net.feature_map(picture[None])[0].float().numpy()  # (C, h, w)
+            fmap = extractor.model.feature_map(picture[None])[0].float().numpy()  # (C, h, w)
         embedding = fmap.mean(axis=(1, 2))
         proba = score(embedding[None])
         k = int(np.argmax(proba[0])) if label is None else classes.index(label)
@@ -111,27 +109,14 @@ def saliency_map(extractor: ImageExtractor, score: Scorer, classes: list[str], i
 
 def draw_saliency(image: Path, saliency: Saliency, out: Path, caption: str) -> Path:
     """The picture's centre crop (what the backbone saw) with the map laid over it, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from .plots import plot_saliency  # matplotlib only when drawing
 
     picture = open_image_rgb(Path(image))
     w, h = picture.size
     side = min(w, h) * saliency.crop
     box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
     square = np.asarray(picture.crop(tuple(round(v) for v in box)).resize((224, 224)))
-    grid = np.maximum(saliency.grid, 0)
-    fig, ax = plt.subplots(figsize=(3.2, 3.6), dpi=100)
-    ax.imshow(square)
-    ax.imshow(grid / max(float(grid.max()), 1e-12), cmap="inferno", alpha=0.5,
-              extent=(0, 224, 224, 0), interpolation="bilinear", vmin=0, vmax=1)
-    ax.set_axis_off()
-    ax.set_title("\n".join(textwrap.wrap(caption, 44)), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return plot_saliency(square, saliency.grid, caption, out)
 
 
 def explain_worst_errors(model: object, extractor: ImageExtractor, images: list[Path],
