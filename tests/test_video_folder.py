@@ -71,6 +71,14 @@ def test_a_rerun_decodes_nothing_and_an_edited_video_is_cut_again(tmp_path, monk
     assert len(edited) == 13  # the edited video is now 4 s long
 
 
+def test_the_progress_bar_says_videos_are_being_cut(tmp_path):
+    from scenefusion.data import loading_stage
+
+    data = video_folder_of(tmp_path / "videos", per_class=1, seconds=1)
+    assert loading_stage(data) == loading_stage(data, " Videos ") == "cutting videos"
+    assert loading_stage(data, "pairs") == "checking files"
+
+
 def test_steps_per_second_and_a_maximum_length(tmp_path):
     data = video_folder_of(tmp_path / "videos", per_class=1, seconds=3)
     dataset = load_dataset(data, options=VideoOptions(fps=2, max_seconds=2,

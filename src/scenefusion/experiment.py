@@ -19,10 +19,10 @@ import pandas as pd
 
 from .config import ExperimentConfig
 from .cpu import limit_threads, thread_budget
-from .data import DataError, Dataset, Split, detect_layout, load_dataset, make_split
+from .data import DataError, Dataset, Split, load_dataset, loading_stage, make_split
 from .data.download import cached_reference_root
 from .data.synthetic import DEMO_NOTE, demo_data_path, is_synthetic
-from .data.video_folder import VIDEO_LAYOUTS, VideoOptions
+from .data.video_folder import VideoOptions
 from .evaluation import (
     EvaluationResult,
     comparison_table,
@@ -95,8 +95,7 @@ def _load(config: ExperimentConfig, notes: list[str], progress: Progress | None
     path, note = resolve_data(config)
     if note:
         notes.append(note)
-    layout = config.data.layout if config.data.layout != "auto" else detect_layout(path)
-    stage = "cutting videos" if layout in VIDEO_LAYOUTS else "checking files"
+    stage = loading_stage(path, config.data.layout)
     cb = (lambda d, t: progress(stage, d, t)) if progress else None
     return load_dataset(path, layout=config.data.layout, classes=config.data.classes,
                         check_files=config.data.check_files,

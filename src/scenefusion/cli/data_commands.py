@@ -36,13 +36,11 @@ def data_inspect(
 ) -> None:
     """Count items per class and group; list every skipped input and why. A folder of videos
     is cut as `run` cuts it by default (one item per second, 4 s of sound), into the cache."""
-    from ..data import VIDEO_LAYOUTS, VideoOptions, detect_layout
+    from ..data import VideoOptions, loading_stage
     from ..features.audio.auto import AUTO, context_seconds
 
-    chosen = layout if layout != "auto" else detect_layout(path)
-    stage = "cutting videos" if chosen in VIDEO_LAYOUTS else "checking files"
     with progress_bar() as bar:
-        task = bar.add_task(stage, total=None, rate="")
+        task = bar.add_task(loading_stage(path, layout), total=None, rate="")
         dataset = load_dataset(
             path, layout=layout, classes=class_list(classes), allow_outside=allow_outside_paths,
             progress=lambda done, total: bar.update(task, completed=done, total=total),

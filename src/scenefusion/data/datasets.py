@@ -489,15 +489,21 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 #: folder hold it?) and (name, do these CSV columns make it?)
 _FOLDER_DETECTORS: list[tuple[str, Callable[[Path], bool]]] = []
 _CSV_DETECTORS: list[tuple[str, Callable[[list[str]], bool]]] = []
+#: what a progress bar says while a layout loads, where it is not "checking files"
+_STAGES: dict[str, str] = {}
 
 
 def register_layout(name: str, loader: Callable[..., Dataset],
                     detect: Callable[[Path], bool] | None = None,
-                    detect_csv: Callable[[list[str]], bool] | None = None) -> None:
+                    detect_csv: Callable[[list[str]], bool] | None = None,
+                    stage: str | None = None) -> None:
     """Add a layout: ``loader(root, classes=, check_files=, progress=, allow_outside=, **options)``
     and, for ``auto`` to find it, ``detect(folder) -> bool`` (a folder layout) or
-    ``detect_csv(column names) -> bool`` (a CSV layout)."""
+    ``detect_csv(column names) -> bool`` (a CSV layout); ``stage`` names what its ``progress``
+    counts (e.g. "cutting videos")."""
     LOADERS[name] = loader
+    if stage is not None:
+        _STAGES[name] = stage
     if detect is not None:
         _FOLDER_DETECTORS.append((name, detect))
     if detect_csv is not None:
@@ -519,6 +525,12 @@ def detect_layout(path: Path) -> str:
     if path.is_dir():
         return next((name for name, detect in _FOLDER_DETECTORS if detect(path)), "pairs")
     raise DataError(path, "not found (expected a data folder or a manifest .csv)")
+
+
+def loading_stage(path: Path, layout: str = "auto") -> str:
+    """What a progress bar should say while ``load_dataset(path, layout)`` runs."""
+    chosen = check_layout(layout)
+    return _STAGES.get(detect_layout(path) if chosen == "auto" else chosen, "checking files")
 
 
 def layouts() -> tuple[str, ...]:

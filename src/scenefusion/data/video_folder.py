@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-#: the layouts whose items are cut from videos
-VIDEO_LAYOUTS = ("videos", "video-manifest")
 #: folder of the feature cache that holds cut videos
 CUTS_FOLDER = "videos"
 #: written last into a finished cut: the image stems in order
@@ -221,7 +219,7 @@ def load_video_manifest(
     return dataset
 
 
-register_layout("videos", load_video_folder, detect=is_video_folder)
+register_layout("videos", load_video_folder, detect=is_video_folder, stage="cutting videos")
 register_layout("video-manifest", load_video_manifest,
                 detect_csv=lambda columns: "video" in columns and not {"image", "audio"} & set(
-                    columns))
+                    columns), stage="cutting videos")
