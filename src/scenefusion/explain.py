@@ -14,17 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .evaluation.calibration import apply_temperature
-from .evaluation.saliency import (
-    GRAD_CAM,
-    OCCLUSION,
-    Saliency,
-    occluded_copies,
-    saliency_map,
-)
+from .evaluation.saliency import GRAD_CAM, Saliency, saliency_map
 from .predict import Bundle
 
-__all__ = ["GRAD_CAM", "OCCLUSION", "Saliency", "explain_image", "image_model_of",
-           "image_probabilities", "occluded_copies"]
+__all__ = ["GRAD_CAM", "Saliency", "explain_image", "image_model_of", "image_probabilities"]
 
 
 def image_model_of(bundle: Bundle) -> Bundle | None:
@@ -36,19 +29,17 @@ def image_model_of(bundle: Bundle) -> Bundle | None:
     return bundle.fallback("image")
 
 
-def image_probabilities(bundle: Bundle, embeddings: np.ndarray
-                        ) -> tuple[np.ndarray, list[str], str] | None:
-    """(N, K) probabilities of ``bundle``'s image model (see :func:`image_model_of`), its
-    classes (column order) and its name; None when it has no image model."""
-    model = bundle.model
-    if bundle.kind == "image":  # as predict answers: with the run's calibration temperature
-        proba = apply_temperature(model.predict_proba(embeddings), bundle.temperature)
-        return proba, bundle.classes, bundle.info["name"]
-    if hasattr(model, "member_probabilities"):
-        probas = model.member_probabilities({"image": embeddings, "audio": None})
-        if "image" in probas:
-            return probas["image"], bundle.classes, f"{bundle.info['name']} (image member)"
-    return None
+def _has_image_model(bundle: Bundle) -> bool:
+    return bundle.kind == "image" or "image" in getattr(bundle.model, "member_names_", ())
+
+
+def image_probabilities(bundle: Bundle, embeddings: np.ndarray) -> np.ndarray:
+    """(N, K) probabilities, in ``bundle.classes`` order, of the image model of a bundle that
+    has one: an image-only model with the run's calibration temperature (as predict answers),
+    else the late / hybrid model's image member."""
+    if bundle.kind == "image":
+        return apply_temperature(bundle.model.predict_proba(embeddings), bundle.temperature)
+    return bundle.model.member_probabilities({"image": embeddings, "audio": None})["image"]
 
 
 def explain_image(bundle: Bundle, image: Path, label: str | None = None,
@@ -56,15 +47,9 @@ def explain_image(bundle: Bundle, image: Path, label: str | None = None,
     """The saliency map of ``image`` for ``label`` (default: the image model's own answer).
     None when the bundle has no image model to explain or it does not know ``label``."""
     bundle = image_model_of(bundle)
-    if bundle is None:
-        return None
-    if bundle.kind != "image" and "image" not in getattr(bundle.model, "member_names_", ()):
-        return None  # a late / hybrid model without an image member of its own
+    if bundle is None or not _has_image_model(bundle):
+        return None  # e.g. a late / hybrid model without an image member of its own
     name = bundle.info["name"] + ("" if bundle.kind == "image" else " (image member)")
-
-    def score(embeddings: np.ndarray) -> np.ndarray:
-        return image_probabilities(bundle, embeddings)[0]
-
     extra = {"method": method} | ({} if grid is None else {"grid": grid})
-    return saliency_map(bundle.image_extractor, score, bundle.classes, image, label, name,
-                        **extra)
+    return saliency_map(bundle.image_extractor, lambda e: image_probabilities(bundle, e),
+                        bundle.classes, image, label, name, **extra)
