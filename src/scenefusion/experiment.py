@@ -141,8 +141,10 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     with timer("data"):
         dataset, data_note = _load(config, notes, progress)
         require_trainable(dataset)
-        audio_id, why = resolve_audio_feature(config.features.audio, dataset)
-        if why:  # the run (and its saved config) names what auto chose
+        # the run (and its saved config) names what auto chose, and only where sound is used
+        audio_id, why = (resolve_audio_feature(config.features.audio, dataset)
+                         if "audio" in dataset.modalities else (config.features.audio, None))
+        if why:
             notes.append(why)
             config = config.model_copy(update={"features": config.features.model_copy(
                 update={"audio": audio_id})})
@@ -385,8 +387,9 @@ def _bundle_info(candidate: Candidate, dataset: Dataset, config: ExperimentConfi
         "image_backbone": backbone,
         "image_weights": str(weights) if weights else None,
         "image_precision": config.features.precision,
-        "audio_features": config.features.audio,
-        "audio_source": "reference-csv-mfcc" if dataset.layout == "reference" else "raw-audio",
+        **({"audio_features": config.features.audio, "audio_source": "reference-csv-mfcc"
+            if dataset.layout == "reference" else "raw-audio"}
+           if "audio" in dataset.modalities else {}),  # a recipe names only what it reads
         "val_accuracy": candidate.val_accuracy,
         "test_accuracy": round(result.accuracy, 4),
         "test_accuracy_ci": (None if result.ci_low is None

@@ -88,19 +88,38 @@ def progress_bar() -> Progress:
     )
 
 
-def stage_progress(bar: Progress) -> Callable[[str, int, int], None]:
-    """Adapter from the library's (stage, done, total) callback to one rich task per stage."""
+#: a stage shorter than this shows no rate: cached items arrive all at once, and N items over a
+#: few microseconds is not a speed
+MIN_RATE_SECONDS = 0.5
+
+
+def stage_progress(bar: Progress, lines: bool | None = None) -> Callable[[str, int, int], None]:
+    """Adapter from the library's (stage, done, total) callback to one rich task per stage.
+
+    Where the bar's console is not a terminal (a log file, CI) the bar is invisible, so each
+    stage also prints a line when it starts and when it ends (``lines`` overrides the check).
+    """
+    lines = not bar.console.is_terminal if lines is None else lines
     tasks: dict[str, tuple[Any, float]] = {}
+    ended: set[str] = set()
 
     def update(stage: str, done: int, total: int) -> None:
         training = stage.startswith("training")
         key = "training" if training else stage
+        now = time.perf_counter()
         if key not in tasks:
-            tasks[key] = (bar.add_task(escape(stage), total=total, rate=""), time.perf_counter())
+            tasks[key] = (bar.add_task(escape(stage), total=total, rate=""), now)
+            if lines:
+                bar.console.print(f"{escape(key)}: started, {total} to do")
         task, start = tasks[key]
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        bar.update(task, completed=done, total=total, description=escape(stage),
-                   rate="" if training else f"{rate:,.1f} items/s")
+        elapsed = now - start
+        rate = ("" if training or elapsed < MIN_RATE_SECONDS
+                else f"{done / elapsed:,.1f} items/s")
+        bar.update(task, completed=done, total=total, description=escape(stage), rate=rate)
+        if lines and done >= total and key not in ended:
+            ended.add(key)
+            bar.console.print(f"{escape(key)}: done, {done} in {elapsed:.1f} s"
+                              + (f" ({rate})" if rate else ""))
 
     return update
 

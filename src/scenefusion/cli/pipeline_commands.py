@@ -196,10 +196,12 @@ def run(
         "features.precision": precision,
         "features.device": device,
     })
-    if cfg.data.path is None:  # say which data before the long work starts
-        _, note = resolve_data(cfg)
+    data_path = None
+    if cfg.data.path is None:  # say which data, and where it lies, before the long work starts
+        data_path, note = resolve_data(cfg)
         warn(note, "no data configured")
-        err_console.print("(see `scenefusion data download` for the reference data)")
+        err_console.print(f"data folder: {escape(str(data_path))} (see `scenefusion data "
+                          "download` for the reference data)")
     with progress_bar() as bar:
         out = run_experiment(cfg, progress=stage_progress(bar))
     print_results(out.results, f"test split ({out.results[0].n_test} items)")
@@ -207,6 +209,8 @@ def run(
         console.print(f"[dim]- {escape(note)}[/dim]")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in out.timings.items())
     console.print(f"time: {stages}")
+    if data_path is not None:
+        console.print(f"data folder: {escape(str(data_path))}")
     console.print(
         f"run folder: [bold]{escape(str(out.run_dir))}[/bold] (report.html, report.md, "
         f"metrics.json, plots/, best/)"

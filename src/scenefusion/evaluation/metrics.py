@@ -25,6 +25,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from .ordering import order_by_selection
+
 log = logging.getLogger(__name__)
 
 #: Columns of :func:`comparison_table`, in order.
@@ -37,8 +39,7 @@ COMPARISON_COLUMNS: list[str] = [
     "macro_precision",
     "macro_recall",
     "macro_f1",
-    "log_loss",
-    "n_test", "val_accuracy", "cv_accuracy",
+    "log_loss", "n_test", "val_accuracy", "cv_accuracy",
 ]
 
 # Cap on how many resampled indices are materialised at once (~16 MB of int64), so the
@@ -373,7 +374,7 @@ def evaluate(
 
 
 def comparison_table(results: Sequence[EvaluationResult]) -> pd.DataFrame:
-    """One row per run, best accuracy first (ties broken by name, so order is stable)."""
+    """One row per run, ranked by the run's selection figure (see :mod:`.ordering`)."""
     rows = [
         {
             "name": r.name,
@@ -396,5 +397,4 @@ def comparison_table(results: Sequence[EvaluationResult]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     if df.empty:
         return df
-    df = df.sort_values(["accuracy", "name"], ascending=[False, True], kind="mergesort")
-    return df.reset_index(drop=True)
+    return order_by_selection(df, results)

@@ -9,6 +9,7 @@ matplotlib backend.
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +72,19 @@ def cell_text(value: float, count: int, normalize: bool) -> str:
     return f"{value:.2f}\n({count})" if normalize else str(count)
 
 
+def wrap_name(name: str, width: int) -> str:
+    """A run name on lines of at most ``width`` characters, broken after its separators
+    (``:`` ``+`` ``[`` ``&`` ``,`` or a space) and mid-word only where a part is longer."""
+    parts = re.findall(r"[^:+\[&,\s]*[:+\[&,\s]|[^:+\[&,\s]+$", name) or [name]
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(piece for line in lines
+                     for piece in textwrap.wrap(line, width, break_long_words=True) or [line])
+
+
 @_PLAIN_TEXT
 def plot_confusion_matrix(
     result_or_cm: EvaluationResult | np.ndarray,
@@ -117,8 +131,9 @@ def _draw_confusion(cm: np.ndarray, values: np.ndarray, class_names: Sequence[st
         lbl.set_rotation_mode("anchor")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    suffix = " (row-normalised; counts in brackets)" if normalize else " (counts)"
-    ax.set_title((title or "confusion matrix") + suffix)
+    suffix = "(row-normalised; counts in brackets)" if normalize else "(counts)"
+    # ~9 title characters per inch of figure: a long run name wraps instead of being cut
+    ax.set_title(wrap_name(title or "confusion matrix", int(9 * side)) + "\n" + suffix)
 
     fontsize = max(5.0, min(10.0, 120.0 / k))
     threshold = vmax / 2.0

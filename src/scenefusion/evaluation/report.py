@@ -26,6 +26,8 @@ import pandas as pd
 
 from ..files import FileProblem, read_json_object, written_atomically
 from .metrics import EvaluationResult, comparison_table
+from .ordering import order_caption, table_order
+from .rounding import fmt, supported_decimals
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,9 @@ METRICS_FILENAME = "metrics.json"
 SCHEMA_VERSION = 1
 _MAX_SAFE_LEN = 100
 _EXPLAINED_TITLE = "Where the image model looked on its most confident test errors"
-_TABLE_CAPTION = (
-    "Sorted by accuracy (best first). The accuracy CI is a percentile bootstrap; its level "
-    "and resampling unit (source groups or frames) are given in each run's section."
-)
+_CI_CAPTION = ("The accuracy CI is a percentile bootstrap; its level and resampling unit "
+               "(source groups or frames) are given in each run's section. Figures have the "
+               "{d} decimals the CIs' width supports (metrics.json keeps every digit).")
 
 
 def safe_name(name: str) -> str:
@@ -60,10 +61,44 @@ def _unique_safe_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None or pd.isna(x):
-        return "-"
-    return f"{float(x):.{digits}f}"
+def _table_caption(table: pd.DataFrame, decimals: int) -> str:
+    return f"{order_caption(table)} {_CI_CAPTION.format(d=decimals)}"
+
+
+def _sections(results: Sequence[EvaluationResult]) -> list[list[EvaluationResult]]:
+    """Runs grouped where their test results are identical (same confusion matrix, CI and
+    report), in table order: eight perfect runs read as one section, not eight copies."""
+    groups: dict[tuple, list[EvaluationResult]] = {}
+    for r in results:
+        key = (np.asarray(r.confusion_matrix).tobytes(), r.ci_low, r.ci_high,
+               r.classification_report, r.bootstrap_unit)
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def _rounded_report(text: str, d: int) -> str:
+    """scikit-learn's per-class report (stored with 4 decimals) at ``d`` decimals, each figure
+    right-aligned in its old width so the columns still line up."""
+    return re.sub(r"\b\d+\.\d{4}\b", lambda m: fmt(float(m.group()), d).rjust(len(m.group())),
+                  text)
+
+
+def _section_title(group: Sequence[EvaluationResult]) -> str:
+    return group[0].name if len(group) == 1 else f"{len(group)} runs with identical test results"
+
+
+def _section_lines(group: Sequence[EvaluationResult], d: int) -> list[str]:
+    """The figures of one section as plain sentences (Markdown and HTML share them)."""
+    r = group[0]
+    lines = [f"runs: {', '.join(g.name for g in group)}"] if len(group) > 1 else []
+    lines.append(f"accuracy {fmt(r.accuracy, d)}, {_ci_sentence(r, d)}")
+    loss = (f"log-loss {fmt(r.log_loss, d)}, " if len(group) == 1 else "")
+    lines.append(f"balanced accuracy {fmt(r.balanced_accuracy, d)}, macro F1 "
+                 f"{fmt(r.macro_f1, d)}, weighted F1 {fmt(r.weighted_f1, d)}, {loss}"
+                 f"n_test {r.n_test}")
+    if len(group) > 1:  # probabilities differ even where every prediction agrees
+        lines.append("log-loss: " + ", ".join(f"{g.name} {fmt(g.log_loss, d)}" for g in group))
+    return lines
 
 
 def _json_records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -84,8 +119,10 @@ def _json_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
-def _display_table(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Comparison table as header + string rows, with the CI folded into one column."""
+def _display_table(table: pd.DataFrame, d: int) -> tuple[list[str], list[list[str]]]:
+    """Comparison table as header + string rows, with the CI folded into one column and the
+    column that ranks the rows marked."""
+    ranks = {"val": "val acc.", "cv": "CV acc."}.get(table_order(table))
     header = [
         "rank",
         "name",
@@ -100,27 +137,28 @@ def _display_table(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         "val acc.",
         "CV acc.",
     ]
+    header = [f"{h} (ranks)" if h == ranks else h for h in header]
     rows = []
     for i, r in enumerate(table.itertuples(index=False), start=1):
         ci = (
             "-"
             if (pd.isna(r.ci_low) or pd.isna(r.ci_high))
-            else f"[{r.ci_low:.4f}, {r.ci_high:.4f}]"
+            else f"[{fmt(r.ci_low, d)}, {fmt(r.ci_high, d)}]"
         )
         rows.append(
             [
                 str(i),
                 str(r.name),
-                _fmt(r.accuracy),
+                fmt(r.accuracy, d),
                 ci,
-                _fmt(r.balanced_accuracy),
-                _fmt(r.macro_precision),
-                _fmt(r.macro_recall),
-                _fmt(r.macro_f1),
-                _fmt(r.log_loss),
+                fmt(r.balanced_accuracy, d),
+                fmt(r.macro_precision, d),
+                fmt(r.macro_recall, d),
+                fmt(r.macro_f1, d),
+                fmt(r.log_loss, d),
                 str(int(r.n_test)),
-                "-" if pd.isna(r.val_accuracy) else _fmt(r.val_accuracy),
-                "-" if pd.isna(r.cv_accuracy) else _fmt(r.cv_accuracy),
+                fmt(r.val_accuracy, d),
+                fmt(r.cv_accuracy, d),
             ]
         )
     return header, rows
@@ -137,7 +175,7 @@ def _md_fence(text: str) -> str:
     return f"{fence}text\n{text.rstrip()}\n{fence}"
 
 
-def _ci_sentence(r: EvaluationResult) -> str:
+def _ci_sentence(r: EvaluationResult, d: int) -> str:
     if r.ci_low is None or r.ci_high is None:
         return "no bootstrap CI"
     unit = (
@@ -146,7 +184,7 @@ def _ci_sentence(r: EvaluationResult) -> str:
         else "resampling frames (no groups given: may be optimistic)"
     )
     return (
-        f"{100 * r.ci_level:g}% CI [{r.ci_low:.4f}, {r.ci_high:.4f}] "
+        f"{100 * r.ci_level:g}% CI [{fmt(r.ci_low, d)}, {fmt(r.ci_high, d)}] "
         f"({r.n_bootstrap} bootstrap resamples, {unit})"
     )
 
@@ -166,7 +204,8 @@ def _render_markdown(
     notes: Sequence[str] | None,
     explained: Sequence[Mapping[str, str]] = (),
 ) -> str:
-    header, rows = _display_table(table)
+    d = supported_decimals(table)
+    header, rows = _display_table(table, d)
     lines = [f"# {title}", ""]
     lines.append(
         f"{len(results_sorted)} runs, {len(class_names)} classes: "
@@ -178,7 +217,7 @@ def _render_markdown(
     lines += [
         "## Comparison",
         "",
-        _TABLE_CAPTION,
+        _table_caption(table, d),
         "",
     ]
     lines.append("| " + " | ".join(header) + " |")
@@ -192,18 +231,15 @@ def _render_markdown(
     if config_text:
         lines += ["## Configuration", "", _md_fence(config_text), ""]
     lines += ["## Per-model results", ""]
-    for r in results_sorted:
-        stem = stems[r.name]
+    for group in _sections(results_sorted):
+        r = group[0]
+        lines += [f"### {_md_cell(_section_title(group))}", ""]
+        lines += [f"- {_md_cell(x)}" for x in _section_lines(group, d)]
         lines += [
-            f"### {r.name}",
             "",
-            f"- accuracy **{r.accuracy:.4f}**, {_ci_sentence(r)}",
-            f"- balanced accuracy {r.balanced_accuracy:.4f}, macro F1 {r.macro_f1:.4f}, "
-            f"weighted F1 {r.weighted_f1:.4f}, log-loss {r.log_loss:.4f}, n_test {r.n_test}",
+            _md_fence(_rounded_report(r.classification_report, d)),
             "",
-            _md_fence(r.classification_report),
-            "",
-            f"![confusion matrix: {_md_cell(r.name)}](plots/confusion_{stem}.png)",
+            f"![confusion matrix: {_md_cell(r.name)}](plots/confusion_{stems[r.name]}.png)",
             "",
         ]
     return "\n".join(lines)
@@ -241,7 +277,8 @@ def _render_html(
     out_dir: Path = Path("."),
 ) -> str:
     esc = html.escape
-    header, rows = _display_table(table)
+    d = supported_decimals(table)
+    header, rows = _display_table(table, d)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -262,7 +299,7 @@ def _render_html(
         parts.append("</ul>")
     parts += [
         "<h2>Comparison</h2>",
-        f"<p>{html.escape(_TABLE_CAPTION)}</p>",
+        f"<p>{esc(_table_caption(table, d))}</p>",
         "<table>",
     ]
     parts.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead>")
@@ -285,18 +322,17 @@ def _render_html(
     if config_text:
         parts += ["<h2>Configuration</h2>", f"<pre>{esc(config_text)}</pre>"]
     parts.append("<h2>Per-model results</h2>")
-    for r in results_sorted:
-        stem = stems[r.name]
+    for group in _sections(results_sorted):
+        r = group[0]
+        parts.append(f'<section class="model" id="model-{esc(stems[r.name])}">')
+        # every run of the group keeps the anchor the table links to
+        parts += [f'<span id="model-{esc(stems[g.name])}"></span>' for g in group[1:]]
         parts += [
-            f'<section class="model" id="model-{esc(stem)}">',
-            f"<h3>{esc(r.name)}</h3>",
+            f"<h3>{esc(_section_title(group))}</h3>",
             "<ul>",
-            f"<li>accuracy <b>{r.accuracy:.4f}</b>, {esc(_ci_sentence(r))}</li>",
-            f"<li>balanced accuracy {r.balanced_accuracy:.4f}, macro F1 {r.macro_f1:.4f}, "
-            f"weighted F1 {r.weighted_f1:.4f}, log-loss {r.log_loss:.4f}, "
-            f"n_test {r.n_test}</li>",
+            *[f"<li>{esc(x)}</li>" for x in _section_lines(group, d)],
             "</ul>",
-            f"<pre>{esc(r.classification_report)}</pre>",
+            f"<pre>{esc(_rounded_report(r.classification_report, d))}</pre>",
             f'<p><img src="{_img_data_uri(images[r.name])}" '
             f'alt="{esc("confusion matrix: " + r.name)}"></p>',
             "</section>",
@@ -369,12 +405,13 @@ def write_reports(
     paths["metrics_json"] = metrics_path
 
     images: dict[str, Path] = {}
+    d = supported_decimals(table)
     for r in results_sorted:
         stem = stems[r.name]
         txt = reports_dir / f"{stem}.txt"
         txt.write_text(
-            f"{r.name}\n\naccuracy {r.accuracy:.4f}, {_ci_sentence(r)}\n\n"
-            f"{r.classification_report}",
+            f"{r.name}\n\naccuracy {fmt(r.accuracy, d)}, {_ci_sentence(r, d)}\n\n"
+            f"{_rounded_report(r.classification_report, d)}",
             encoding="utf-8",
         )
         paths[f"report:{r.name}"] = txt
