@@ -11,6 +11,7 @@ import pytest
 from scenefusion.evaluation import fonts
 from scenefusion.evaluation.plots import plot_confusion_matrix
 
+NO_CJK_FONT = "no CJK font installed here: apt-get install -y fonts-wqy-microhei"
 CJK = ["海滩", "城市", "森林"]
 
 
@@ -21,7 +22,7 @@ def _missing_glyph_warnings(tmp_path, names) -> list[str]:
     return [str(w.message) for w in caught if "missing from font" in str(w.message)]
 
 
-@pytest.mark.skipif(not fonts.installed_fallbacks(), reason="no CJK font installed here")
+@pytest.mark.skipif(not fonts.installed_fallbacks(), reason=NO_CJK_FONT)
 def test_cjk_class_names_render_without_missing_glyphs(tmp_path):
     assert _missing_glyph_warnings(tmp_path, CJK) == []
     with fonts.fonts_for(CJK) as note:
@@ -43,7 +44,7 @@ def test_latin_names_change_nothing():
         assert note == ""
 
 
-@pytest.mark.skipif(not fonts.installed_fallbacks(), reason="no CJK font installed here")
+@pytest.mark.skipif(not fonts.installed_fallbacks(), reason=NO_CJK_FONT)
 def test_a_cjk_font_installed_after_matplotlib_listed_the_fonts_is_found(monkeypatch):
     from matplotlib import font_manager
 
