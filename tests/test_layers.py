@@ -14,9 +14,9 @@ PACKAGE = "scenefusion"
 #: may import its own layer's modules and any lower layer, never a higher or a sideways one.
 LAYERS: dict[str, int] = {
     "errors": 0, "registry": 1, "paths": 1, "files": 1, "cpu": 1, "runners": 1,
-    "data": 2, "features": 3, "models": 4, "evaluation": 5, "config": 6, "grid": 7,
-    "experiment": 8, "predict": 8, "timeline": 9, "explain": 9, "serve": 10, "cli": 11,
-    "__main__": 12,
+    "cache_integrity": 2, "data": 3, "features": 4, "models": 5, "evaluation": 6, "config": 7,
+    "grid": 8, "experiment": 9, "predict": 9, "timeline": 10, "explain": 10, "serve": 11,
+    "cli": 12, "__main__": 13,
 }
 
 

@@ -6,8 +6,9 @@ it), grouped by video, exactly as ``data from-video`` cuts them. The cut frames 
 in the cache under the video file's content hash and the cutting options, so a re-run decodes
 nothing and an edited video (new content, new hash) is cut again. A cut is written to a
 temporary folder and renamed into place with its list of steps, so a killed run leaves no
-half-cut video behind. A video that cannot be cut (unreadable, no audio track, shorter than a
-second) is a named skip, as for every other layout.
+half-cut video behind, then sealed by a checksum, so a cut damaged or edited in the cache is
+cut again. A video that cannot be cut (unreadable, no audio track, shorter than a second) is a
+named skip, as for every other layout.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache_integrity import load_or_build
 from ..paths import default_cache_dir
 from .datasets import (
     cell,
@@ -90,30 +92,53 @@ def cut_cached(video: Path, options: VideoOptions, report: CutReport | None = No
                digest: str | None = None) -> list[tuple[Path, Path]]:
     """The (image, audio) files of ``video``'s items, cutting it only when no finished cut
     of the same content (``digest``, computed when not given) and options is in the cache.
-    Raises DataError for a video that cannot be cut."""
+    A cached cut whose checksum does not hold, or whose list names a file outside its folder,
+    is moved aside and cut again (:mod:`scenefusion.cache_integrity`). Raises DataError for a
+    video that cannot be cut."""
     root = (options.cache_dir or default_cache_dir()) / CUTS_FOLDER
     folder = root / f"{digest or _content_hash(video)}-{options.key()}"
-    listing = folder / CUT_LIST
-    if not listing.is_file():
-        tmp = root / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
+    decoded = []
+
+    def cut(target: Path) -> None:
+        tmp = root / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             written = video_to_pairs(video, tmp, "cut", audio_seconds=options.audio_seconds,
                                      fps=options.fps, max_seconds=options.max_seconds)
             (tmp / "cut").mkdir(parents=True, exist_ok=True)
             (tmp / "cut" / CUT_LIST).write_text(json.dumps([p.stem for p in written]))
             try:
-                os.replace(tmp / "cut", folder)
+                os.replace(tmp / "cut", target)
             except OSError:  # another process finished the same cut first: use theirs
-                if not listing.is_file():
+                if not (target / CUT_LIST).is_file():
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if report is not None:
+        decoded.append(target)
+
+    pairs = load_or_build(folder, cut, listed_pairs, what="video cut", verb="cutting")
+    if report is not None:
+        if decoded:
             report.decoded += 1
-    elif report is not None:
-        report.reused += 1
-    stems = json.loads(listing.read_text())
-    return [(folder / f"{s}.jpg", folder / f"{s}.wav") for s in stems]
+        else:
+            report.reused += 1
+    return pairs
+
+
+def listed_pairs(folder: Path) -> list[tuple[Path, Path]]:
+    """The (image, audio) files a cut's list names, each checked to lie inside the cut's
+    folder: the list is read from the cache, and a tampered one must not make a data set read
+    a file elsewhere. Raises DataError naming the list otherwise."""
+    listing = folder / CUT_LIST
+    stems = json.loads(listing.read_text(encoding="utf-8"))
+    if not isinstance(stems, list) or not all(isinstance(s, str) and s for s in stems):
+        raise DataError(listing, "not a list of file names")
+    inside = folder.resolve()
+    pairs = [(folder / f"{s}.jpg", folder / f"{s}.wav") for s in stems]
+    for path in (p for pair in pairs for p in pair):
+        if path.parent != folder or not path.resolve().is_relative_to(inside):
+            raise DataError(listing, f"names {path.relative_to(folder)}, outside the cut's "
+                                     "folder")
+    return pairs
 
 
 def _cut_all(videos: list[tuple[str, Path, str]], rows: list, options: VideoOptions,

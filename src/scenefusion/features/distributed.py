@@ -43,7 +43,7 @@ from ..runners import connect
 from . import DEFAULT_BATCH_SIZE
 from .audio import audio_feature
 from .extract import item_key, precomputed_audio
-from .store import FeatureStore, FeatureTable
+from .store import FeatureStore, FeatureTable, not_finite
 
 log = logging.getLogger(__name__)
 
@@ -313,8 +313,10 @@ class _Tally:
     reused: int = 0
     skipped: list[Skip] = field(default_factory=list)
 
-    def take(self, key: str, row: np.ndarray) -> None:
-        if key in self.table:  # a worker that cannot see the cache folder recomputed it
+    def take(self, key: str, row: np.ndarray, ident: str, what: str) -> None:
+        if problem := not_finite(row, what):  # never cached: the item is a named skip
+            self.skipped.append(Skip(ident, problem))
+        elif key in self.table:  # a worker that cannot see the cache folder recomputed it
             self.reused += 1
         else:
             self.writer.add(key, row)
@@ -389,7 +391,8 @@ def _collect(batch: dict[str, np.ndarray], plan: _Plan, tallies: dict[str, _Tall
             elif batch[f"cached{c}"][i]:
                 tally.reused += 1
             elif batch[f"done{c}"][i]:
-                tally.take(batch["image_key"][i], batch[f"emb{c}"][i])
+                tally.take(batch["image_key"][i], batch[f"emb{c}"][i], ident,
+                           f"{job.backbone} embedding")
         if audio is not None:
             state = batch["audio_state"][i]
             if state == "skip":
@@ -398,7 +401,8 @@ def _collect(batch: dict[str, np.ndarray], plan: _Plan, tallies: dict[str, _Tall
             elif state == "cached":
                 audio.reused += 1
             elif state == "computed":
-                audio.take(batch["audio_key"][i], batch["audio_values"][i])
+                audio.take(batch["audio_key"][i], batch["audio_values"][i],
+                           batch["audio"][i] or batch["id"][i], f"{plan.audio} feature")
 
 
 @contextlib.contextmanager

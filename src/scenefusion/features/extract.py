@@ -26,7 +26,7 @@ from ..paths import cache_dir_in_use
 from . import DEFAULT_BATCH_SIZE
 from .audio import AUDIO_FEATURES, audio_feature
 from .image import ImageExtractor
-from .store import FeatureStore, FeatureTable, content_hash
+from .store import FeatureStore, FeatureTable, content_hash, not_finite
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,9 @@ def _embed(items: list[Item], todo: list[int], keys: list[str | None], extractor
             if good:
                 emb = extractor.embed(torch.stack([t for _, t in good]))
                 for (i, _), row in zip(good, emb, strict=True):
+                    if problem := not_finite(row, f"{extractor.id} embedding"):
+                        skipped.append(Skip(str(items[i].image), problem))
+                        continue
                     features[i], ok[i] = row, True
                     writer.add(keys[i], row)
             writer.flush()
@@ -271,11 +274,15 @@ def extract_audio(
         with _ChunkWriter(table, flush_every) as writer, cache_dir_in_use(store.root):
             for i in todo:
                 try:
-                    features[i] = feature(items[i].audio)
-                    ok[i] = True
-                    writer.add(keys[i], features[i])
+                    values = feature(items[i].audio)
                 except DataError as err:
                     skipped.append(Skip(err.path, err.problem))
+                else:
+                    if problem := not_finite(values, f"{extractor_id} feature"):
+                        skipped.append(Skip(str(items[i].audio), problem))
+                    else:
+                        features[i], ok[i] = values, True
+                        writer.add(keys[i], features[i])
                 writer.flush()
                 done += 1
                 if progress:

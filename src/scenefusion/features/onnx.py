@@ -1,19 +1,20 @@
 """ONNX Runtime sessions over graphs cached in the feature cache folder, for every network that
 runs on ONNX Runtime (image backbones, the aiSFX audio embedding).
 
-A cached graph can be damaged (truncated by a kill, corrupted on disk): it is then logged,
-deleted and built again once; a fresh graph that still does not load is a :class:`CacheError`
-naming the file, never a rebuild loop. Imports onnxruntime only when a session is built.
+A cached graph can be damaged (truncated by a kill, corrupted on disk): its checksum or its
+loading says so (:mod:`scenefusion.cache_integrity`), and it is logged, moved aside and built
+again once; a fresh graph that still does not load is a :class:`CacheError` naming the file,
+never a rebuild loop. Imports onnxruntime only when a session is built.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..cache_integrity import load_or_build
 from ..files import written_atomically
 from .store import CacheError
 
@@ -46,19 +47,12 @@ def new_session(model: Path | bytes, threads: int, *, spinning: bool = True,
 def load_cached(path: Path, build: Build, load: Callable[[Path | bytes], T], *,
                 fresh: Callable[[Path | bytes], T] | None = None, what: str = "ONNX export",
                 verb: str = "exporting") -> T:
-    """``load`` the file at ``path``; when it is missing, or present but does not load (logged
-    as "cached {what} {path} cannot be loaded ...; {verb} it again" and deleted), ``build`` it
-    and load the fresh graph with ``fresh`` (default: ``load``), whose failure propagates."""
-    if path.is_file():
-        try:
-            return load(path)
-        except Exception as exc:  # noqa: BLE001 (onnxruntime's and protobuf's errors share no base)
-            log.warning("cached %s %s cannot be loaded (%s: %s); %s it again", what, path,
-                        type(exc).__name__, str(exc).strip()[:200], verb)
-            with contextlib.suppress(OSError):  # if it stays, the rebuild says why
-                path.unlink(missing_ok=True)
-    built = build(path)
-    return (fresh or load)(path if built is None else built)
+    """``load`` the graph at ``path`` when its checksum holds and it loads; when it is missing,
+    damaged (no or another checksum: a flipped byte still parses) or does not load (logged as
+    "cached {what} {path} cannot be loaded ...; {verb} it again" and moved aside), ``build`` it,
+    seal it and load the fresh graph with ``fresh`` (default: ``load``), whose failure
+    propagates (:func:`scenefusion.cache_integrity.load_or_build`)."""
+    return load_or_build(path, build, load, fresh=fresh, what=what, verb=verb)
 
 
 def cached_session(path: Path, build: Build, threads: int, *, name: str, hint: str,

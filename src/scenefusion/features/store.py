@@ -44,6 +44,16 @@ QUARANTINE = "quarantine"
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
+def not_finite(row: np.ndarray, what: str) -> str | None:
+    """The skip reason for a computed row holding NaN or infinite values (``what`` names the
+    feature), or None for a usable row: such a row is never stored, since a cached NaN would
+    poison every later run that reuses it."""
+    if np.isfinite(row).all():
+        return None
+    return (f"its {what} holds NaN or infinite values (a damaged network or weight file?); "
+            "left out and not cached")
+
+
 class CacheError(FileProblem):
     """The feature cache cannot be written (read-only, full disk, no permission) or a fresh
     entry cannot be used: says which path and what to do, instead of a traceback after minutes
@@ -193,9 +203,12 @@ class FeatureTable:
 
     def put_many(self, keys: list[str], values: np.ndarray) -> None:
         """Store new arrays as one chunk, atomically; keys already stored are left untouched.
-        A failed write leaves no temporary file and raises `CacheError` naming the folder."""
+        A failed write leaves no temporary file and raises `CacheError` naming the folder.
+        Non-finite values are refused (callers skip such rows by name: :func:`not_finite`)."""
         index = self._load_index()
         values = np.asarray(values)
+        if not np.isfinite(values).all():
+            raise ValueError(f"refusing to cache NaN or infinite values in {self.folder}")
         if self.row_shape is not None and values.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {values.shape[1:]} for the cache table "
                              f"{self.folder} of rows {self.row_shape}")

@@ -8,12 +8,14 @@ gives wrong top-5 classes and this gives the right ones (tests/test_features.py)
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
+from ...cache_integrity import load_or_build
+from ...files import written_atomically
 from ...paths import default_cache_dir
 from .registry import register_backbone
 from .spec import BackboneSpec, Preprocessing, Weights
@@ -79,18 +81,20 @@ def effnet_lite_pair() -> EffnetLitePair:
 
 def pair_file() -> str:
     """Both packages' weights in one state_dict (keys ``lite0.*``, ``lite2.*``), written once
-    into the cache: a backbone loads one file."""
+    into the cache: a backbone loads one file. Sealed by a checksum and rebuilt when damaged
+    (:mod:`scenefusion.cache_integrity`): a flipped byte in a tensor still loads, as wrong
+    numbers."""
     target = default_cache_dir() / "weights" / "effnet_lite0_lite2.pth"
-    if not target.is_file():
+
+    def merge(path: Path) -> None:
         state = {f"{name}.{key}": value for name, file in (("lite0", lite0_file()),
                                                            ("lite2", lite2_file()))
                  for key, value in torch.load(file, map_location="cpu",
                                               weights_only=True).items()}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(state, partial)
-        os.replace(partial, target)
-    return str(target)
+        with written_atomically(path) as tmp:
+            torch.save(state, tmp)
+
+    return str(load_or_build(target, merge, Path, what="merged weight file", verb="merging"))
 
 
 def effnet_lite0() -> EffnetLite:
