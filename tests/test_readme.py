@@ -73,3 +73,18 @@ def test_the_test_command_names_what_it_skipped_and_why(tmp_path):
     assert "SKIPPED [1]" in out.stdout
     assert "needs chromium: apt-get install chromium" in out.stdout
     assert "1 passed, 1 skipped" in out.stdout
+
+
+def test_readme_demo_table_is_ranked_as_the_run_chose():
+    """The README's demo table reads as the run chose: by cross-validation, best/ first, the
+    saved single-modality models being the best of their kind by that figure, not by test."""
+    table = re.search(r"\| run \| CV accuracy \(chose\) \|.*?\n\n", README.read_text(), re.S)
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in table.group(0).splitlines()[2:] if line.startswith("|")]
+    cv = [float(r[1]) for r in rows]
+    assert cv == sorted(cv, reverse=True)
+    assert "(`best/`)" in rows[0][0]
+    for kind in ("image", "audio"):
+        saved = next(r for r in rows if f"`best-{kind}/`" in r[0])
+        assert f"best {kind}-only: {kind}:" in saved[0]
+        assert all(float(r[1]) <= float(saved[1]) for r in rows if r[0].startswith(f"{kind}:"))
