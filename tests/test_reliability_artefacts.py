@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,27 @@ def test_a_fresh_artefact_that_does_not_load_is_an_error_not_a_loop(tmp_path):
     with pytest.raises(ValueError, match="never loads"):
         cache_integrity.load_or_build(tmp_path / "a.bin", build, load)
     assert len(builds) == 1
+
+
+def test_concurrent_loaders_build_an_artefact_once_and_never_judge_it_half_sealed(tmp_path):
+    builds, loaded = [], []
+
+    def slow_build(path: Path) -> None:  # the seal is written after this returns
+        builds.append(path)
+        time.sleep(0.2)
+        path.write_text("artefact")
+
+    def load(path: Path) -> None:
+        loaded.append(path.read_text())
+
+    workers = [threading.Thread(target=cache_integrity.load_or_build,
+                                args=(tmp_path / "a.bin", slow_build, load)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(builds) == 1 and loaded == ["artefact"] * 3
+    assert not _quarantined(tmp_path / "a.bin").exists()
 
 
 def test_a_folder_checksum_sees_renamed_and_edited_files(tmp_path):
