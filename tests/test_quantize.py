@@ -18,10 +18,13 @@ from scenefusion.features import image as image_mod
 from scenefusion.features.device import choose_device
 from scenefusion.features.image import ImageExtractor
 from scenefusion.features.quantize import (
+    CHECK_IMAGES,
+    Int8Diverges,
     calibration_batches,
     evenly_spaced,
     generated_images,
     quantize_int8,
+    split_check_images,
 )
 
 #: Per-channel int8 weights and uint8 activations each add ~0.4 % relative error (1/256) per
@@ -49,10 +52,23 @@ class TinyNet(nn.Module):
         return self.embed(x)
 
 
-def _tiny(cache: Path, precision: str = "fp32", runtime: str = "auto", **kw) -> ImageExtractor:
+class OutlierNet(TinyNet):
+    """A net whose int8 graph cannot follow fp32 on any CPU: one hidden channel is about 10^5
+    times the others, so the layer's per-tensor uint8 activations (scale ~400) round every
+    other channel to zero, while the embedding reads only those other channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.body[2].bias[0] = 1e5
+            self.body[4].weight[:, 0] = 0.0
+
+
+def _tiny(cache: Path, precision: str = "fp32", runtime: str = "auto", net: type = TinyNet,
+          **kw) -> ImageExtractor:
     extractor = ImageExtractor("effnet_lite0", runtime=runtime, cache_dir=cache, threads=1,
                                precision=precision, **kw)
-    extractor._model = TinyNet().eval()
+    extractor._model = net().eval()
     return extractor
 
 
@@ -79,6 +95,36 @@ def test_int8_embeds_with_the_right_shape_close_to_fp32(tmp_path, photos_batch):
     assert _cosines(np.roll(fp32, 1, axis=0), fp32).max() < 0.5  # the measure discriminates
     assert not np.allclose(embedded, fp32, rtol=1e-5)  # really the int8 graph
     assert int8.int8_path().is_file() and int8.int8_path().parent == int8.onnx_path().parent
+
+
+def test_int8_that_diverges_from_fp32_is_refused_in_one_sentence(tmp_path, photos_batch):
+    fp32 = _tiny(tmp_path, net=OutlierNet).embed(photos_batch)
+    assert _cosines(np.roll(fp32, 1, axis=0), fp32).max() < 0.5  # fp32 itself discriminates
+    int8 = _tiny(tmp_path, "int8", net=OutlierNet, calibration_images=list(generated_images(24)))
+    with pytest.raises(Int8Diverges, match=r"^int8 embedding of effnet_lite0 diverges from fp32 "
+                                           r"on this CPU \(cosine -?\d\.\d\d\): "
+                                           r"use --precision fp32$"):
+        int8.embed(photos_batch)
+    # refused on every later load too, not only right after quantising
+    with pytest.raises(Int8Diverges):
+        _tiny(tmp_path, "int8", net=OutlierNet,
+              calibration_images=list(generated_images(24))).embed(photos_batch)
+
+
+def test_int8_check_holds_back_calibration_images_and_is_rebuilt_when_missing(tmp_path,
+                                                                             photos_batch):
+    given = list(generated_images(40, seed=5))
+    calibration, check = split_check_images(given)
+    held = [im for im in given if any(im is c for c in check)]
+    assert len(held) == 5 and len(calibration) == 35 and len(check) == 5 + CHECK_IMAGES
+    assert not any(im is c for im in calibration for c in held)  # held back, not calibrated on
+    assert split_check_images(given[:3]) == (given[:3], check[5:])  # too few to hold any back
+    int8 = _tiny(tmp_path, "int8", calibration_images=given)
+    expected = int8.embed(photos_batch)
+    int8.int8_check_path().unlink()
+    again = _tiny(tmp_path, "int8", calibration_images=given)
+    np.testing.assert_allclose(again.embed(photos_batch), expected, rtol=1e-5, atol=1e-6)
+    assert again.int8_check_path().is_file()
 
 
 def test_bf16_embeds_close_to_fp32(tmp_path, photos_batch):

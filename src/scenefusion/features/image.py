@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..cache_integrity import load_or_build
 from ..cpu import thread_budget, torch_threads
 from ..errors import InvalidValue
 from ..files import written_atomically
@@ -27,15 +28,18 @@ from ..paths import default_cache_dir
 from . import DEFAULT_BACKBONE
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
 from .device import ONNX_PROVIDERS, choose_device, cuda_available
-from .onnx import cached_session, load_cached
+from .onnx import cached_session, load_cached, new_session
 from .quantize import (
     CALIBRATION_IMAGES,
+    SCHEME,
     ImageSource,
     calibration_batches,
     calibration_tag,
+    check_agreement,
     check_precision,
     cpu_supports_bf16,
     quantize_int8,
+    split_check_images,
 )
 from .store import CacheError
 
@@ -201,7 +205,7 @@ class ImageExtractor:
     def _key(self, precision: str) -> str:
         parts = [self.spec.content_key(), self._weights_tag, self.runtime, precision]
         if precision == "int8":
-            parts.append(self._calibration_tag)
+            parts += [self._calibration_tag, SCHEME]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     @functools.cached_property
@@ -233,16 +237,24 @@ class ImageExtractor:
         """Where the int8 graph is cached, beside the fp32 export (one per calibration set)."""
         return self.cache_dir / "onnx" / f"{self.id}-{self._key('int8')}.int8.onnx"
 
+    def int8_check_path(self) -> Path:
+        """Where the int8 model's check is cached: held-back calibration images (preprocessed)
+        and their fp32 embeddings (:mod:`.quantize`)."""
+        return self.int8_path().with_name(self.int8_path().name.replace(".onnx", ".check.npz"))
+
     def _onnx_session(self) -> Any:
         """The ONNX Runtime session over the cached graph (fp32 export or int8 model); a cached
         graph that does not load (truncated by an old kill, damaged on disk) is logged, deleted
-        and built again, once (:func:`.onnx.cached_session`)."""
+        and built again, once (:func:`.onnx.cached_session`). An int8 model is checked against
+        fp32 each time it is loaded, so that no CPU can embed with one that disagrees."""
         if self._session is None:
             if self.precision == "int8":
-                self._session = cached_session(
+                session = cached_session(
                     self.int8_path(), self._quantize, self.threads, name=f"int8 model of {self.id}",
                     hint="try --precision fp32", what="int8 model", verb="quantising",
                     providers=ONNX_PROVIDERS[self.device])
+                self._check_int8(session)
+                self._session = session
             else:
                 self._session = cached_session(
                     self.onnx_path(), self._export, self.threads, name=f"export of {self.id}",
@@ -261,13 +273,44 @@ class ImageExtractor:
         source = "the given images" if self.calibration_images is not None else "generated images"
         log.info("quantising %s to int8 at %s, calibrated on %s (once per cache)",
                  self.id, path, source)
+        calibration, _ = split_check_images(self.calibration_images)
         try:
-            quantize_int8(graph, path, calibration_batches(self.calibration_images,
-                                                           self.preprocess))
+            quantize_int8(graph, path, calibration_batches(calibration, self.preprocess))
         except OSError as exc:
             raise CacheError(path.parent, f"cannot write the int8 model of {self.id} ({exc}); "
                                           "free space or choose another cache folder (--cache)"
                              ) from exc
+
+    def _write_int8_check(self, path: Path) -> None:
+        """Store the held-back calibration images (as the model sees them, in float16) and
+        their fp32 embeddings, computed by the fp32 export."""
+        _, held_back = split_check_images(self.calibration_images)
+        inputs = np.concatenate(list(calibration_batches(held_back, self.preprocess)))
+        inputs = inputs.astype(np.float16)
+        fp32 = new_session(self._fp32_graph().SerializeToString(), self.threads)
+        reference = fp32.run(None, {"image": inputs.astype(np.float32)})[0]
+        try:
+            with written_atomically(path) as tmp, open(tmp, "wb") as fh:
+                np.savez_compressed(fh, inputs=inputs, fp32=reference)
+        except OSError as exc:
+            raise CacheError(path.parent, f"cannot write the int8 check of {self.id} ({exc}); "
+                                          "free space or choose another cache folder (--cache)"
+                             ) from exc
+
+    def _check_int8(self, session: Any) -> float:
+        """Embed the held-back images with the int8 ``session`` and compare with fp32
+        (:func:`.quantize.check_agreement`: :class:`.quantize.Int8Diverges` when they disagree)."""
+        def load(path: Path) -> dict[str, np.ndarray]:
+            with np.load(path, allow_pickle=False) as stored:
+                return {"inputs": stored["inputs"], "fp32": stored["fp32"]}
+
+        check = load_or_build(self.int8_check_path(), self._write_int8_check, load,
+                              what="int8 check", verb="computing")
+        int8 = session.run(None, {"image": check["inputs"].astype(np.float32)})[0]
+        score = check_agreement(self.id, int8, check["fp32"])
+        log.info("int8 model of %s agrees with fp32 on %d held-back images (cosine %.3f)",
+                 self.id, len(int8), score)
+        return score
 
     def _export(self, path: Path) -> None:
         model = self.model  # a missing weight file is its own clear error, not the cache's

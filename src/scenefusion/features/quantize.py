@@ -1,9 +1,25 @@
 """Lower-precision image embedding on CPU.
 
 int8: ONNX Runtime static quantisation of the fp32 export (QDQ format, per-channel symmetric
-int8 weights, uint8 activations whose ranges come from a calibration pass over a few hundred
+weights in 7 bits, uint8 activations whose ranges come from a calibration pass over a few hundred
 preprocessed images). The int8 graph is built once and cached beside the fp32 export; it is
 written to a temporary file renamed into place, so a kill never leaves a half-written model.
+
+Why 7-bit weights (``reduce_range``): on x86 CPUs without VNNI (AVX2-only, AVX-512 without
+VNNI) ONNX Runtime's uint8 x int8 kernels multiply with ``VPMADDUBSW``, which adds each pair of
+products into a *saturating 16-bit* sum; with 8-bit weights a pair reaches 2 x 255 x 127 =
+64,770 > 32,767 and is clipped. Measured on an AVX2-only AMD EPYC: the same 8-bit graph gives
+embeddings at cosine 0.88 (mean; worst 0.63) to fp32 on real photos, but 0.99 when ORT runs it
+without its integer kernels, and the tiny test net drops to -0.07. With weights in [-64, 63] a
+pair is at most 2 x 255 x 64 = 32,640, so no sum can saturate on any CPU: the int8 model gives
+the same numbers on AVX2, AVX-512 VNNI and AMX machines (VNNI/AMX accumulate in 32 bits). The
+cost is one bit of weight precision (effnet_lite0: cosine 0.96 instead of 0.99 on VNNI CPUs).
+8-bit weights for uint8 activations (U8U8) also avoid saturation but ran 3-5x slower than fp32.
+
+Because a runtime's kernels can still differ from the graph's meaning on some CPU, every int8
+model carries a check (:func:`agreement`): held-back calibration images and their fp32
+embeddings, stored beside it; whenever the model is loaded its embeddings of those images are
+compared with fp32 and a model that disagrees is refused (:class:`Int8Diverges`).
 
 bf16: ONNX Runtime's CPU provider has no bf16 Conv/MatMul kernels on x86 (its bf16 "fast math"
 GEMM option exists only for ARM64), so bf16 runs in torch under CPU autocast, which uses oneDNN's
@@ -25,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InvalidValue
+from ..errors import InvalidValue, ScenefusionError
 from ..files import written_atomically
 
 log = logging.getLogger(__name__)
@@ -34,6 +50,15 @@ PRECISIONS = ("fp32", "int8", "bf16")
 #: Images the int8 calibration pass sees by default (ONNX Runtime suggests a few hundred).
 CALIBRATION_IMAGES = 200
 CALIBRATION_BATCH = 8
+#: Calibration images held back from the calibration pass to check the int8 model against fp32.
+CHECK_IMAGES = 16
+#: The int8 model's embeddings of the held-back images must have at least this mean centred
+#: cosine to fp32's. Measured (benchmarks/README.md, "Precision"): a sound model 0.95 (effnet_lite0,
+#: real photos) to 0.99 (the tiny test net); the saturated 8-bit graphs of an AVX2-only CPU 0.83
+#: and 0.57; two different photos score about 0.
+MIN_AGREEMENT = 0.9
+#: What the int8 graph is, for the cache key: another scheme gives other numbers.
+SCHEME = "qdq-u8-activations-s7-per-channel-weights"
 
 ImageSource = Image.Image | str | os.PathLike
 
@@ -94,6 +119,22 @@ def _open_rgb(source: ImageSource) -> Image.Image | None:
         return None
 
 
+def split_check_images(images: Sequence[ImageSource] | None
+                       ) -> tuple[Sequence[ImageSource] | None, list[ImageSource]]:
+    """(calibration images, check images). The check always holds :data:`CHECK_IMAGES`
+    generated images of another seed than the generated calibration set (enough rows to centre
+    the cosine); given images add every 8th of theirs, up to as many again, held back from
+    calibration so the check also spreads over the user's data."""
+    generated = list(generated_images(CHECK_IMAGES, seed=1))
+    if images is None:
+        return None, generated
+    images = list(images)
+    held = set(evenly_spaced(range(len(images)), min(CHECK_IMAGES, len(images) // 8))
+               if len(images) >= 8 else [])
+    return ([im for i, im in enumerate(images) if i not in held],
+            [images[i] for i in sorted(held)] + generated)
+
+
 def calibration_tag(images: Sequence[ImageSource] | None) -> str:
     """Identifies the calibration set for the cache key: the generated set, or the names and
     sizes of the files (pixel hashes for in-memory images). A different set gives a different
@@ -109,6 +150,39 @@ def calibration_tag(images: Sequence[ImageSource] | None) -> str:
             size = path.stat().st_size if path.is_file() else -1
             h.update(f"{path.name}:{size};".encode())
     return f"data-{len(images)}-{h.hexdigest()[:12]}"
+
+
+def centred_cosines(embedded: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-row cosine after removing the reference's batch mean: embeddings of one network share
+    a large common component that makes any two images look alike under a plain cosine."""
+    mean = reference.mean(0)
+    a, ref = embedded - mean, reference - mean
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(ref, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * ref).sum(1) / norms
+
+
+class Int8Diverges(ScenefusionError, RuntimeError):
+    """The int8 model's embeddings disagree with fp32 on this CPU: using them would train and
+    predict on wrong features without a word."""
+
+
+def agreement(int8_embeddings: np.ndarray, fp32_embeddings: np.ndarray) -> float:
+    """Mean centred cosine of the int8 embeddings of the check images to their fp32 ones
+    (NaN, from non-finite int8 output, counts as no agreement)."""
+    cos = centred_cosines(np.asarray(int8_embeddings, np.float64),
+                          np.asarray(fp32_embeddings, np.float64))
+    return float(np.nan_to_num(cos, nan=-1.0).mean())
+
+
+def check_agreement(backbone_id: str, int8_embeddings: np.ndarray,
+                    fp32_embeddings: np.ndarray) -> float:
+    """The agreement (:func:`agreement`), or :class:`Int8Diverges` below :data:`MIN_AGREEMENT`."""
+    score = agreement(int8_embeddings, fp32_embeddings)
+    if not score >= MIN_AGREEMENT:
+        raise Int8Diverges(f"int8 embedding of {backbone_id} diverges from fp32 on this CPU "
+                           f"(cosine {score:.2f}): use --precision fp32")
+    return score
 
 
 def calibration_batches(
@@ -143,7 +217,8 @@ class _Reader:
 
 def quantize_int8(model, out_path: Path, batches: Iterable[np.ndarray]) -> Path:
     """Statically quantise an fp32 ONNX model (a path or ModelProto) to ``out_path``: QDQ,
-    per-channel int8 weights, uint8 activations calibrated by min/max over ``batches``.
+    per-channel 7-bit weights (see the module's docstring), uint8 activations calibrated by
+    min/max over ``batches``.
     Written atomically; the temporary file is removed on any failure."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -165,6 +240,7 @@ def quantize_int8(model, out_path: Path, batches: Iterable[np.ndarray]) -> Path:
             quantize_static(
                 prepared, tmp, calib, quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                reduce_range=True,  # 7-bit weights: no saturating 16-bit sums on any x86 CPU
                 # no CalibMaxIntermediateOutputs: the calibration graph keeps only per-tensor
                 # ReduceMin/ReduceMax scalars, and in ORT 1.32 that option drops them unmerged
             )
