@@ -19,13 +19,14 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidValue
+from .grouping import image_only_groups
 from .items import Dataset, Item, Skip
 from .validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
 
@@ -174,6 +175,15 @@ def _drop_group_conflicts(rows: list[_Row], ident: dict[Path, str]) -> list[_Row
                     break
         out.append(row)
     return out
+
+
+def _photo_groups(rows: list[_Row]) -> tuple[list[_Row], str]:
+    """An image-only data set's rows regrouped by the photo rule of ``grouping.py``."""
+    items = [r.entry for r in rows if isinstance(r.entry, Item)]
+    grouped, source = image_only_groups(items)
+    regrouped = iter(grouped)
+    return [replace(r, entry=next(regrouped)) if isinstance(r.entry, Item) else r
+            for r in rows], source
 
 
 def _check_item_files(item: Item, skipped: list[Skip], check_files: bool) -> bool:
@@ -331,9 +341,12 @@ def load_pairs_folder(
         rows += [_pair_row(class_dir, label, stem, found, modalities)
                  for stem, found in sorted(by_stem.items())]
     _warn_stripped(stripped, root)
-    log.info("groups derived from file names (stem without trailing frame number)")
-    return _finish(rows, classes, root, "pairs", "derived from file names", check_files, progress,
-                   modalities)
+    source = "derived from file names"
+    if modalities == ("image",):
+        rows, source = _photo_groups(rows)
+    else:
+        log.info("groups derived from file names (stem without trailing frame number)")
+    return _finish(rows, classes, root, "pairs", source, check_files, progress, modalities)
 
 
 # --- manifest CSV ------------------------------------------------------------------------------
@@ -431,7 +444,9 @@ def load_manifest(
     ]
     _warn_stripped(stripped, csv_path)
     source = "manifest column" if use_group else "derived from file names"
-    if not use_group:
+    if not use_group and modalities == ("image",):
+        rows, source = _photo_groups(rows)
+    elif not use_group:
         log.info("manifest has no filled 'group' column: groups derived from image file names")
     return _finish(rows, classes, csv_path.parent, "manifest", source, check_files, progress,
                    modalities)

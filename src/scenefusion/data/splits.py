@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidValue, ScenefusionError
+from .folds import MIN_TRAIN_ROWS
 from .items import Dataset
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,9 @@ def grouped_split(
             raise SplitError(
                 f"class {name!r} has only {len(class_groups)} source group(s) "
                 f"({', '.join(class_groups)}); a leakage-free split needs at least 2 "
-                "(one to train on, one to test on). Add videos of this class or drop it."
+                "(one to train on, one to test on): add videos of this class, drop it, or "
+                "say which files come from one video in a manifest's 'group' column "
+                "(image,label,group; see README 'Data')"
             )
         order = list(rng.permutation(class_groups))
         n = len(order)
@@ -99,6 +102,8 @@ def grouped_split(
             n_val = min(max(1, n_val), n - n_test - 1)
         else:
             n_val = 0
+        if n_val and sum(len(rows_of[g]) for g in order[n_test + n_val:]) < MIN_TRAIN_ROWS:
+            n_val = 0  # training rows come first: a class needs two to be cross-validated
         test_groups = order[:n_test]
         val_groups = order[n_test : n_test + n_val]
         train_groups = order[n_test + n_val :]
@@ -118,9 +123,24 @@ def grouped_split(
     for note in notes:
         log.info(note)
     if dataset.group_source.startswith("derived"):
-        notes.append("groups were derived from file names (no source-video record in the data)")
+        notes.append(f"groups {dataset.group_source} (no source-video record in the data)")
     cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.array([], dtype=np.int64)  # noqa: E731
-    return Split(cat(train), cat(val), cat(test), "group", seed, notes)
+    split = Split(cat(train), cat(val), cat(test), "group", seed, notes)
+    _check_training_rows(dataset, split)
+    return split
+
+
+def _check_training_rows(dataset: Dataset, split: Split) -> None:
+    """Refuse, before any extraction, a class left with fewer training rows than a model and
+    its cross-validation need (one held out, one fitted on)."""
+    counts = np.bincount(dataset.labels[split.train], minlength=len(dataset.classes))
+    for k, name in enumerate(dataset.classes):
+        total = int(np.sum(dataset.labels == k))
+        if total and counts[k] < MIN_TRAIN_ROWS:
+            raise SplitError(
+                f"class {name!r} keeps {counts[k]} training item(s) of its {total} after the "
+                f"test and validation sides take theirs; training needs at least "
+                f"{MIN_TRAIN_ROWS}: add photos or videos of this class or drop it")
 
 
 def frame_split(
@@ -131,16 +151,25 @@ def frame_split(
 
     idx = np.arange(len(dataset))
     labels = dataset.labels
-    rest, test = train_test_split(
-        idx, test_size=test_fraction, stratify=labels, random_state=seed
-    )
-    val = np.array([], dtype=np.int64)
-    if val_fraction > 0:
-        rel = val_fraction / (1 - test_fraction)
-        rest, val = train_test_split(rest, test_size=rel, stratify=labels[rest], random_state=seed)
+    try:
+        rest, test = train_test_split(
+            idx, test_size=test_fraction, stratify=labels, random_state=seed
+        )
+        val = np.array([], dtype=np.int64)
+        if val_fraction > 0:
+            rel = val_fraction / (1 - test_fraction)
+            rest, val = train_test_split(rest, test_size=rel, stratify=labels[rest],
+                                         random_state=seed)
+    except ValueError as err:  # scikit-learn's word for a class too small to stratify
+        counts = dataset.class_counts()
+        smallest = min(counts, key=lambda c: counts[c])
+        raise SplitError(f"a frame-level split cannot give every side items of every class "
+                         f"(class {smallest!r} has {counts[smallest]} item(s)): {err}") from None
     note = "frame-level split: frames of one video are on both sides; accuracy is inflated"
     log.info(note)
-    return Split(np.sort(rest), np.sort(val), np.sort(test), "frame", seed, [note])
+    split = Split(np.sort(rest), np.sort(val), np.sort(test), "frame", seed, [note])
+    _check_training_rows(dataset, split)
+    return split
 
 
 def make_split(

@@ -15,6 +15,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
+from ..data.folds import FoldError, training_folds
+
 #: Below this margin between the two most probable classes a prediction is reported as a
 #: near-tie: the model cannot tell them apart.
 LOW_MARGIN = 0.05
@@ -72,15 +74,14 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
 def cross_fitted_ece(proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
                      max_folds: int = 5) -> tuple[float, float] | None:
     """ECE on held-out groups before and after a temperature fitted on the other groups
-    (group-wise folds, pooled); None with fewer than two groups to hold out."""
-    from sklearn.model_selection import GroupKFold
-
-    groups = np.asarray(groups)
-    n_folds = min(max_folds, len(np.unique(groups)))
-    if n_folds < 2:
+    (the folds every choice uses, pooled: no fold holds out all of a class); None without
+    two groups of every class to hold out, where a held-out check would mean nothing."""
+    try:
+        folds = training_folds(y, groups, max_folds, slice_lone_groups=False)
+    except FoldError:
         return None
     scaled = np.empty_like(np.asarray(proba, dtype=np.float64))
-    for fit_rows, held_out in GroupKFold(n_splits=n_folds).split(proba, y, groups):
+    for fit_rows, held_out in folds:
         t = fit_temperature(proba[fit_rows], y[fit_rows])
         scaled[held_out] = apply_temperature(proba[held_out], t)
     return expected_calibration_error(proba, y), expected_calibration_error(scaled, y)

@@ -20,10 +20,11 @@ from sklearn.frozen import FrozenEstimator
 
 from ..config import ExperimentConfig
 from ..data import Split
+from ..data.folds import row_groups, training_folds
 from ..features.extract import DatasetFeatures
 from ..models import EarlyFusion, capabilities, make_fusion
 from ..models.base import normalise_proba
-from ..models.out_of_fold import cv_splits, share_out_of_fold
+from ..models.out_of_fold import share_out_of_fold
 from .jobs import FitJob, GridData, Inputs, fit_and_score, fresh_model
 from .rows import Candidate, RunSpec, pick, val_scores
 
@@ -50,8 +51,11 @@ class ComparisonGrid:
                  on_candidate: Callable[[Candidate], None] | None = None) -> None:
         self.config = config
         self.features = features
+        # folds hold out what the split holds out: source groups, or single rows (frame split)
+        self.by_row = split.strategy == "frame"
         self.data = GridData(features.audio, features.images, features.dataset.labels,
-                             features.dataset.groups, split.train, split.val, split.test)
+                             row_groups(features.dataset.groups, split.strategy),
+                             split.train, split.val, split.test)
         self.y = self.data.y
         self.has_val = len(split.val) > 0
         self.candidates: list[Candidate] = []
@@ -116,18 +120,21 @@ class ComparisonGrid:
             return None
         d = self.data
         try:
-            folds = cv_splits(d.y[d.train], d.groups[d.train], OOF_FOLDS, self.config.seed)
+            folds = training_folds(d.y[d.train], d.groups[d.train], OOF_FOLDS, self.config.seed,
+                                   self.features.dataset.classes)
         except ValueError as err:
-            self.notes.append(f"selection by grouped cross-validation impossible ({err}): it "
+            self.notes.append(f"selection by cross-validation impossible ({err}): it "
                               f"uses the validation split")
             return None
         why = ("models.select_on is cv" if choice == "cv" else
                f"the validation split holds fewer than {MIN_VAL_GROUPS} held-out groups of "
                f"{', '.join(thin)}" if self.has_val else "there is no validation split")
-        self.notes.append(
-            f"models, tuned hyper-parameters, best/ and calibration chosen by grouped "
-            f"{len(folds)}-fold cross-validation over the training groups: {why}")
-        return tuple(folds)
+        how = ("stratified {}-fold cross-validation over the training rows (frame-level split)"
+               if self.by_row else "grouped {}-fold cross-validation over the training groups")
+        self.notes.append(f"models, tuned hyper-parameters, best/ and calibration chosen by "
+                          f"{how.format(len(folds))}: {why}")
+        self.notes += folds.notes
+        return folds.splits
 
     def fit_batch(self, jobs: list[FitJob]) -> list[Candidate]:
         """Fit independent jobs (in the runner when there is one); candidates in job order."""

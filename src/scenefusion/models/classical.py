@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, PredefinedSplit, StratifiedGroupKFold
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from ..cpu import thread_budget
+from ..data.folds import training_folds
 from .base import (
     Capabilities,
     check_targets,
@@ -127,9 +128,7 @@ class ClassicalModel(ClassifierMixin, BaseEstimator):
         if not grid:
             return params
         if groups is not None:
-            n_splits = min(3, len(np.unique(groups)))
-            cv: Any = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
-                                           random_state=getattr(self, "random_state", 0))
+            cv: Any = list(training_folds(y, groups, 3, getattr(self, "random_state", 0)))
             X_all, y_all, where = X, y, "grouped cross-validation"
         else:
             test_fold = np.concatenate([np.full(len(X), -1), np.zeros(len(X_val), dtype=int)])

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ..data.folds import training_folds
 from ..registry import Entry, Registry
 from .base import Capabilities, fit_model, normalise_proba, prepare_input
 from .combiners import COMBINERS
@@ -31,7 +32,7 @@ from .modalities import (
     refittable,
     resolve_model,
 )
-from .out_of_fold import cv_splits, out_of_fold_proba
+from .out_of_fold import out_of_fold_proba
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         self, specs: dict[str, Any], X: Modalities, y: np.ndarray, groups: np.ndarray | None
     ) -> dict[str, np.ndarray]:
         """Out-of-fold train probabilities of fresh clones of every member (same folds)."""
-        splits = cv_splits(y, groups, self.cv, self.random_state)
+        splits = list(training_folds(y, groups, self.cv, self.random_state))
         return {name: out_of_fold_proba(est, self._member_input(name, est, X), y, splits,
                                         self.classes_)
                 for name, est in ((n, refittable(spec)) for n, spec in specs.items())}

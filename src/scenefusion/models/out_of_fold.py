@@ -2,7 +2,7 @@
 validation split is too thin to trust, computed once per member and fold set.
 
 Folds respect groups (recordings / source videos), so a member never predicts rows of a
-recording it was trained on.
+recording it was trained on; they are made by ``data.folds.training_folds``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import joblib
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 
 from .modalities import align_proba, subset_rows
 
@@ -39,25 +39,6 @@ def share_out_of_fold() -> Iterator[None]:
         yield
     finally:
         _OOF_MEMO.reset(token)
-
-
-def cv_splits(y: np.ndarray, groups: np.ndarray | None, cv: int, random_state: int | None
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """At most ``cv`` stratified folds, grouped when ``groups`` is given."""
-    dummy = np.zeros(len(y))
-    if groups is not None:
-        groups = np.asarray(groups)
-        n_splits = min(cv, len(np.unique(groups)))
-        if n_splits < 2:
-            raise ValueError("need at least two groups for out-of-fold predictions")
-        splitter: Any = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
-                                             random_state=random_state)
-    else:
-        n_splits = min(cv, int(np.unique(y, return_counts=True)[1].min()))
-        if n_splits < 2:
-            raise ValueError("every class needs >= 2 training rows for out-of-fold predictions")
-        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    return list(splitter.split(dummy, y, groups))
 
 
 def out_of_fold_proba(est: Any, inp: Any, y: np.ndarray,
