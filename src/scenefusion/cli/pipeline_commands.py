@@ -98,7 +98,8 @@ def extract(
                                                 cache_dir=cache))
     if len(dataset) == 0:
         fail(f"{path}: no usable items (see `scenefusion data inspect {path}`)", code=2)
-    audio, why = resolve_audio_feature(audio, dataset)
+    audio, why = (resolve_audio_feature(audio, dataset) if "audio" in dataset.modalities
+                  else (audio, None))  # photos only: say nothing of a sound feature
     if why:
         console.print(escape(why))
     store = FeatureStore(cache)
