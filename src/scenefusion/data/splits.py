@@ -122,8 +122,10 @@ def grouped_split(
             train += [rows_of[g] for g in train_groups]
     for note in notes:
         log.info(note)
-    if dataset.group_source.startswith("derived"):
-        notes.append(f"groups {dataset.group_source} (no source-video record in the data)")
+    if dataset.group_source == "derived from file names":
+        notes.append("groups were derived from file names (no source-video record in the data)")
+    elif dataset.group_source.startswith("derived"):  # which rule the names were read by
+        notes.append(f"groups {dataset.group_source}")
     cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.array([], dtype=np.int64)  # noqa: E731
     split = Split(cat(train), cat(val), cat(test), "group", seed, notes)
     _check_training_rows(dataset, split)

@@ -20,7 +20,7 @@ from sklearn.frozen import FrozenEstimator
 
 from ..config import ExperimentConfig
 from ..data import Split
-from ..data.folds import row_groups, training_folds
+from ..data.folds import FoldError, row_groups, training_folds
 from ..features.extract import DatasetFeatures
 from ..models import EarlyFusion, capabilities, make_fusion
 from ..models.base import normalise_proba
@@ -105,9 +105,10 @@ class ComparisonGrid:
             return "oof"
         if choice == "val" or not thin:
             return "val"
+        unit = "rows" if self.by_row else "groups"  # a frame-level split holds out rows
         self.notes.append(
-            f"late/hybrid combiners learned out-of-fold over training groups: the validation "
-            f"split holds fewer than {MIN_VAL_GROUPS} held-out groups of {', '.join(thin)}")
+            f"late/hybrid combiners learned out-of-fold over training {unit}: the validation "
+            f"split holds fewer than {MIN_VAL_GROUPS} held-out {unit} of {', '.join(thin)}")
         return "oof"
 
     def _selection_folds(self, choice: str, thin: list[str]
@@ -127,8 +128,9 @@ class ComparisonGrid:
                               f"uses the validation split")
             return None
         why = ("models.select_on is cv" if choice == "cv" else
-               f"the validation split holds fewer than {MIN_VAL_GROUPS} held-out groups of "
-               f"{', '.join(thin)}" if self.has_val else "there is no validation split")
+               f"the validation split holds fewer than {MIN_VAL_GROUPS} held-out "
+               f"{'rows' if self.by_row else 'groups'} of {', '.join(thin)}" if self.has_val
+               else "there is no validation split")
         how = ("stratified {}-fold cross-validation over the training rows (frame-level split)"
                if self.by_row else "grouped {}-fold cross-validation over the training groups")
         self.notes.append(f"models, tuned hyper-parameters, best/ and calibration chosen by "
@@ -247,13 +249,17 @@ class ComparisonGrid:
         model, y = fused.model, self.data.y[self.data.train]
         names = model.member_names_
         oof = {n: members[n].oof_proba for n in names}
+        groups = self.data.groups[self.data.train]
         P = np.zeros((len(y), len(model.classes_)))
         for fit_rows, held_out in self.cv_folds:
             combiner = model._new_combiner()
-            if combiner.learns:
-                combiner.fit({n: p[fit_rows] for n, p in oof.items()}, y[fit_rows],
-                             model.classes_)
-            P[held_out] = normalise_proba(
-                combiner.combine({n: p[held_out] for n, p in oof.items()}, True))
+            try:  # the guard's own folds, inside this fold's fitting rows
+                inner = training_folds(y[fit_rows], groups[fit_rows], OOF_FOLDS, self.config.seed)
+                folds, thin = inner.splits, "; ".join(inner.notes) or None
+            except FoldError as err:
+                folds, thin = (), str(err)
+            combiner.learn({n: p[fit_rows] for n, p in oof.items()}, y[fit_rows],
+                           model.classes_, folds=folds, thin=thin)
+            P[held_out] = combiner.answer({n: p[held_out] for n, p in oof.items()}, True)
         fused.oof_proba = P
         fused.cv_accuracy, fused.cv_log_loss = val_scores(P, model.classes_, y)

@@ -106,7 +106,7 @@ class ClassicalModel(ClassifierMixin, BaseEstimator):
                     params = self._tune(params, X, y, X_val, np.asarray(y_val))
         params = self._adjust_params(params, len(X))
         with self._threads(X.size):
-            self.pipeline_ = self._build(params).fit(X, y)
+            self.pipeline_ = self._fit_to_rows(self._build(params), y).fit(X, y)
         self.best_params_ = params
         self.classes_ = self.pipeline_.classes_
         if hasattr(self.pipeline_[-1], "n_iter_"):  # iterative solvers report their iterations
@@ -152,6 +152,10 @@ class ClassicalModel(ClassifierMixin, BaseEstimator):
     def _adjust_params(self, params: dict[str, Any], n_samples: int) -> dict[str, Any]:
         """Hook for data-dependent hyper-parameter sanity fixes (see k-NN)."""
         return params
+
+    def _fit_to_rows(self, pipeline: Pipeline, y: np.ndarray) -> Pipeline:
+        """Hook to fit inner settings to the class counts of ``y`` (see SVM)."""
+        return pipeline
 
     def _threads(self, n_cells: int) -> contextlib.AbstractContextManager[Any]:
         """Hook to cap native thread pools during fit/predict on `n_cells` values (see HGB)."""
@@ -200,6 +204,16 @@ class SVMModel(ClassicalModel):
     def _make_estimator(self, params: dict[str, Any]) -> BaseEstimator:
         params.setdefault("random_state", self.random_state)
         return CalibratedClassifierCV(SVC(**params), method="sigmoid", cv=5, ensemble=False)
+
+    def _fit_to_rows(self, pipeline: Pipeline, y: np.ndarray) -> Pipeline:
+        """Platt scaling's inner folds: 5, or as many as the smallest class has rows; a class
+        with one row leaves only in-sample scaling (overconfident, but an out-of-fold refit
+        on a small class must train rather than stop the run)."""
+        fewest = int(np.unique(y, return_counts=True)[1].min())
+        if fewest >= 5:
+            return pipeline
+        everything = np.arange(len(y))
+        return pipeline.set_params(clf__cv=fewest if fewest >= 2 else [(everything, everything)])
 
 
 @register_model("logreg", "multinomial L2 logistic regression: fast, well-calibrated baseline")
