@@ -34,7 +34,7 @@ from .evaluation.background import BackgroundPlots
 from .evaluation.calibration import Calibration, expected_calibration_error
 from .evaluation.metrics import confusion_counts
 from .evaluation.saliency import explain_worst_errors
-from .features.audio.auto import context_seconds, resolve_audio_feature
+from .features.audio.auto import audio_recipe, context_seconds, resolve_audio_feature
 from .features.extract import DatasetFeatures, extract_dataset
 from .features.image import ImageExtractor
 from .features.store import FeatureStore
@@ -387,8 +387,7 @@ def _bundle_info(candidate: Candidate, dataset: Dataset, config: ExperimentConfi
         "image_backbone": backbone,
         "image_weights": str(weights) if weights else None,
         "image_precision": config.features.precision,
-        **({"audio_features": config.features.audio, "audio_source": "reference-csv-mfcc"
-            if dataset.layout == "reference" else "raw-audio"}
+        **(audio_recipe(config.features.audio, dataset.layout)
            if "audio" in dataset.modalities else {}),  # a recipe names only what it reads
         "val_accuracy": candidate.val_accuracy,
         "test_accuracy": round(result.accuracy, 4),

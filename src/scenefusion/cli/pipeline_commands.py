@@ -253,7 +253,9 @@ def list_components() -> None:
     table.add_row("audio feature", AUTO, AUTO_DESCRIPTION)
     for e in AUDIO_FEATURES.entries():
         shape = "x".join(str(n) for n in e.obj.shape)
-        table.add_row("audio feature", e.id, escape(f"{e.description} ({shape} per item)"))
+        licence = f"; licence: {e.obj.licence}" if e.obj.licence else ""
+        table.add_row("audio feature", e.id,
+                      escape(f"{e.description} ({shape} per item{licence})"))
     for e in MODELS.entries():
         table.add_row(
             "model", e.id, escape(f"{e.description} [input: {capabilities(e.obj).summary()}]")

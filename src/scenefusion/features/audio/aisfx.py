@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Mel bands the network was trained on (the ONNX export's example input).
 _N_MELS_TRAINED = 96
+#: the terms of the weights (aisfx 0.1.2's checkpoint), stated wherever the feature is named
+LICENCE = "aiSFX weights CC BY 4.0 (credit A. B. Ma and A. Lerch)"
 RUNTIMES = ("onnx", "torch")
 
 
@@ -273,7 +275,7 @@ def aisfx_embedding(path: Path, params: AisfxParams = AisfxParams()) -> np.ndarr
 AUDIO_FEATURES.register(
     "aisfx", AudioFeature(AisfxParams(), aisfx_embedding,
                           # the name its cache keys were first computed under (kept valid)
-                          "scenefusion.features.aisfx.aisfx_embedding"),
+                          "scenefusion.features.aisfx.aisfx_embedding", licence=LICENCE),
     description="pretrained aiSFX sound-effects CNN embedding (512-d per clip, ISMIR 2022; "
     "weights from `pip install --no-deps aisfx==0.1.2`)",
 )

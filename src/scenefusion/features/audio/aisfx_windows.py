@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...data.validate import read_audio
-from .aisfx import AisfxParams, aisfx_frames, frame_embedder
+from .aisfx import LICENCE, AisfxParams, aisfx_frames, frame_embedder
 from .framing import fit_clip
 from .registry import AUDIO_FEATURES, AudioFeature
 
@@ -42,7 +42,8 @@ def aisfx_windows(path: Path, params: AisfxWindowParams = AisfxWindowParams()) -
 
 
 AUDIO_FEATURES.register(
-    "aisfx_windows", AudioFeature(AisfxWindowParams(), aisfx_windows),
+    "aisfx_windows", AudioFeature(AisfxWindowParams(), aisfx_windows,
+                                   licence=LICENCE),
     description="aiSFX embedding of each 1 s window of the clip, in order (with @Ns: N x 512; "
     "classical models pool it, sequence models read it)",
 )

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...data.validate import DataError, audio_info
 from .aisfx_weights import find_aisfx_checkpoint
-from .registry import audio_feature
+from .registry import audio_feature, audio_licence
 
 AUTO = "auto"
 #: what `scenefusion list` says of ``auto``
@@ -41,9 +41,27 @@ def context_seconds(feature_id: str) -> int:
 
 
 def resolve_audio_feature(feature_id: str, dataset: Any) -> tuple[str, str | None]:
-    """The feature id a run uses for ``dataset`` and, for ``auto``, a note saying why."""
-    if feature_id != AUTO:
-        return feature_id, None
+    """The feature id a run uses for ``dataset`` and a note for the run (None when there is
+    nothing to say): for ``auto``, why it chose that feature; for a feature that runs
+    pretrained weights, their licence, which a model trained on it inherits."""
+    chosen, why = _choose(dataset) if feature_id == AUTO else (feature_id, None)
+    licence = audio_licence(chosen)
+    if licence is None:
+        return chosen, why
+    terms = f"audio feature {chosen}: {licence}; a model trained on it inherits these terms"
+    return chosen, f"{why}; {terms}" if why else terms
+
+
+def audio_recipe(feature_id: str, layout: str) -> dict[str, str | None]:
+    """What a saved model's ``bundle.json`` records of its audio input: the feature, where the
+    sound comes from, and the licence of the weights behind the feature (None for none)."""
+    return {"audio_features": feature_id,
+            "audio_source": "reference-csv-mfcc" if layout == "reference" else "raw-audio",
+            "audio_licence": audio_licence(feature_id)}
+
+
+def _choose(dataset: Any) -> tuple[str, str]:
+    """``auto``'s choice for ``dataset`` and why."""
     if dataset.layout == "reference" or all(i.audio is None for i in dataset.items[:1]):
         return "mfcc", "features.audio auto -> mfcc (the reference layout's 8 x 13 MFCC rows)"
     paths = [i.audio for i in dataset.items if i.audio is not None]

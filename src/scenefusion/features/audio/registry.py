@@ -43,12 +43,15 @@ class AudioFeature:
     feature with a weight file, that file's content), so the feature cache never serves values
     computed differently. ``fn_id`` names the function in that key (default: its module and
     qualified name); registered features pin the name they were first cached under, so moving
-    a function between modules keeps their caches valid.
+    a function between modules keeps their caches valid. ``licence`` names the terms of the
+    pretrained weights it runs (None for plain signal processing): ``scenefusion list``, run
+    reports and ``bundle.json`` state it, since a model trained on such features inherits them.
     """
 
     params: Any
     extract: Callable[[Path, Any], np.ndarray]
     fn_id: str | None = None
+    licence: str | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,3 +95,9 @@ def audio_feature(feature_id: str) -> AudioFeature:
                          f"{MAX_CLIP_SECONDS} seconds")
     return dataclasses.replace(base, params=dataclasses.replace(base.params,
                                                                 clip_seconds=seconds))
+
+
+def audio_licence(feature_id: str) -> str | None:
+    """The licence of the pretrained weights behind ``feature_id`` (``ID`` or ``ID@Ns``), or
+    None for plain signal processing: runs, bundles and ``scenefusion list`` state it."""
+    return audio_feature(feature_id).licence
