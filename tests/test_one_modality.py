@@ -72,6 +72,18 @@ def test_an_audio_only_run_has_audio_rows_a_note_and_one_bundle(audio_run):
     assert json.loads((run_dir / "best/bundle.json").read_text())["kind"] == "audio"
 
 
+def test_the_report_and_bundle_state_the_audio_features_licence(audio_run):
+    from scenefusion.features.audio import audio_licence
+
+    run_dir, _ = audio_run
+    bundle = json.loads((run_dir / "best/bundle.json").read_text())
+    licence = audio_licence(bundle["audio_features"])
+    assert bundle["audio_features"].split("@")[0] == RAW_AUDIO
+    assert bundle["audio_licence"] == licence
+    report = (run_dir / "report.md").read_text()
+    assert (licence in report) if licence else "licence" not in report.lower()
+
+
 def test_predict_answers_a_sound_with_an_audio_only_bundle(audio_run, tmp_path):
     run_dir, data = audio_run
     sound = sorted((data / "CITY").glob("*.wav"))[0]
