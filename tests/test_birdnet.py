@@ -116,6 +116,8 @@ def test_list_shows_the_non_commercial_licence(monkeypatch):
     out = CliRunner().invoke(app, ["list"]).output
     row = next(line for line in out.splitlines() if " birdnet " in line)
     assert "non-commercial" in row and "CC BY-NC-SA 4.0" in row
+    auto = next(line for line in out.splitlines() if " auto " in line)
+    assert "where the [birdnet] extra is installed" in auto  # shown as text, not rich markup
 
 
 # --- the pair ----------------------------------------------------------------------------------

@@ -250,7 +250,7 @@ def list_components() -> None:
             e.id,
             escape(f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"),
         )
-    table.add_row("audio feature", AUTO, AUTO_DESCRIPTION)
+    table.add_row("audio feature", AUTO, escape(AUTO_DESCRIPTION))
     for e in AUDIO_FEATURES.entries():
         shape = "x".join(str(n) for n in e.obj.shape)
         licence = f"; licence: {e.obj.licence}" if e.obj.licence else ""
