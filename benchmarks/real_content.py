@@ -24,6 +24,7 @@ benchmarks/results/real_content_fusion.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -83,16 +84,34 @@ def fitted_member(model_id: str, X: np.ndarray, y: np.ndarray, groups: np.ndarra
                      groups=groups[split.train])
 
 
+def few_training_groups(split: Any, y: np.ndarray, groups: np.ndarray, per_class: int,
+                        seed: int) -> Any:
+    """The split with its training rows cut to ``per_class`` source groups of each class
+    (drawn by ``seed``): the condition where a modality is trained on a handful of
+    recordings and meets unheard ones on test. Validation and test are unchanged."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(y[split.train]):
+        rows = split.train[y[split.train] == label]
+        names = np.unique(groups[rows])
+        chosen = rng.choice(names, size=min(per_class, len(names)), replace=False)
+        keep.append(rows[np.isin(groups[rows], chosen)])
+    return dataclasses.replace(split, train=np.sort(np.concatenate(keep)))
+
+
 def fusion_over_splits(features: Any, pairs: list[tuple[str, str]], backbone: str,
                        repeats: int, test_fraction: float, val_fraction: float,
-                       folds: int) -> list[dict]:
-    """Test accuracy of each member alone and of its late fusions, per grouped split."""
+                       folds: int, train_groups: int | None = None) -> list[dict]:
+    """Test accuracy of each member alone and of its late fusions, per grouped split
+    (training cut to ``train_groups`` groups per class when given)."""
     dataset = features.dataset
     y, groups = dataset.labels, dataset.groups
     X = {"image": features.images[backbone], "audio": features.audio}
     records = []
     for seed in range(repeats):
         split = make_split(dataset, "group", test_fraction, val_fraction, seed)
+        if train_groups:
+            split = few_training_groups(split, y, groups, train_groups, seed)
         test = split.test
         for image_id, audio_id in pairs:
             start = time.perf_counter()
@@ -103,10 +122,13 @@ def fusion_over_splits(features: Any, pairs: list[tuple[str, str]], backbone: st
             for name, member in members.items():
                 row[name] = round(float(np.mean(member.predict(X[name][test]) == y[test])), 4)
             train_X = {k: v[split.train] for k, v in X.items()}
+            val_X = {k: v[split.val] for k, v in X.items()}
             for method in LATE_METHODS:
                 fused = LateFusion({k: FrozenEstimator(m) for k, m in members.items()},
                                    method=method, stack_on="oof", cv=folds, random_state=seed)
-                fused.fit(train_X, y[split.train], groups=groups[split.train])
+                # as the grid does: combiners learn out of fold, the validation split checks
+                fused.fit(train_X, y[split.train], val_X, y[split.val],
+                          groups=groups[split.train])
                 pred = fused.predict({k: v[test] for k, v in X.items()})
                 row[f"late:{method}"] = round(float(np.mean(pred == y[test])), 4)
                 row[f"late:{method} image weight"] = fused.member_weights()["image"]
@@ -195,6 +217,8 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", default=["logreg:logreg", "rf:rf", "mlp:lstm"],
                         metavar="IMAGE:AUDIO", help="member model pairs (--fusion)")
     parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--train-groups", type=int, default=None, metavar="N",
+                        help="--fusion: train on only N source groups (recordings) per class")
     parser.add_argument("--threads", type=int, default=None,
                         help="cap extraction and model threads (default: every usable core)")
     parser.add_argument("--time-clips", type=int, default=0, metavar="N",
@@ -221,7 +245,7 @@ def main() -> None:
         pairs = [tuple(p.split(":", 1)) for p in args.pairs]
         features = extract_dataset(dataset, store, [args.backbone], args.audio[0])
         records = fusion_over_splits(features, pairs, args.backbone, args.repeats, 0.25, 0.15,
-                                     args.folds)
+                                     args.folds, args.train_groups)
         summary = summarise_fusion(records)
         for row in summary:
             print(f"{row['run']:>15}  mean {row['mean']:.3f}  min {row['min']:.3f}  max "
@@ -231,6 +255,7 @@ def main() -> None:
         out.write_text(json.dumps({
             "data": str(args.data), "classes": described, "left_out": dropped,
             "audio": args.audio[0], "backbone": args.backbone, "machine": machine,
+            "train_groups_per_class": args.train_groups,
             "summary": summary, "records": records}, indent=2))
         print(f"-> {out}")
         return

@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
+from scenefusion.data.folds import training_folds
 from scenefusion.models import (
     FUSION,
     EarlyFusion,
@@ -22,6 +23,7 @@ from scenefusion.models import (
     make_fusion,
     make_model,
 )
+from scenefusion.models.temperature import apply_temperature
 
 K = 3
 
@@ -209,7 +211,14 @@ def test_stacking_never_sees_test_rows_and_uses_out_of_fold_predictions(use_grou
 
     test_rows = _rows(Xte["image"]) | _rows(Xte["audio"].reshape(len(Xte["audio"]), -1))
     train_image = _rows(Xtr["image"])
-    predicted = [(i, X) for kind, i, X in fit_events if kind == "predict"]
+    finals = {member.token_ for member in model.members_.values()}
+    # the final members predict only the validation rows (the guard's check), nothing else
+    for kind, i, X in fit_events:
+        if kind == "predict" and i in finals:
+            assert len(X) == len(yva)
+            if X.shape[1] == 64:  # image rows (audio arrives pooled)
+                assert _rows(X) == _rows(Xva["image"])
+    predicted = [(i, X) for kind, i, X in fit_events if kind == "predict" and i not in finals]
     assert predicted, "stacking must have produced out-of-fold predictions"
     for _, X in predicted:
         assert not (_rows(X) & test_rows)
@@ -229,10 +238,9 @@ def test_stacking_never_sees_test_rows_and_uses_out_of_fold_predictions(use_grou
                 fit_groups = {row_group[r.tobytes()] for r in fitted[i]}
                 assert not (pred_groups & fit_groups)
     assert sorted(image_pred_rows) == sorted(train_image)
-    # the final members are fitted on all train rows and were never asked to predict in fit()
+    # the final members are fitted on all train rows
     for member in model.members_.values():
         assert len(fitted[member.token_]) == len(ytr)
-        assert member.token_ not in {i for i, _ in predicted}
     check_proba(model.predict_proba(Xte), len(Xte["image"]))
 
 
@@ -283,6 +291,10 @@ def test_late_fusion_missing_modality_falls_back(method, data, caplog):
     assert model.last_used_modalities_ == ("audio", "image")
     assert model.last_missing_modalities_ == ()
     expected = model.members_["image"].predict_proba(Xte["image"])
+    # guarded combiners answer with their calibrated members (a temperature per member)
+    temperature = getattr(model.combiner_, "temperatures", {}).get("image")
+    if temperature is not None:
+        expected = apply_temperature(expected, temperature)
     for partial in ({"image": Xte["image"]}, {"image": Xte["image"], "audio": None}):
         with caplog.at_level(logging.WARNING, logger="scenefusion.models.fusion"):
             caplog.clear()
@@ -393,7 +405,8 @@ def test_hybrid_out_of_fold_clones_keep_the_encoder(method, ordered):
     assert model.members_["early"].audio_encoder.estimator is lstm
     check_proba(model.predict_proba(Xte), len(yte))
     assert (model.predict(Xte) == yte).mean() > 0.8
-    P_oof = model._oof_proba(model._member_specs(), Xtr, ytr, None)["early"]
+    P_oof = model._oof_proba(model._member_specs(), Xtr, ytr,
+                            list(training_folds(ytr, None, model.cv, model.random_state)))["early"]
     assert (P_oof.argmax(axis=1) == ytr).mean() > 0.8  # folds fitted with a working encoder
     # without the audio modality the early member (and its encoder) is skipped
     P = model.predict_proba({"image": Xte["image"]})
@@ -408,9 +421,11 @@ def test_member_weights_sum_to_one_and_follow_the_combiner(method, data):
     weights = model.fit(Xtr, ytr, Xva, yva).member_weights()
     assert set(weights) == {"image", "audio"}
     assert abs(sum(weights.values()) - 1) < 1e-3 and min(weights.values()) >= 0
-    if method == "weighted":
+    if model.guard_note_ is not None:  # a guarded rule that fell back to one member
+        assert sorted(weights.values()) == [0.0, 1.0]
+    elif method in ("weighted", "product"):  # product learns log-linear weights
         assert weights == {n: round(w, 4) for n, w in model.weights_.items()}
-    if method in ("mean", "product"):
+    if method == "mean":
         assert weights == {"image": 0.5, "audio": 0.5}
 
 
@@ -441,6 +456,7 @@ def test_fusions_in_one_block_share_out_of_fold_members_and_give_the_same_result
     with share_out_of_fold():
         probe = LateFusion(members(), "stacking", cv=3)
         probe.classes_ = np.unique(ytr)
-        P = probe._oof_proba({"image": RecordingLogReg()}, Xtr, ytr, None)["image"]
+        P = probe._oof_proba({"image": RecordingLogReg()}, Xtr, ytr,
+                             list(training_folds(ytr, None, 3, 0)))["image"]
         with pytest.raises(ValueError, match="read-only"):  # no fit can alter another's inputs
             P[0, 0] = 1.0

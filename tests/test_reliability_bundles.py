@@ -298,8 +298,14 @@ def test_a_member_folder_looping_back_is_refused(saved, tmp_path):
 
 
 @pytest.mark.parametrize("edit, file, reason", [
-    (lambda m: {**m, "state": {**m["state"], "member_names": ["image"]}}, "meta.skops",
-     "expects 6 inputs but 1 members x 3 classes give 3"),
+    (lambda m: {**m, "state": {**m["state"], "member_names": ["image"],
+                               "guard": {**m["state"]["guard"], "temperatures": {"image": 1.0}}}},
+     "meta.skops", "expects 6 inputs but 1 members x 3 classes give 3"),
+    (lambda m: {**m, "state": {**m["state"], "member_names": ["image"]}}, "manifest.json",
+     "'guard.temperatures' must give a positive number for members of ['image']"),
+    (lambda m: {**m, "state": {**m["state"], "guard": {
+        **m["state"]["guard"], "temperatures": {"image": -1.0, "audio": 1.0}}}},
+     "manifest.json", "'guard.temperatures' must give a positive number"),
     (lambda m: {**m, "state": {**m["state"], "member_names": ["image", "image"]}},
      "manifest.json", "'member_names' must list distinct member names"),
     (lambda m: {**m, "params": {**m["params"], "method": "weighted"}}, "manifest.json",

@@ -217,8 +217,9 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
                                cv_log_loss=round(c.cv_log_loss, 4))
             if hasattr(c.model, "member_weights"):
                 r.extra["member_weights"] = weights = c.model.member_weights()
+                guard = getattr(c.model, "guard_note_", None)  # why one member answers alone
                 notes.append(f"member weights of {c.name}: " + ", ".join(
-                    f"{m} {w:.2f}" for m, w in weights.items()))
+                    f"{m} {w:.2f}" for m, w in weights.items()) + (f" ({guard})" if guard else ""))
                 below = below_best_member(c, candidates, grid.selection)
                 if below:
                     r.extra["below_best_member"] = True

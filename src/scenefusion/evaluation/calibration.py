@@ -12,16 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
 
 from ..data.folds import FoldError, training_folds
+from ..models.temperature import apply_temperature, fit_temperature
 
 #: Below this margin between the two most probable classes a prediction is reported as a
 #: near-tie: the model cannot tell them apart.
 LOW_MARGIN = 0.05
-_EPS = 1e-12
-_T_BOUNDS = (0.05, 20.0)
 
 
 def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
@@ -41,34 +38,6 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = 1
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
     return float(ece)
-
-
-def _scaled_log_proba(proba: np.ndarray, temperature: float) -> np.ndarray:
-    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
-    return log_softmax(logp / temperature, axis=1)
-
-
-def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities softened (T > 1) or sharpened (T < 1); argmax unchanged."""
-    return np.exp(_scaled_log_proba(proba, temperature))
-
-
-def _nll(proba: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    return float(-_scaled_log_proba(proba, temperature)[np.arange(len(y)), y].mean())
-
-
-def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
-    """The T > 0 that minimises log-loss of `proba` on labels `y` (class indices).
-
-    Without a single error to learn from, log-loss only falls as T -> 0: such a fit says
-    nothing about new data, so the answer is then never sharper than the model (T >= 1).
-    """
-    y = np.asarray(y, dtype=int)
-    no_errors = bool(np.all(np.asarray(proba).argmax(axis=1) == y))
-    low = 1.0 if no_errors else _T_BOUNDS[0]
-    found = minimize_scalar(lambda t: _nll(proba, y, t), bounds=(low, _T_BOUNDS[1]),
-                            method="bounded")
-    return float(found.x)
 
 
 def cross_fitted_ece(proba: np.ndarray, y: np.ndarray, groups: np.ndarray,

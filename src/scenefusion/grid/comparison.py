@@ -23,7 +23,6 @@ from ..data import Split
 from ..data.folds import FoldError, row_groups, training_folds
 from ..features.extract import DatasetFeatures
 from ..models import EarlyFusion, capabilities, make_fusion
-from ..models.base import normalise_proba
 from ..models.out_of_fold import share_out_of_fold
 from .jobs import FitJob, GridData, Inputs, fit_and_score, fresh_model
 from .rows import Candidate, RunSpec, pick, val_scores

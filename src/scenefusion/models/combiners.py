@@ -6,6 +6,16 @@ decorator makes ``late:<id>`` and ``hybrid:<id>`` fusion ids, which config valid
 that learns (``learns = True``) is fitted on member probabilities the fusion model computed on
 validation rows or out of fold on training rows, never on in-sample or test predictions.
 
+A *guarded* combiner (``guarded = True``: the defaults ``product``, ``stacking``, ``shrunk``)
+can only help, by construction, on the rows it learns from: the fusion model calls
+:meth:`Combiner.learn`, which first fits a temperature per member (a member confidently wrong
+on recordings it never heard is softened before it can outvote the others), then learns, then
+scores the learnt rule on folds it did not learn from; when those held-out rows say the rule
+does not beat the best member alone, or when the evidence is too thin to say anything (a class
+with a single training group, whose folds cannot hold a recording out), the rule is the best
+member alone. Unguarded combiners (``mean``, ``weighted``, a user's own) do what they say,
+so the comparison still shows what naive rules do.
+
 Member probabilities travel as ``dict[member name, (N, K) array]``, columns in the fusion
 model's class order. A combiner's learnt state is saved by the model's persistence as plain
 JSON (:meth:`Combiner.get_state`) plus fitted scikit-learn parts (:attr:`Combiner.parts`,
@@ -15,7 +25,7 @@ each written as ``<part>.skops`` under the skops allow-list).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -25,6 +35,8 @@ from sklearn.metrics import accuracy_score, log_loss
 from ..registry import Registry
 from .base import normalise_proba
 from .modalities import align_proba, simplex_grid
+from .pooling import best_member, log_linear_pool, score, shrunk_weights
+from .temperature import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +90,117 @@ class Combiner:
     def check_part(self, part: str, names: list[str], classes: np.ndarray) -> None:
         """Check a loaded part (already set as the attribute ``part``) against the members
         and classes; raise ValueError with the reason (the caller names the part's file)."""
+
+    # -- the guard: calibrated members, learnt rule kept only where held-out rows back it ------
+    #: calibrate members, fall back to the best member on thin or contrary evidence
+    guarded: ClassVar[bool] = False
+
+    def settings(self) -> dict[str, Any]:
+        return {"weight_step": self.weight_step, "meta_C": self.meta_C, "clip": self.clip,
+                "random_state": self.random_state}
+
+    def learn(self, probas: Probas, y: np.ndarray, classes: np.ndarray,
+              folds: Sequence[tuple[np.ndarray, np.ndarray]] = (), thin: str | None = None,
+              check: tuple[Probas, np.ndarray] | None = None) -> Combiner:
+        """What the fusion model calls: :meth:`fit`, guarded for a guarded combiner.
+
+        ``folds`` (over the rows given) let the guard score the learnt rule on rows it did not
+        learn from; ``thin`` says why those rows cannot measure generalisation (then the rule
+        is the best member alone). ``check`` is (member probabilities, labels) of held-out
+        groups scored by the *final* members (the validation split): out-of-fold members are
+        trained on less and can rank the members differently from the final ones (an image
+        model gains more from more photos than a sound model from more of the same
+        recordings), so where ``check`` is given it names the best member, and the rule must
+        beat that member there too."""
+        self.temperatures: dict[str, float] = {}
+        self.solo: str | None = None
+        self.guard_note: str | None = None
+        if not self.guarded:
+            return self.fit(probas, y, classes) if self.learns else self
+        index = np.searchsorted(classes, y)
+        self.temperatures = {m: round(fit_temperature(p, index), 4) for m, p in probas.items()}
+        calibrated = self._calibrated(probas)
+        checked = (self._calibrated(check[0]), np.asarray(check[1])) if check else None
+        self.anchor, anchor_key = best_member(*(checked or (calibrated, y)), classes)
+        where = "the validation split" if checked else "held-out folds"
+        if thin:
+            self.solo, self.guard_note = self.anchor, f"{self.anchor} alone: {thin}"
+            return self
+        if self.learns:
+            self.fit(calibrated, y, classes)
+        if checked is not None:
+            key = score(self.combine(checked[0], True), checked[1], classes)
+            if key <= anchor_key:
+                return self._alone(where, key, anchor_key)
+        if folds:
+            fused = np.zeros((len(y), len(classes)))
+            for fit_rows, held_out in folds:
+                inner = type(self)(**self.settings()).learn(
+                    {m: p[fit_rows] for m, p in probas.items()}, y[fit_rows], classes)
+                fused[held_out] = inner.answer({m: p[held_out] for m, p in probas.items()},
+                                               True)
+            key = score(fused, y, classes)
+            best, best_key = best_member(calibrated, y, classes)
+            if key <= best_key:
+                return self._alone("held-out folds", key, best_key, best)
+        return self
+
+    def _alone(self, where: str, key: tuple[float, float], best_key: tuple[float, float],
+               best: str | None = None) -> Combiner:
+        """Answer with the anchor member alone, saying why."""
+        self.solo = self.anchor
+        self.guard_note = (f"{self.anchor} alone: on {where} the rule scored accuracy "
+                           f"{key[0]:.3f} against {best_key[0]:.3f} for {best or self.anchor} "
+                           f"alone")
+        return self
+
+    def answer(self, probas: Probas, complete: bool) -> np.ndarray:
+        """(N, K) normalised fused probabilities (what the fusion model returns)."""
+        temperatures = getattr(self, "temperatures", {})
+        solo = getattr(self, "solo", None)
+        probas = self._calibrated(probas) if temperatures else probas
+        if solo is not None:
+            if solo in probas:
+                return normalise_proba(probas[solo])
+            complete = False  # the chosen member could not run: the rule for what did
+        return normalise_proba(self.combine(probas, complete))
+
+    def member_shares(self, names: list[str]) -> np.ndarray:
+        solo = getattr(self, "solo", None)
+        if solo is not None:
+            return np.array([float(n == solo) for n in names])
+        return np.asarray(self.shares(names), dtype=float)
+
+    def _calibrated(self, probas: Probas) -> Probas:
+        temperatures = getattr(self, "temperatures", {})
+        return {m: apply_temperature(p, temperatures[m]) if m in temperatures else p
+                for m, p in probas.items()}
+
+    def full_state(self) -> dict[str, Any]:
+        """:meth:`get_state` plus the guard's temperatures and fallback (plain JSON)."""
+        state = self.get_state()
+        if self.guarded:
+            state["guard"] = {"temperatures": getattr(self, "temperatures", {}),
+                              "solo": getattr(self, "solo", None),
+                              "note": getattr(self, "guard_note", None)}
+        return state
+
+    def restore(self, state: dict[str, Any], names: list[str], classes: np.ndarray) -> None:
+        """Inverse of :meth:`full_state`; ValueError with the reason when it does not fit."""
+        guard = state.get("guard", {"temperatures": {}, "solo": None, "note": None})
+        temperatures = guard.get("temperatures") if isinstance(guard, dict) else None
+        if (not isinstance(temperatures, dict) or not set(temperatures) <= set(names)
+                or not all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                           and np.isfinite(t) and t > 0 for t in temperatures.values())):
+            raise ValueError(f"state 'guard.temperatures' must give a positive number for "
+                             f"members of {names}")
+        solo = guard.get("solo")
+        if solo is not None and solo not in names:
+            raise ValueError(f"state 'guard.solo' must name one of the members {names}")
+        self.temperatures, self.solo = dict(temperatures), solo
+        self.guard_note = guard.get("note")
+        if solo is None:
+            self.set_state(state, names, classes)
 
 
 #: Combiner id -> its class.
@@ -143,14 +266,46 @@ class WeightedCombiner(Combiner):
 
 
 @register_combiner("product",
-                   description="normalised product (geometric mean) of the members' probabilities")
+                   description="weighted product (log-linear pooling) of calibrated members, "
+                               "weights out of fold, shrunk toward the best member")
 class ProductCombiner(Combiner):
-    """Geometric mean: one member that is sure a class is wrong vetoes it (probabilities are
-    clipped at ``clip`` so a zero does not veto outright)."""
+    """Weighted geometric mean of the members' calibrated probabilities: a member that is sure
+    a class is wrong can veto it, as much as its weight allows (probabilities are clipped at
+    ``clip`` so a zero does not veto outright). The weights are learnt like ``shrunk``'s
+    (:func:`shrunk_weights`): with no evidence that mixing helps, the best member alone."""
+
+    learns = True
+    guarded = True
+
+    def fit(self, probas: Probas, y: np.ndarray, classes: np.ndarray) -> ProductCombiner:
+        self.weights = shrunk_weights(probas, y, classes, self.weight_step, self._pool,
+                                      anchor=getattr(self, "anchor", None))
+        log.info("product combiner: weights %s", self.weights)
+        return self
+
+    def _pool(self, weights: np.ndarray, stack: np.ndarray) -> np.ndarray:
+        return log_linear_pool(weights, stack, self.clip)
 
     def combine(self, probas: Probas, complete: bool) -> np.ndarray:
-        logs = np.mean([np.log(np.clip(p, self.clip, 1.0)) for p in probas.values()], axis=0)
-        return np.exp(logs - logs.max(axis=1, keepdims=True))
+        weights = getattr(self, "weights", None)  # old bundles: an unweighted product
+        w = np.array([weights[m] for m in probas]) if weights else np.ones(len(probas))
+        if w.sum() <= 0:  # only members weighted 0 could run: their plain product
+            w = np.ones(len(w))
+        return self._pool(w / w.sum(), np.stack(list(probas.values())))
+
+    def shares(self, names: list[str]) -> np.ndarray:
+        weights = getattr(self, "weights", None)
+        return np.array([weights[n] for n in names]) if weights else np.ones(len(names))
+
+    def get_state(self) -> dict[str, Any]:
+        return {"weights": getattr(self, "weights", None)}
+
+    def set_state(self, state: dict[str, Any], names: list[str], classes: np.ndarray) -> None:
+        weights = state.get("weights")
+        if weights is None:  # saved before product learnt weights
+            self.weights = None
+            return
+        WeightedCombiner.set_state(self, state, names, classes)  # the same check
 
 
 @register_combiner("stacking", description="logistic-regression meta-learner on validation "
@@ -160,6 +315,7 @@ class StackingCombiner(Combiner):
     With a member missing it cannot run, so the members that ran are averaged."""
 
     learns = True
+    guarded = True
     parts = ("meta",)
 
     def fit(self, probas: Probas, y: np.ndarray, classes: np.ndarray) -> StackingCombiner:
@@ -207,6 +363,7 @@ class ShrunkCombiner(WeightedCombiner):
     Learns out of fold by default: validation rarely holds enough recordings to trust."""
 
     prefers_validation = False
+    guarded = True
     #: significance a member's accuracy must reach above the majority-class rate
     alpha: ClassVar[float] = 0.01
 
@@ -218,22 +375,9 @@ class ShrunkCombiner(WeightedCombiner):
         correct = {m: int(np.sum(classes[p.argmax(axis=1)] == y)) for m, p in probas.items()}
         useful = [m for m in names if binomtest(correct[m], n, majority,
                                                 alternative="greater").pvalue < self.alpha]
-        losses = {m: log_loss(y, normalise_proba(probas[m]), labels=classes) for m in names}
-        best = max(useful or names, key=lambda m: (correct[m], -losses[m]))
-        stack = np.stack([probas[m] for m in names])
-        vertex = np.array([float(m == best) for m in names])
-        penalty = 1.0 / np.sqrt(n)
-        best_key, best_w = None, vertex
-        for w in simplex_grid(len(names), self.weight_step):
-            if any(w[i] > 0 for i, m in enumerate(names) if m not in useful and m != best):
-                continue
-            P = normalise_proba(np.tensordot(w, stack, axes=1))
-            gain = accuracy_score(y, classes[P.argmax(axis=1)]) - penalty * np.abs(
-                w - vertex).sum() / 2
-            key = (round(gain, 12), -log_loss(y, P, labels=classes))
-            if best_key is None or key > best_key:
-                best_key, best_w = key, w
-        self.weights = {m: float(v) for m, v in zip(names, best_w, strict=True)}
+        self.weights = shrunk_weights(probas, y, classes, self.weight_step,
+                                      lambda w, stack: np.tensordot(w, stack, axes=1),
+                                      allowed=useful, anchor=getattr(self, "anchor", None))
         self.useful = useful
         log.info("shrunk combiner: weights %s (members above chance: %s)", self.weights, useful)
         return self

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data.folds import training_folds
 from ..registry import Entry, Registry
-from .base import Capabilities, fit_model, normalise_proba, prepare_input
+from .base import Capabilities, fit_model, prepare_input
 from .combiners import COMBINERS
 from .early import EarlyFusion
 from .modalities import (
@@ -62,10 +62,9 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------------
     def _oof_proba(
-        self, specs: dict[str, Any], X: Modalities, y: np.ndarray, groups: np.ndarray | None
+        self, specs: dict[str, Any], X: Modalities, y: np.ndarray, splits: list
     ) -> dict[str, np.ndarray]:
         """Out-of-fold train probabilities of fresh clones of every member (same folds)."""
-        splits = list(training_folds(y, groups, self.cv, self.random_state))
         return {name: out_of_fold_proba(est, self._member_input(name, est, X), y, splits,
                                         self.classes_)
                 for name, est in ((n, refittable(spec)) for n, spec in specs.items())}
@@ -120,7 +119,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
                 est, self._member_input(name, est, X), y, val_in, y_val if has_val else None
             )
         self.combiner_source_: str | None = None
-        if combiner.learns:
+        if combiner.learns or combiner.guarded:
             if self.stack_on not in (None, "oof", "val"):
                 raise ValueError(f"stack_on must be 'oof', 'val' or None, got {self.stack_on!r}")
             if self.stack_on == "val" and not has_val:
@@ -130,10 +129,19 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
             if use_val:
                 probas = {n: self._member_proba(n, X_val) for n in self.member_names_}
                 y_comb, self.combiner_source_ = np.asarray(y_val), "val"
+                # validation rows are held out from every member: folds only keep the
+                # guard from scoring the combiner on what it learnt
+                folds = training_folds(y_comb, None, self.cv, self.random_state)
             else:
-                probas = self._oof_proba(specs, X, y, groups)
+                folds = training_folds(y, groups, self.cv, self.random_state)
+                probas = self._oof_proba(specs, X, y, list(folds))
                 y_comb, self.combiner_source_ = y, "oof"
-            combiner.fit(probas, y_comb, self.classes_)
+            thin = ("no held-out evidence that fusing helps (" + "; ".join(folds.notes) + ")"
+                    if folds.notes else None)
+            check = None if use_val or not has_val else (
+                {n: self._member_proba(n, X_val) for n in self.member_names_}, np.asarray(y_val))
+            combiner.learn(probas, y_comb, self.classes_, folds=folds.splits, thin=thin,
+                           check=check)
         self.combiner_ = combiner
         return self
 
@@ -141,6 +149,11 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         """An unfitted combiner of this model's ``method``, with its settings."""
         return COMBINERS.get(self.method)(weight_step=self.weight_step, meta_C=self.meta_C,
                                           clip=self.clip, random_state=self.random_state)
+
+    @property
+    def guard_note_(self) -> str | None:
+        """Why a guarded combiner answers with one member alone (None when it fuses)."""
+        return getattr(self.combiner_, "guard_note", None)
 
     @property
     def weights_(self) -> dict[str, float] | None:
@@ -159,7 +172,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         modality's pull on a fused run is visible."""
         check_is_fitted(self, "members_")
         names = self.member_names_
-        raw = np.asarray(self.combiner_.shares(names), dtype=float)
+        raw = np.asarray(self.combiner_.member_shares(names), dtype=float)
         total = raw.sum()
         shares = raw / total if total > 0 else np.full(len(names), 1.0 / len(names))
         return {n: round(float(w), 4) for n, w in zip(names, shares, strict=True)}
@@ -195,7 +208,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
                 available,
             )
         probas = {n: self._member_proba(n, X) for n in available}
-        return normalise_proba(self.combiner_.combine(probas, complete))
+        return self.combiner_.answer(probas, complete)
 
     def member_probabilities(self, X: Modalities) -> dict[str, np.ndarray]:
         """Each member's own (N, K) probabilities for the members that can predict ``X``:

@@ -302,7 +302,7 @@ def _save_late(model: LateFusion | HybridFusion, directory: Path) -> dict[str, A
     return {"model_id": model.fusion_id, "params": params,
             "state": {"member_names": model.member_names_,
                       "combiner_source": model.combiner_source_,
-                      **model.combiner_.get_state()}}
+                      **model.combiner_.full_state()}}
 
 
 def load_model(directory: Path | str, *, extra_trusted_types: Iterable[str] = ()) -> Any:
@@ -417,7 +417,7 @@ def _load_late(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...]
     model.combiner_source_ = state["combiner_source"]
     combiner = model._new_combiner()  # an unknown method is an UnknownIdError, named above
     try:
-        combiner.set_state(state, list(names), model.classes_)
+        combiner.restore(state, list(names), model.classes_)
     except ValueError as err:
         raise ModelLoadError(manifest_path, str(err)) from None
     for part in combiner.parts:
