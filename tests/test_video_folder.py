@@ -18,6 +18,7 @@ from videos import write_video  # noqa: E402
 
 from scenefusion.cli import app  # noqa: E402
 from scenefusion.data import (  # noqa: E402
+    DataError,
     VideoOptions,
     detect_layout,
     load_dataset,
@@ -112,15 +113,15 @@ def test_a_manifest_with_a_video_column_lists_videos_and_their_groups(tmp_path):
     csv.write_text("video,label,group\n"
                    "BEACH/clip0.mp4,BEACH,bay\n"
                    "BEACH/clip1.mp4,BEACH,bay\n"
-                   "CITY/clip0.mp4,CITY,\n"
+                   "CITY/clip0.mp4,CITY,street\n"
                    "../elsewhere.mp4,CITY,x\n"
                    "CITY/missing.mp4,CITY,y\n")
     assert detect_layout(csv) == "video-manifest"
     dataset = load_dataset(csv, options=VideoOptions(cache_dir=tmp_path / "cache"))
     assert dataset.class_counts() == {"BEACH": 6, "CITY": 3}
-    # two videos of one place share their group; an empty cell falls back to the video
+    # two videos of one place share their group
     assert dataset.groups_per_class() == {"BEACH": 1, "CITY": 1}
-    assert {it.group for it in dataset.items} == {"bay", "CITY/clip0.mp4"}
+    assert {it.group for it in dataset.items} == {"bay", "street"}
     reasons = " | ".join(s.reason for s in dataset.skipped)
     assert "leaves the manifest folder" in reasons and "video file not found" in reasons
     assert data.is_dir()
@@ -152,3 +153,90 @@ def test_inspect_prints_videos_and_seconds_and_run_trains_on_a_video_folder(tmp_
     metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
     assert metrics  # a comparison was written
     assert (tmp_path / "runs" / "r" / "best" / "bundle.json").is_file()
+
+
+def test_a_partly_filled_group_column_stops_a_video_manifest_as_it_stops_an_image_one(tmp_path):
+    data = video_folder_of(tmp_path / "videos", per_class=1, seconds=1)
+    csv = data / "list.csv"
+    csv.write_text("video,label,group\n"
+                   "BEACH/clip0.mp4,BEACH,bay\n"
+                   "CITY/clip0.mp4,CITY,\n"
+                   ",CITY,\n")  # an unusable row needs no group
+    with pytest.raises(DataError, match=r"list\.csv: the 'group' column is empty in row\(s\) 3 "
+                                        "but filled in others"):
+        load_dataset(csv, options=VideoOptions(cache_dir=tmp_path / "cache"))
+    csv.write_text("video,label,group\nBEACH/clip0.mp4,BEACH,\nCITY/clip0.mp4,CITY,\n")
+    dataset = load_dataset(csv, options=VideoOptions(cache_dir=tmp_path / "cache"))
+    assert dataset.group_source == "one group per video"  # an empty column: one per video
+    assert {it.group for it in dataset.items} == {"BEACH/clip0.mp4", "CITY/clip0.mp4"}
+
+
+def test_one_video_under_two_labels_is_skipped_in_every_row_using_it(tmp_path):
+    data = video_folder_of(tmp_path / "videos", per_class=2, seconds=1)
+    csv = data / "list.csv"
+    csv.write_text("video,label\n"
+                   "BEACH/clip0.mp4,BEACH\n"
+                   "BEACH/clip0.mp4,CITY\n"
+                   "./BEACH/clip0.mp4,BEACH\n"
+                   "BEACH/clip1.mp4,BEACH\n"
+                   "BEACH/clip1.mp4,BEACH\n"
+                   "CITY/clip0.mp4,CITY\n")
+    dataset = load_dataset(csv, options=VideoOptions(cache_dir=tmp_path / "cache"))
+    assert {it.group for it in dataset.items} == {"BEACH/clip1.mp4", "CITY/clip0.mp4"}
+    reasons = [(Path(s.path).name, s.reason) for s in dataset.skipped]
+    conflicts = [r for name, r in reasons
+                 if name == "clip0.mp4" and "listed under labels 'BEACH' and 'CITY'" in r]
+    assert len(conflicts) == 3  # every row using it, whatever its spelling
+    assert all("row 2, row 3, row 4" in r for r in conflicts)
+    again = [r for name, r in reasons if name == "clip1.mp4"]
+    assert again == ["listed again (first as row 5); kept there only"]
+    assert not any("same content as" in r for _, r in reasons)  # never a copy of itself
+
+
+def test_a_copy_of_one_footage_under_another_label_is_skipped_in_both(tmp_path):
+    data = video_folder_of(tmp_path / "videos", per_class=2, seconds=1)
+    shutil.copy(data / "BEACH" / "clip0.mp4", data / "CITY" / "copied.mp4")
+    dataset = load_dataset(data, options=VideoOptions(cache_dir=tmp_path / "cache"))
+    reasons = {Path(s.path).name: s.reason for s in dataset.skipped}
+    assert "listed under labels 'BEACH' and 'CITY'" in reasons["clip0.mp4"]
+    assert "listed under labels 'BEACH' and 'CITY'" in reasons["copied.mp4"]
+    assert {it.group for it in dataset.items} == {"BEACH/clip1.mp4", "CITY/clip0.mp4",
+                                                  "CITY/clip1.mp4"}
+
+
+def test_a_video_outside_any_class_folder_is_a_named_skip(tmp_path):
+    data = video_folder_of(tmp_path / "videos", per_class=1, seconds=1)
+    write_video(data / "loose.mp4", seconds=1)
+    dataset = load_dataset(data, options=VideoOptions(cache_dir=tmp_path / "cache"))
+    reasons = {Path(s.path).name: s.reason for s in dataset.skipped}
+    assert reasons == {"loose.mp4": "not inside a class folder: videos go in ROOT/<class>/"}
+    assert len(dataset) == 2
+
+
+def test_temporary_folders_of_killed_cuts_are_removed_on_the_next_load(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    data = video_folder_of(tmp_path / "videos", per_class=1, seconds=1)
+    cuts = tmp_path / "cache" / video_folder.CUTS_FOLDER
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    host = socket.gethostname()
+    killed = cuts / f".abc-fps1.{dead.stdout.strip()}@{host}.0123abcd.tmp"
+    live = cuts / f".abc-fps1.{os.getpid()}@{host}.4567abcd.tmp"
+    elsewhere = cuts / ".abc-fps1.1@another-host.89abcdef.tmp"  # its pid means nothing here
+    old_style = cuts / ".abc-fps1.deadbeef.tmp"  # from before owners were named
+    for folder in (killed, live, elsewhere, old_style):
+        (folder / "cut").mkdir(parents=True)
+        (folder / "cut" / "x_00000.jpg").write_bytes(b"half")
+    week_ago = time.time() - 7 * 24 * 3600
+    for folder in (old_style, old_style / "cut"):
+        os.utime(folder, (week_ago, week_ago))
+    dataset = load_dataset(data, options=VideoOptions(cache_dir=tmp_path / "cache"))
+    assert len(dataset) == 2
+    assert not killed.exists() and not old_style.exists()
+    assert live.is_dir() and elsewhere.is_dir()  # a cut that may still be running is kept
+    assert not [p for p in cuts.glob(".*.tmp") if p not in (live, elsewhere)]

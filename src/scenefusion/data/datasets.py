@@ -311,10 +311,7 @@ def load_pairs_folder(
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(root, "no class folders found (expected ROOT/<class>/<name>.jpg + .wav)")
-    rows += [_Row(str(f), str(f), Skip(str(f), "not inside a class folder: pairs go in "
-                                            "ROOT/<class>/"))
-             for f in sorted(root.iterdir())
-             if f.is_file() and not f.name.startswith(".") and f.name != SYNTHETIC_MARKER]
+    rows += outside_class_folders(root, "pairs")
     stems: list[tuple[Path, str, dict[str, dict[str, list[Path]]]]] = []
     for class_dir in class_dirs:
         label = _label(class_dir.name, stripped)
@@ -370,15 +367,17 @@ def _read_csv(path: Path, required: list[str], text: bool = False) -> pd.DataFra
     return frame
 
 
-def _uses_group_column(frame: pd.DataFrame, csv_path: Path) -> bool:
-    """Whether groups come from the `group` column: every usable row has one, or none does.
+def _uses_group_column(frame: pd.DataFrame, csv_path: Path,
+                       required: Iterable[str] = MANIFEST_REQUIRED) -> bool:
+    """Whether groups come from the `group` column: every usable row (all of its ``required``
+    cells filled) has one, or none does.
 
     A partly filled column would mix column groups with file-name groups, and one video could
     then reach both train and test; it is refused, naming the rows to fill in.
     """
     if "group" not in frame.columns:
         return False
-    usable = frame[[c for c in MANIFEST_REQUIRED if c in frame]].map(_cell).ne("").all(axis=1)
+    usable = frame[[c for c in required if c in frame]].map(_cell).ne("").all(axis=1)
     filled = frame["group"].map(_cell).ne("")
     if not (usable & filled).any():
         return False
@@ -604,9 +603,38 @@ def cell(value: object) -> str:
     return _cell(value)
 
 
-def row_of(path: Path | str, entry: Item | Skip) -> object:
-    """One candidate input for :func:`finish_rows`: an item or a skip, cited by ``path``."""
-    return _Row(str(path), str(path), entry)
+def row_of(path: Path | str, entry: Item | Skip, ref: str | None = None) -> object:
+    """One candidate input for :func:`finish_rows`: an item or a skip, named by ``path`` and
+    cited in other rows' reasons by ``ref`` (e.g. "row 3"; default: the path)."""
+    return _Row(str(path), ref or str(path), entry)
+
+
+def entry_of(row: object) -> Item | Skip:
+    """What a row made by :func:`row_of` holds now (a rule may have turned it into a skip)."""
+    assert isinstance(row, _Row)
+    return row.entry
+
+
+def outside_class_folders(root: Path, what: str) -> list:
+    """A skip for every file lying directly in ``root``, outside any class folder: a layout of
+    class folders cannot label it, and it is listed rather than ignored in silence."""
+    return [_Row(str(f), str(f), Skip(str(f), f"not inside a class folder: {what} go in "
+                                              "ROOT/<class>/"))
+            for f in sorted(root.iterdir())
+            if f.is_file() and not f.name.startswith(".") and f.name != SYNTHETIC_MARKER]
+
+
+def uses_group_column(frame: pd.DataFrame, csv_path: Path, required: Iterable[str]) -> bool:
+    """Whether a manifest's groups come from its ``group`` column (the rule of every manifest:
+    filled in every usable row, or in none); DataError naming the empty rows otherwise."""
+    return _uses_group_column(frame, csv_path, required)
+
+
+def drop_label_conflicts(rows: list, identity: dict[Path, str]) -> list:
+    """Rows made with :func:`row_of`, every one using a source listed under two labels turned
+    into a skip; ``identity`` maps each item's file to what makes two files one source (its
+    real path, or the content hash of a video)."""
+    return _drop_label_conflicts(rows, identity)
 
 
 def finish_rows(rows: list, classes: list[str] | None, root: Path, layout: str,

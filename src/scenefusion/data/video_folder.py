@@ -6,9 +6,10 @@ it), grouped by video, exactly as ``data from-video`` cuts them. The cut frames 
 in the cache under the video file's content hash and the cutting options, so a re-run decodes
 nothing and an edited video (new content, new hash) is cut again. A cut is written to a
 temporary folder and renamed into place with its list of steps, so a killed run leaves no
-half-cut video behind, then sealed by a checksum, so a cut damaged or edited in the cache is
-cut again. A video that cannot be cut (unreadable, no audio track, shorter than a second) is a
-named skip, as for every other layout.
+half-cut video behind (its temporary folder, named by its process, is removed by the next
+load), then sealed by a checksum, so a cut damaged or edited in the cache is cut again. A
+video that cannot be cut (unreadable, no audio track, shorter than a second) is a named skip,
+as for every other layout, and so is one outside any class folder.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +31,16 @@ from ..cache_integrity import load_or_build
 from ..paths import default_cache_dir
 from .datasets import (
     cell,
+    drop_label_conflicts,
+    entry_of,
     finish_rows,
     label_of,
     leaving_path,
+    outside_class_folders,
     read_table,
     register_layout,
     row_of,
+    uses_group_column,
 )
 from .items import Dataset, Item, Skip
 from .validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError
@@ -46,6 +54,11 @@ Progress = Callable[[int, int], None]
 CUTS_FOLDER = "videos"
 #: written last into a finished cut: the image stems in order
 CUT_LIST = "cut.json"
+#: a cut's temporary folder untouched this long is left from a killed run (a live cut writes a
+#: file every step, so its folder is touched far more often)
+STALE_CUT_SECONDS = 6 * 3600
+#: the owner in a cut's temporary folder name: ``.<cut>.<pid>@<host>.<tag>.tmp``
+_OWNER = re.compile(r"\.(?P<pid>\d+)@(?P<host>[^/@]+)\.[0-9a-f]{8}\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,8 @@ def cut_cached(video: Path, options: VideoOptions, report: CutReport | None = No
     decoded = []
 
     def cut(target: Path) -> None:
-        tmp = root / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+        owner = f"{os.getpid()}@{socket.gethostname()}"
+        tmp = root / f".{target.name}.{owner}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             written = video_to_pairs(video, tmp, "cut", audio_seconds=options.audio_seconds,
                                      fps=options.fps, max_seconds=options.max_seconds)
@@ -124,6 +138,41 @@ def cut_cached(video: Path, options: VideoOptions, report: CutReport | None = No
     return pairs
 
 
+def sweep_stale_cuts(root: Path, max_age: float = STALE_CUT_SECONDS) -> list[Path]:
+    """Remove the temporary folders of cuts that will never finish, so that killed runs do not
+    fill the cache with hidden half-cut videos: one whose process (named in the folder's name,
+    on this host) is gone, or one untouched for ``max_age`` seconds (a cut by another host, or
+    from before owners were named). A live cut's folder is left alone. Returns those removed."""
+    if not root.is_dir():
+        return []
+    here, now, removed = socket.gethostname(), time.time(), []
+    for tmp in root.glob(".*.tmp"):
+        owner = _OWNER.search(tmp.name)
+        try:  # a live cut writes into tmp/cut/ at every step
+            age = now - max(p.stat().st_mtime for p in (tmp, *tmp.glob("cut")))
+        except OSError:  # removed meanwhile by its owner
+            continue
+        gone = owner is not None and owner["host"] == here and not _alive(int(owner["pid"]))
+        if gone or age > max_age:
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.info("removed the temporary folder of an unfinished cut: %s", tmp)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (one of another user counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def listed_pairs(folder: Path) -> list[tuple[Path, Path]]:
     """The (image, audio) files a cut's list names, each checked to lie inside the cut's
     folder: the list is read from the cache, and a tampered one must not make a data set read
@@ -141,22 +190,63 @@ def listed_pairs(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _cut_all(videos: list[tuple[str, Path, str]], rows: list, options: VideoOptions,
+@dataclass(frozen=True)
+class Listed:
+    """One video as a layout lists it: its label and group, and how a skip cites its entry
+    (the path in a folder, "row N" in a manifest)."""
+
+    label: str
+    video: Path
+    group: str
+    ref: str = ""
+
+
+def _one_entry_per_footage(videos: list[Listed], rows: list) -> list[tuple[Listed, str]]:
+    """The videos to cut, with their content hashes. Footage is one source however it is
+    named: listed under two labels it is dropped from every entry (the rule of every layout,
+    :func:`.datasets.drop_label_conflicts`); listed again, or copied, under one label it is
+    kept at its first entry only, since one footage twice would sit on both sides of a split.
+    The others become skips appended to ``rows``."""
+    listed, identity, by_ref = [], {}, {}
+    for entry in videos:
+        if not entry.video.is_file():
+            rows.append(row_of(entry.video, Skip(str(entry.video), "video file not found")))
+            continue
+        identity[entry.video] = _content_hash(entry.video)
+        ref = entry.ref or str(entry.video)
+        by_ref[ref] = entry
+        listed.append(row_of(entry.video, Item(id=ref, label=entry.label, group=entry.group,
+                                               image=entry.video), ref))
+    keep, first_with = [], {}
+    for row in drop_label_conflicts(listed, identity):
+        found = entry_of(row)
+        if isinstance(found, Skip):
+            rows.append(row)
+            continue
+        entry = by_ref[found.id]
+        digest = identity[entry.video]
+        if digest in first_with:
+            first = first_with[digest]
+            same = os.path.samefile(first.video, entry.video)
+            what = (f"listed again (first as {first.ref})" if same
+                    else f"same content as {first.video}")
+            rows.append(row_of(entry.video, Skip(str(entry.video), f"{what}; kept there only")))
+            continue
+        first_with[digest] = Listed(entry.label, entry.video, entry.group, found.id)
+        keep.append((entry, digest))
+    return keep
+
+
+def _cut_all(videos: list[Listed], rows: list, options: VideoOptions,
              progress: Progress | None) -> dict[str, float]:
-    """Cut every (label, video, group) into items appended to ``rows``; a video that cannot
-    be cut, or repeats footage already listed, becomes a skip. Returns the cutting summary."""
+    """Cut every listed video into items appended to ``rows``; a video that cannot be cut, or
+    whose footage is listed twice (:func:`_one_entry_per_footage`), becomes a skip. Returns
+    the cutting summary."""
     report = CutReport()
-    first_with: dict[str, Path] = {}
-    for n, (label, video, group) in enumerate(videos, 1):
-        if not video.is_file():
-            rows.append(row_of(video, Skip(str(video), "video file not found")))
-            continue
-        digest = _content_hash(video)
-        if digest in first_with:  # one footage twice would put a video on both sides
-            rows.append(row_of(video, Skip(str(video), f"same content as {first_with[digest]}; "
-                                                       "kept there only")))
-            continue
-        first_with[digest] = video
+    sweep_stale_cuts((options.cache_dir or default_cache_dir()) / CUTS_FOLDER)
+    to_cut = _one_entry_per_footage(videos, rows)
+    for n, (entry, digest) in enumerate(to_cut, 1):
+        label, video, group = entry.label, entry.video, entry.group
         try:
             pairs = cut_cached(video, options, report, digest)
         except DataError as err:
@@ -168,7 +258,7 @@ def _cut_all(videos: list[tuple[str, Path, str]], rows: list, options: VideoOpti
                             audio=audio)
                 rows.append(row_of(image, item))
         if progress:
-            progress(n, len(videos))
+            progress(n, len(to_cut))
     log.info("%d video(s) cut, %d cut(s) reused from the cache", report.decoded, report.reused)
     return {"videos": len(videos), "cut": report.decoded, "reused": report.reused,
             "fps": options.fps}
@@ -194,12 +284,13 @@ def load_video_folder(
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(root, "no class folders found (expected ROOT/<class>/<video>.mp4)")
-    videos, rows, stripped = [], [], set()
+    videos, stripped = [], set()
+    rows = outside_class_folders(root, "videos")
     for class_dir in class_dirs:
         label = label_of(class_dir.name, stripped)
         for f in sorted(p for p in class_dir.iterdir() if not p.name.startswith(".")):
             if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES:
-                videos.append((label, f, f"{label}/{f.name}"))
+                videos.append(Listed(label, f, f"{label}/{f.name}"))
             else:
                 rows.append(row_of(f, Skip(str(f), "not a video (expected "
                                            f"{', '.join(VIDEO_SUFFIXES)})")))
@@ -218,11 +309,12 @@ def load_video_manifest(
     options: VideoOptions | None = None,
 ) -> Dataset:
     """Load a CSV with columns ``video,label[,group]`` (paths relative to the CSV): each video
-    cut as in a video folder. The group is the ``group`` cell when given (several videos of
-    one place), else the video. Paths leaving the CSV's folder are skipped unless
-    ``allow_outside``."""
+    cut as in a video folder. The group is the ``group`` column (several videos of one place)
+    when it is filled in every row, else the video; a partly filled one stops, as in every
+    manifest. Paths leaving the CSV's folder are skipped unless ``allow_outside``."""
     csv_path = Path(csv_path)
     frame = read_table(csv_path, ["video", "label"])
+    use_group = uses_group_column(frame, csv_path, ["video", "label"])
     base = csv_path.parent
     videos, rows, stripped = [], [], set()
     for n, rec in enumerate(frame.to_dict("records"), start=2):
@@ -235,10 +327,10 @@ def load_video_manifest(
         if leaving:
             rows.append(row_of(where, Skip(where, leaving)))
             continue
-        group = cell(rec.get("group")) or f"{label}/{Path(path).name}"
-        videos.append((label, base / path, group))
+        group = cell(rec["group"]) if use_group else f"{label}/{Path(path).name}"
+        videos.append(Listed(label, base / path, group, f"row {n}"))
     summary = _cut_all(videos, rows, options or VideoOptions(), progress)
-    source = "manifest column" if "group" in frame.columns else "one group per video"
+    source = "manifest column" if use_group else "one group per video"
     dataset = finish_rows(rows, classes, base, "video-manifest", source, stripped)
     dataset.videos = summary
     return dataset
