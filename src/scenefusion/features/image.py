@@ -24,7 +24,7 @@ from ..cache_integrity import load_or_build
 from ..cpu import thread_budget, torch_threads
 from ..errors import InvalidValue
 from ..files import written_atomically
-from ..paths import default_cache_dir
+from ..paths import cache_dir_in_use, default_cache_dir
 from . import DEFAULT_BACKBONE
 from .backbones import IMAGE_BACKBONES, BackboneSpec, find_weights, load_weights, variants_of
 from .device import ONNX_PROVIDERS, choose_device, cuda_available
@@ -215,7 +215,11 @@ class ImageExtractor:
     @property
     def model(self) -> nn.Module:
         if self._model is None:
-            model = load_weights(self.spec, self.weights, variants=variants_of(self.spec)).eval()
+            # weights the cache derives (the merged Lite0+Lite2 file) live in this extractor's
+            # cache, like everything else it writes
+            with cache_dir_in_use(self.cache_dir):
+                model = load_weights(self.spec, self.weights,
+                                     variants=variants_of(self.spec)).eval()
             if self.precision == "bf16":  # oneDNN's bf16 convolutions want NHWC
                 model = model.to(memory_format=torch.channels_last)
             self._model = model.to(self._torch_device)
