@@ -242,7 +242,8 @@ def test_health_and_model_describe_the_served_model(client, bundle):
     assert 0 <= info["test_accuracy"] <= 1 and len(info["test_accuracy_ci"]) == 2
     assert info["calibration"]["method"] == "temperature"
     assert info["single_modality_models"]["audio"].startswith("audio:")
-    assert info["limits"] == {"max_upload_mb": 50.0, "max_video_seconds": 120.0}
+    assert info["limits"] == {"max_upload_mb": 50.0, "max_video_seconds": 120.0,
+                              "max_audio_seconds": 120.0}
     if bundle.kind != "audio":
         assert info["image_backbone"] == "effnet_lite0"
 

@@ -22,17 +22,19 @@ class NothingClassified(ScenefusionError, ValueError):
     exit_code = 2
 
 
-def predict_video(bundle: Bundle, video: Path, top_k: int = 3, smooth: int = 1
-                  ) -> list[Prediction]:
+def predict_video(bundle: Bundle, video: Path, top_k: int = 3, smooth: int = 1,
+                  max_seconds: float | None = None) -> list[Prediction]:
     """Classify a video second by second (a frame + its second of audio); row ``i`` is second
     ``i``. ``smooth`` > 1 averages each second's probabilities with its neighbours' over a
-    centred window of that many seconds (see :func:`smooth_timeline`)."""
+    centred window of that many seconds (see :func:`smooth_timeline`). ``max_seconds``
+    classifies only the first seconds, and decoding stops there whatever the file's header
+    says (a server's bound on the work one request makes)."""
     from .data.video import video_to_pairs
 
     if smooth < 1:
         raise InvalidValue(f"smooth must be a whole number of seconds >= 1, got {smooth}")
     with tempfile.TemporaryDirectory() as tmp:
-        video_to_pairs(video, Path(tmp), "video")
+        video_to_pairs(video, Path(tmp), "video", max_seconds=max_seconds)
         images, audios = pairs_in_folder(Path(tmp))
         rows = predict_rows(bundle, images, audios, top_k=top_k)
     rows = [dataclasses.replace(r, image=None, audio=None) for r in rows]  # paths are gone

@@ -154,7 +154,12 @@ def serve(
         float, typer.Option(metavar="MB", min=0.01, help="Largest request body accepted (413).")
     ] = 50.0,
     max_video_seconds: Annotated[
-        float, typer.Option(metavar="SECONDS", min=1, help="Longest video accepted (422).")
+        float, typer.Option(metavar="SECONDS", min=1, help="Longest video accepted (422), "
+                            "by decoded length.")
+    ] = 120.0,
+    max_audio_seconds: Annotated[
+        float, typer.Option(metavar="SECONDS", min=1, help="Longest sound accepted (422), by "
+                            "decoded length.")
     ] = 120.0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -166,7 +171,7 @@ def serve(
     except ImportError as err:
         fail(f"serve needs the [serve] extra: pip install 'scenefusion[serve]' ({err})")
     api = create_app(model, max_upload_mb=max_upload_mb, max_video_seconds=max_video_seconds,
-                     device=device)
+                     device=device, max_audio_seconds=max_audio_seconds)
     if api.state.bundle.provenance_warning():
         warn(api.state.bundle.provenance_warning())
     console.print(f"serving {escape(str(model))} at [bold]http://{host}:{port}/[/bold] "

@@ -254,6 +254,23 @@ def check_audio(path: Path) -> None:
     read_audio(path)
 
 
+def decoded_audio_seconds(path: Path, stop_after: float) -> float:
+    """Seconds of sound libsndfile decodes from ``path`` (the reader every audio feature
+    uses), stopping just past ``stop_after``: a result above it means "longer", found
+    without reading (or holding in memory) the rest. A limit on sound length is checked
+    here, so a bound holds in what is decoded, not in what a header states."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "audio file not found")
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            most = int(stop_after * fh.samplerate) + 1
+            frames = sum(len(block) for block in fh.blocks(blocksize=1 << 16, frames=most))
+            return frames / fh.samplerate
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise DataError(path, f"not a readable audio file ({exc})") from None
+
+
 def _check_complete(path: Path, info: sf._SoundFileInfo, frames_read: int) -> None:
     """libsndfile reads a file cut off mid-data short, without error: compare what the header
     declares with what the file holds."""

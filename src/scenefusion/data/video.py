@@ -8,11 +8,13 @@ video) applies unchanged. Needs PyAV (`pip install 'scenefusion[video]'`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -35,18 +37,47 @@ def _av():
     return av
 
 
-def _read_audio(av, path: Path, sample_rate: int) -> np.ndarray:
-    """The whole audio track as mono float32 at `sample_rate`."""
-    with av.open(str(path)) as container:
+@contextlib.contextmanager
+def decoding(path: Path) -> Iterator[Any]:
+    """The open PyAV container of an untrusted video, to decode inside the block.
+
+    Whatever decoding raises is the file's fault, not a bug: PyAV raises FFmpegError for a
+    broken stream, but also UnicodeDecodeError from ``av.open`` for metadata that is not UTF-8,
+    and others. Every video path (data sets, manifests, ``from-video``, ``predict --video``,
+    the server) decodes here, so each turns any of them into one DataError naming the file.
+    Keep writing files out of the block: a full disk is not the video's fault.
+    """
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            yield container
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (any decoder error: the file is at fault)
+        why = str(exc).strip()[:200] or type(exc).__name__
+        raise DataError(path, f"not a readable video ({why})") from None
+
+
+def _read_audio(path: Path, sample_rate: int, stop_after: float | None = None) -> np.ndarray:
+    """The audio track as mono float32 at `sample_rate`. With `stop_after`, decoding stops
+    once more than that many seconds are decoded: a length limit holds whatever the
+    container's header says."""
+    most = None if stop_after is None else int(stop_after * sample_rate) + 1
+    chunks, total = [], 0
+    with decoding(path) as container:
         if not container.streams.audio:
             raise DataError(path, "video has no audio track")
+        av = _av()
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
         for frame in container.decode(audio=0):
             for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
+                total += len(chunks[-1])
+            if most is not None and total >= most:
+                break
+        else:
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
     if not chunks:
         raise DataError(path, "audio track is empty")
     return np.concatenate(chunks).astype(np.float32)
@@ -62,9 +93,30 @@ def _audio_around(audio: np.ndarray, centre_s: float, seconds: float, sample_rat
     return audio[start : start + n]
 
 
-def _frames_at(av, path: Path, times: list[float]):
+def sound_seconds(video: Path, stop_after: float, sample_rate: int = 16000) -> float:
+    """Seconds of sound in ``video``, found by decoding it, never from its header (which a
+    file can make say anything), and stopping just past ``stop_after``: a result above
+    ``stop_after`` means "longer", without decoding the rest. Raises DataError for a video
+    that cannot be read or has no sound."""
+    video = Path(video)
+    if not video.is_file():
+        raise DataError(video, "video file not found")
+    return len(_read_audio(video, sample_rate, stop_after)) / sample_rate
+
+
+def stated_seconds(video: Path) -> float:
+    """The length ``video``'s header states (0 when none): for messages only, since a file
+    can state any length; limits use :func:`sound_seconds`."""
+    with decoding(Path(video)) as container:
+        if container.duration:
+            return container.duration / 1_000_000  # av.time_base: microseconds
+        return max((float(s.duration * s.time_base) for s in container.streams
+                    if s.duration and s.time_base), default=0.0)
+
+
+def _frames_at(path: Path, times: list[float]):
     """Yield (second index, PIL image) for the first frame at or after each time."""
-    with av.open(str(path)) as container:
+    with decoding(path) as container:
         if not container.streams.video:
             raise DataError(path, "file has no video track")
         pending = list(enumerate(times))
@@ -90,11 +142,7 @@ def planned_pairs(video: Path, out_dir: Path, label: str, sample_rate: int = 160
     check_folder_name(label, "label")
     if not video.is_file():
         raise DataError(video, "video file not found")
-    av = _av()
-    try:
-        audio = _read_audio(av, video, sample_rate)
-    except av.error.FFmpegError as exc:
-        raise DataError(video, f"not a readable video ({exc})") from None
+    audio = _read_audio(video, sample_rate)
     return _pair_paths(video, Path(out_dir) / label, audio, sample_rate, image_suffix)
 
 
@@ -157,25 +205,23 @@ def video_to_pairs(
                          f"{audio_seconds}")
     if not fps > 0 or (max_seconds is not None and not max_seconds > 0):
         raise InvalidValue(f"fps and max_seconds must be positive, got {fps} and {max_seconds}")
-    av = _av()
     folder = Path(out_dir) / label
-    try:
-        audio = _read_audio(av, video, sample_rate)
-        pairs = _pair_paths(video, folder, audio, sample_rate, image_suffix, fps, max_seconds)
-        refuse_clashes(pairs)
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        times = [(k + 0.5) / fps for k in range(len(pairs))]
-        for k, image in _frames_at(av, video, times):
-            image_path, audio_path = pairs[k]
-            with open_new(image_path) as fh:
-                image.convert("RGB").save(fh, format=_PIL_FORMATS[image_suffix.lower()])
-            with open_new(audio_path) as fh:
-                sf.write(fh, _audio_around(audio, times[k], audio_seconds, sample_rate),
-                         sample_rate, format="WAV")
-            written.append(image_path)
-    except av.error.FFmpegError as exc:
-        raise DataError(video, f"not a readable video ({exc})") from None
+    # with max_seconds, decode only the sound the last frame's clip can reach
+    reach = None if max_seconds is None else max_seconds + audio_seconds + 1
+    audio = _read_audio(video, sample_rate, reach)
+    pairs = _pair_paths(video, folder, audio, sample_rate, image_suffix, fps, max_seconds)
+    refuse_clashes(pairs)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    times = [(k + 0.5) / fps for k in range(len(pairs))]
+    for k, image in _frames_at(video, times):
+        image_path, audio_path = pairs[k]
+        with open_new(image_path) as fh:
+            image.convert("RGB").save(fh, format=_PIL_FORMATS[image_suffix.lower()])
+        with open_new(audio_path) as fh:
+            sf.write(fh, _audio_around(audio, times[k], audio_seconds, sample_rate),
+                     sample_rate, format="WAV")
+        written.append(image_path)
     if len(written) < len(pairs):
         log.info("%s: %d of %d seconds had a frame", video, len(written), len(pairs))
     return written

@@ -6,10 +6,14 @@ uploads are capped (413) before they are parsed, saved under server-chosen names
 folder that is always removed (no client path is ever opened), checked with the library's
 readers (422 naming the file and the problem), and predicted one request at a time under a lock
 (fusion models record what they used on the model object, so two requests at once would race).
+The work one request does under the lock is bounded by sound and video lengths found by
+decoding (a header can state any length), checked before the lock is taken: so a slow request
+delays the others by at most one bounded prediction.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import tempfile
@@ -23,8 +27,15 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ..data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, check_audio, check_image
-from ..data.video import VIDEO_SUFFIXES
+from ..data.validate import (
+    AUDIO_SUFFIXES,
+    IMAGE_SUFFIXES,
+    DataError,
+    check_audio,
+    check_image,
+    decoded_audio_seconds,
+)
+from ..data.video import VIDEO_SUFFIXES, sound_seconds, stated_seconds
 from ..explain import explain_image
 from ..predict import Bundle, load_bundle, predict_rows
 from ..timeline import (
@@ -38,6 +49,10 @@ from .schemas import Health, Prediction
 
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_VIDEO_SECONDS = 120.0
+#: Longest sound accepted: like a video's seconds, its windows are predicted under the lock.
+DEFAULT_MAX_AUDIO_SECONDS = 120.0
+#: Seconds a decoded length may run over a limit: codecs pad a track's ends (AAC by ~0.02 s).
+LENGTH_SLACK = 0.5
 MAX_TOP_K = 50
 #: Longest smoothing window a client may ask for, in seconds: a longer one would blur every
 #: change of scene in the videos this server accepts (the verdict already averages them all).
@@ -72,6 +87,7 @@ class _Served:
     lock: threading.Lock
     max_upload_mb: float
     max_video_seconds: float
+    max_audio_seconds: float
 
 
 def _fail(status: int, message: str) -> HTTPException:
@@ -133,21 +149,23 @@ def _single(bundle: Bundle, modality: str) -> Bundle | None:
     return bundle if bundle.kind == modality else bundle.fallback(modality)
 
 
-def _video_seconds(path: Path) -> float:
-    """The video's length from its header (0 when it states none)."""
-    try:
-        import av
-    except ImportError:
+def _check_video_length(path: Path, limit: float) -> None:
+    """422 for a video whose sound, decoded (never its header), runs past ``limit``."""
+    if importlib.util.find_spec("av") is None:
         raise _fail(501, "this server cannot read videos: install PyAV "
-                         "(pip install 'scenefusion[video]')") from None
-    try:
-        with av.open(str(path)) as container:
-            if container.duration:
-                return container.duration / av.time_base
-            return max((float(s.duration * s.time_base) for s in container.streams
-                        if s.duration and s.time_base), default=0.0)
-    except av.error.FFmpegError as exc:
-        raise DataError(path, f"not a readable video ({exc})") from None
+                         "(pip install 'scenefusion[video]')")
+    if sound_seconds(path, limit + LENGTH_SLACK) > limit + LENGTH_SLACK:
+        stated = stated_seconds(path)
+        length = f"{stated:.0f} s long" if stated > limit else f"longer than {limit:g} s"
+        raise DataError(path, f"video is {length}; this server accepts at most {limit:g} s "
+                              "(scenefusion serve --max-video-seconds)")
+
+
+def _check_audio_length(path: Path, limit: float) -> None:
+    """422 for a sound whose decoded samples run past ``limit`` seconds."""
+    if decoded_audio_seconds(path, limit + LENGTH_SLACK) > limit + LENGTH_SLACK:
+        raise DataError(path, f"sound is longer than {limit:g} s; this server accepts at most "
+                              f"{limit:g} s (scenefusion serve --max-audio-seconds)")
 
 
 # --- prediction (under the lock) ---------------------------------------------------------------
@@ -183,7 +201,7 @@ def _predict_pair(served: _Served, image: Path | None, audio: Path | None,
 
 def _predict_video(served: _Served, video: Path, top_k: int, smooth: int) -> dict[str, Any]:
     bundle = served.bundle
-    rows = predict_video(bundle, video, smooth=smooth)
+    rows = predict_video(bundle, video, smooth=smooth, max_seconds=served.max_video_seconds)
     try:
         best, totals, _ = video_verdict(rows)
     except NothingClassified as err:
@@ -258,14 +276,15 @@ def _model_info(served: _Served) -> dict[str, Any]:
         "single_modality_models": {m: b.info["name"] if b else None
                                    for m, b in served.singles.items()},
         "limits": {"max_upload_mb": served.max_upload_mb,
-                   "max_video_seconds": served.max_video_seconds},
+                   "max_video_seconds": served.max_video_seconds,
+                   "max_audio_seconds": served.max_audio_seconds},
         "warnings": [warning] if warning else [],
     }
 
 
 def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-               max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS, device: str = "auto"
-               ) -> FastAPI:
+               max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS, device: str = "auto",
+               max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> FastAPI:
     """The app over the bundle at BUNDLE_DIR (``RUN_DIR/best`` or a run folder), loaded once
     here with its run's single-modality fallbacks, its backbone on ``device``; raises a
     ScenefusionError (DataError, ModelLoadError, WeightsLoadError, ...) for a bad one."""
@@ -274,8 +293,8 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
     for single in singles.values():
         if single is not None:
             single.prepare()
-    served = _Served(bundle, singles,
-                     threading.Lock(), float(max_upload_mb), float(max_video_seconds))
+    served = _Served(bundle, singles, threading.Lock(), float(max_upload_mb),
+                     float(max_video_seconds), float(max_audio_seconds))
     page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
     api = FastAPI(title="scenefusion", version="1",
                   description=f"Scene classification with model {bundle.info['name']}.")
@@ -298,7 +317,8 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
     @api.post("/predict", response_model=Prediction, response_model_by_alias=True,
               responses={413: {"description": "upload too large"},
                          415: {"description": "not an image / audio / video file"},
-                         422: {"description": "unreadable file, missing input, video too long"}})
+                         422: {"description": "unreadable file, missing input, video or sound "
+                                              "too long"}})
     def predict(
         image: Annotated[UploadFile | None, File(description="An image (jpg, png, ...).")] = None,
         audio: Annotated[UploadFile | None, File(description="Its sound (wav, flac, ogg).")]
@@ -346,20 +366,17 @@ def create_app(bundle_dir: Path | str, max_upload_mb: float = DEFAULT_MAX_UPLOAD
 
 def _checked_predict(served: _Served, saved: dict[str, Path], top_k: int,
                      smooth: int = 1) -> dict[str, Any]:
-    """Check each saved file with the library's readers (outside the lock), then predict."""
+    """Check each saved file with the library's readers and its length by decoding (outside
+    the lock), then predict; the video is decoded no further than its limit under the lock
+    too."""
     if "video" in saved:
-        seconds = _video_seconds(saved["video"])
-        if not seconds:
-            raise DataError(saved["video"], "the video does not state its length")
-        if seconds > served.max_video_seconds:
-            raise DataError(saved["video"], f"video is {seconds:.0f} s long; this server "
-                            f"accepts at most {served.max_video_seconds:g} s "
-                            "(scenefusion serve --max-video-seconds)")
+        _check_video_length(saved["video"], served.max_video_seconds)
         with served.lock:
             return _predict_video(served, saved["video"], top_k, smooth)
     if "image" in saved:
         check_image(saved["image"])
     if "audio" in saved:
+        _check_audio_length(saved["audio"], served.max_audio_seconds)
         check_audio(saved["audio"])
     with served.lock:
         return _predict_pair(served, saved.get("image"), saved.get("audio"), top_k)
