@@ -18,10 +18,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import ScenefusionError
+from .text import PlainFormatter, shown
 
 app = typer.Typer(
     help="Scene classification from images and the audio recorded with them.",
@@ -38,20 +38,18 @@ INTERRUPTED = "interrupted: features computed so far are cached; the same comman
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False):
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-    )
+    handler = RichHandler(console=err_console, show_path=False)
+    handler.setFormatter(PlainFormatter("%(message)s"))  # a logged label shows as printed
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {escape(message)}")
+    err_console.print(f"[red]error:[/red] {shown(message)}")
     raise typer.Exit(code)
 
 
 def warn(message: str, label: str = "warning") -> None:
-    err_console.print(f"[yellow]{label}:[/yellow] {escape(message)}")
+    err_console.print(f"[yellow]{label}:[/yellow] {shown(message)}")
 
 
 def command(typer_app: typer.Typer, name: str, interrupted: str = INTERRUPTED
@@ -108,17 +106,17 @@ def stage_progress(bar: Progress, lines: bool | None = None) -> Callable[[str, i
         key = "training" if training else stage
         now = time.perf_counter()
         if key not in tasks:
-            tasks[key] = (bar.add_task(escape(stage), total=total, rate=""), now)
+            tasks[key] = (bar.add_task(shown(stage), total=total, rate=""), now)
             if lines:
-                bar.console.print(f"{escape(key)}: started, {total} to do")
+                bar.console.print(f"{shown(key)}: started, {total} to do")
         task, start = tasks[key]
         elapsed = now - start
         rate = ("" if training or elapsed < MIN_RATE_SECONDS
                 else f"{done / elapsed:,.1f} items/s")
-        bar.update(task, completed=done, total=total, description=escape(stage), rate=rate)
+        bar.update(task, completed=done, total=total, description=shown(stage), rate=rate)
         if lines and done >= total and key not in ended:
             ended.add(key)
-            bar.console.print(f"{escape(key)}: done, {done} in {elapsed:.1f} s"
+            bar.console.print(f"{shown(key)}: done, {done} in {elapsed:.1f} s"
                               + (f" ({rate})" if rate else ""))
 
     return update

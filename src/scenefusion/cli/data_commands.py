@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from ..data import load_dataset
@@ -23,6 +22,7 @@ from .app import (
     progress_bar,
     warn,
 )
+from .text import shown
 
 
 @command(data_app, "inspect")
@@ -46,7 +46,7 @@ def data_inspect(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             options=VideoOptions(audio_seconds=context_seconds(AUTO)),
         )
-    where = escape(str(path))
+    where = shown(str(path))
     what = ("image + audio" if len(dataset.modalities) == 2
             else f"{dataset.modalities[0]} only: no fusion rows")
     table = Table(title=f"{where} ({dataset.layout} layout, {what}, {len(dataset)} usable "
@@ -60,7 +60,7 @@ def data_inspect(
     groups = dataset.groups_per_class()
     for name, count in dataset.class_counts().items():
         seconds = [f"{count / videos['fps']:g}"] if videos else []
-        table.add_row(escape(name), str(count), str(groups[name]), *seconds)
+        table.add_row(shown(name), str(count), str(groups[name]), *seconds)
     console.print(table)
     if videos:
         console.print(f"videos: {videos['videos']} found, {videos['cut']} cut now, "
@@ -71,7 +71,7 @@ def data_inspect(
         skipped.add_column("file")
         skipped.add_column("reason")
         for s in dataset.skipped:
-            skipped.add_row(escape(s.path), escape(s.reason))
+            skipped.add_row(shown(s.path), shown(s.reason))
         console.print(skipped)
     if len(dataset) == 0:
         fail("no usable items remain", code=2)
@@ -88,8 +88,8 @@ def data_download(
 
     root = download_reference(dest)
     console.print(
-        f"reference data set ready at [bold]{escape(str(root))}[/bold]; next: "
-        f"scenefusion run --data {escape(str(root))}"
+        f"reference data set ready at [bold]{shown(str(root))}[/bold]; next: "
+        f"scenefusion run --data {shown(str(root))}"
     )
 
 
@@ -115,13 +115,13 @@ def data_from_video(
 
     cut = videos_to_pairs(videos, out, label, audio_seconds=audio_seconds,
                           on_video=lambda path, written: console.print(
-                              f"{escape(str(path))}: {len(written)} pairs"))
+                              f"{shown(str(path))}: {len(written)} pairs"))
     for err in cut.skipped:
         warn(str(err), "skipped")
     total = cut.total
     if total == 0:
         fail("no pairs written", code=2)
-    console.print(escape(f"{total} pairs in {out / label}; next: scenefusion data inspect {out}"))
+    console.print(shown(f"{total} pairs in {out / label}; next: scenefusion data inspect {out}"))
 
 
 @command(data_app, "demo")
@@ -137,4 +137,4 @@ def data_demo(
     from ..data.synthetic import make_demo
 
     make_demo(dest, force=force)
-    console.print(escape(f"synthetic demo data written to {dest}"))
+    console.print(shown(f"synthetic demo data written to {dest}"))

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from ..data import load_dataset
@@ -28,6 +27,7 @@ from .app import (
     warn,
 )
 from .tables import print_results
+from .text import shown
 
 RUN_INTERRUPTED = ("interrupted: features computed so far are cached (a re-run reuses them); "
                    "a run folder already started is marked INCOMPLETE")
@@ -101,7 +101,7 @@ def extract(
     audio, why = (resolve_audio_feature(audio, dataset) if "audio" in dataset.modalities
                   else (audio, None))  # photos only: say nothing of a sound feature
     if why:
-        console.print(escape(why))
+        console.print(shown(why))
     store = FeatureStore(cache)
     store.check_writable()
     with limit_threads(threads), progress_bar() as bar:
@@ -111,16 +111,16 @@ def extract(
             image_weights={backbones[0]: weights} if weights else None, runtime=runtime,
             threads=threads, batch_size=batch_size, precision=precision, device=device,
             progress=stage_progress(bar))
-    table = Table(title=f"features for {len(dataset)} items, cache {escape(str(store.root))}")
+    table = Table(title=f"features for {len(dataset)} items, cache {shown(str(store.root))}")
     for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
         table.add_column(col, justify="right" if col != "features" else "left")
     for name, row in out.extraction.items():
-        table.add_row(escape(name), "x".join(str(s) for s in out.shapes[name]),
+        table.add_row(shown(name), "x".join(str(s) for s in out.shapes[name]),
                       str(row["computed"]), str(row["reused"]), str(row["skipped"]),
                       f"{row['seconds']:.1f}")
     console.print(table)
     for s in dataset.skipped + out.skipped:
-        console.print(f"[yellow]skipped[/yellow] {escape(s.path)}: {escape(s.reason)}")
+        console.print(f"[yellow]skipped[/yellow] {shown(s.path)}: {shown(s.reason)}")
 
 
 @command(app, "run", interrupted=RUN_INTERRUPTED)
@@ -201,19 +201,19 @@ def run(
     if cfg.data.path is None:  # say which data, and where it lies, before the long work starts
         data_path, note = resolve_data(cfg)
         warn(note, "no data configured")
-        err_console.print(f"data folder: {escape(str(data_path))} (see `scenefusion data "
+        err_console.print(f"data folder: {shown(str(data_path))} (see `scenefusion data "
                           "download` for the reference data)")
     with progress_bar() as bar:
         out = run_experiment(cfg, progress=stage_progress(bar))
     print_results(out.results, f"test split ({out.results[0].n_test} items)")
     for note in out.notes:
-        console.print(f"[dim]- {escape(note)}[/dim]")
+        console.print(f"[dim]- {shown(note)}[/dim]")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in out.timings.items())
     console.print(f"time: {stages}")
     if data_path is not None:
-        console.print(f"data folder: {escape(str(data_path))}")
+        console.print(f"data folder: {shown(str(data_path))}")
     console.print(
-        f"run folder: [bold]{escape(str(out.run_dir))}[/bold] (report.html, report.md, "
+        f"run folder: [bold]{shown(str(out.run_dir))}[/bold] (report.html, report.md, "
         f"metrics.json, plots/, best/)"
     )
 
@@ -229,7 +229,7 @@ def evaluate_run(
 
     results = rerender_reports(run_dir)
     print_results(results, f"{run_dir} ({results[0].n_test} test items)")
-    console.print(f"reports re-rendered in [bold]{escape(str(run_dir))}[/bold]")
+    console.print(f"reports re-rendered in [bold]{shown(str(run_dir))}[/bold]")
 
 
 @command(app, "list")
@@ -248,18 +248,18 @@ def list_components() -> None:
         table.add_row(
             "image backbone",
             e.id,
-            escape(f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"),
+            shown(f"{e.description} ({e.obj.embedding_dim}-d, {e.obj.input_size}px)"),
         )
-    table.add_row("audio feature", AUTO, escape(AUTO_DESCRIPTION))
+    table.add_row("audio feature", AUTO, shown(AUTO_DESCRIPTION))
     for e in AUDIO_FEATURES.entries():
         shape = "x".join(str(n) for n in e.obj.shape)
         licence = f"; licence: {e.obj.licence}" if e.obj.licence else ""
         table.add_row("audio feature", e.id,
-                      escape(f"{e.description} ({shape} per item{licence})"))
+                      shown(f"{e.description} ({shape} per item{licence})"))
     for e in MODELS.entries():
         table.add_row(
-            "model", e.id, escape(f"{e.description} [input: {capabilities(e.obj).summary()}]")
+            "model", e.id, shown(f"{e.description} [input: {capabilities(e.obj).summary()}]")
         )
     for e in FUSION.entries():
-        table.add_row("fusion", e.id, escape(e.description))
+        table.add_row("fusion", e.id, shown(e.description))
     console.print(table)

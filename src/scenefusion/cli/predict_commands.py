@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from .app import AllowOutsideOpt, DeviceOpt, app, command, console, fail, warn
+from .text import shown
 
 
 @command(app, "predict")
@@ -74,17 +74,17 @@ def _predict_video(bundle, video: Path, out: Path, top_k: int, smooth: int) -> N
     best, _, counts = video_verdict(rows)
     smoothed = f", smoothed over {smooth} s" if smooth > 1 else ""
     console.print(
-        f"[bold]{escape(str(best))}[/bold] in {counts[best]} of "
-        f"{len(rows)} seconds ({escape(bundle.info['name'])}{smoothed}); per second -> {out}"
+        f"[bold]{shown(str(best))}[/bold] in {counts[best]} of "
+        f"{len(rows)} seconds ({shown(bundle.info['name'])}{smoothed}); per second -> {shown(out)}"
     )
     for label, n in counts.items():
         if label != best:
-            console.print(f"  {escape(str(label)):<20} {n} s")
+            console.print(f"  {shown(str(label)):<20} {n} s")
     why = decisive_seconds(rows, best)
     for side, seconds in why.items():
         if seconds:
-            shown = ", ".join(f"{s} s ({p:.2f})" for s, p in seconds)
-            console.print(f"  seconds {side} {escape(str(best))}: {shown}")
+            listed = ", ".join(f"{s} s ({p:.2f})" for s, p in seconds)
+            console.print(f"  seconds {side} {shown(str(best))}: {listed}")
 
 
 def _predict_many(bundle, pairs: Path, out: Path, top_k: int, allow_outside: bool) -> None:
@@ -96,9 +96,9 @@ def _predict_many(bundle, pairs: Path, out: Path, top_k: int, allow_outside: boo
     predictions_frame(rows).to_csv(out, index=False)
     failed = [r for r in rows if r.error]
     console.print(f"{len(rows) - len(failed)} classified, {len(failed)} with errors -> "
-                  f"{escape(str(out))}")
+                  f"{shown(str(out))}")
     for row in failed:
-        console.print(f"[yellow]error[/yellow] {escape(row.error)}")
+        console.print(f"[yellow]error[/yellow] {shown(row.error)}")
     n_fallback = sum(1 for r in rows if r.fallback)
     if n_fallback:
         console.print(f"{n_fallback} pair(s) with one usable modality were classified by a "
@@ -116,12 +116,12 @@ def _predict_one(bundle, image: Path | None, audio: Path | None, top_k: int) -> 
         fail(row.error)
     if row.warnings:
         warn("; ".join(row.warnings), "note")
-    console.print(f"[bold]{escape(row.predicted)}[/bold]  ({escape(row.model)}, "
+    console.print(f"[bold]{shown(row.predicted)}[/bold]  ({shown(row.model)}, "
                   f"used: {'+'.join(row.modalities)})")
     for label, p in row.top_k:
-        console.print(f"  {escape(label):<20} {p:.3f}")
+        console.print(f"  {shown(label):<20} {p:.3f}")
     for member, share in row.members.items():
-        console.print(f"  {escape(member)} pushed {share['contribution']:.3f} (weight "
+        console.print(f"  {shown(member)} pushed {share['contribution']:.3f} (weight "
                       f"{share['weight']:.2f} x its {share['probability']:.3f})")
     if audio is not None:
         _decisive_audio(bundle, audio, row.predicted)
@@ -136,8 +136,8 @@ def _decisive_audio(bundle, audio: Path, label: str) -> None:
         return
     for side, found in decisive_seconds(windows, label, seconds_per_row=seconds).items():
         if found:
-            shown = ", ".join(f"{t:g}-{t + seconds:g} s ({p:.2f})" for t, p in found)
-            console.print(f"  sound {side} {escape(label)}: {shown}")
+            listed = ", ".join(f"{t:g}-{t + seconds:g} s ({p:.2f})" for t, p in found)
+            console.print(f"  sound {side} {shown(label)}: {listed}")
 
 
 @command(app, "serve")
@@ -174,6 +174,6 @@ def serve(
                      device=device, max_audio_seconds=max_audio_seconds)
     if api.state.bundle.provenance_warning():
         warn(api.state.bundle.provenance_warning())
-    console.print(f"serving {escape(str(model))} at [bold]http://{host}:{port}/[/bold] "
+    console.print(f"serving {shown(str(model))} at [bold]http://{host}:{port}/[/bold] "
                   f"(API docs: /docs); Ctrl+C stops")
     uvicorn.run(api, host=host, port=port, log_level="warning")

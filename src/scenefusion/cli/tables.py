@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
 from .app import console
+from .text import shown
 
 
 def print_results(results: list[Any], title: str) -> None:
@@ -47,7 +47,7 @@ def print_table(table: Any, title: str) -> None:
                + (", cv: grouped cross-validation accuracy over training groups" if cv else "")
                + "; macro P/R in report.md. ")
     caption += ("* " if ranked is not None else "") + order_caption(table)
-    out = Table(title=title, caption=escape(caption), pad_edge=False)
+    out = Table(title=title, caption=shown(caption), pad_edge=False)
     out.add_column("name", overflow="fold", min_width=20, no_wrap=not terminal)
     for c in headers:
         out.add_column(c, justify="right", no_wrap=True)
@@ -57,7 +57,7 @@ def print_table(table: Any, title: str) -> None:
         pr = [fmt(row.macro_precision, d), fmt(row.macro_recall, d)] if wide else []
         selection = [_figure(getattr(row, "val_accuracy", None), d)]
         selection += [_figure(getattr(row, "cv_accuracy", None), d)] if cv else []
-        out.add_row(escape(row.name), fmt(row.accuracy, d), ci, *pr, fmt(row.macro_f1, d),
+        out.add_row(shown(row.name), fmt(row.accuracy, d), ci, *pr, fmt(row.macro_f1, d),
                     fmt(row.log_loss, d), *selection)
     if terminal:
         console.print(out)
