@@ -69,3 +69,30 @@ def test_with_the_birdnet_extra_raw_clips_get_the_pair_and_the_note_names_its_li
     monkeypatch.setattr(auto, "find_aisfx_checkpoint", missing)  # BirdNET alone beats MFCCs
     chosen, why = resolve_audio_feature("auto", long)
     assert chosen == "birdnet@4s" and "pip install --no-deps aisfx" in why
+
+
+def test_auto_with_a_length_says_what_auto_accepts(tmp_path):
+    """``auto`` picks the clip length itself, so ``auto@3s`` is refused with what to write
+    instead, in the config, in the CLI and in the library, never as an unknown 'auto'."""
+    import pytest
+    import yaml
+    from pydantic import ValidationError
+    from typer.testing import CliRunner
+
+    from scenefusion.cli import app
+    from scenefusion.errors import InvalidValue
+    from scenefusion.features.audio.auto import check_audio_id, context_seconds
+
+    expected = "auto takes no length"
+    with pytest.raises(ValidationError, match=expected) as raised:
+        ExperimentConfig.model_validate({"features": {"audio": "auto@3s"}})
+    assert "unknown audio feature" not in str(raised.value)
+    for call in (check_audio_id, context_seconds):
+        with pytest.raises(InvalidValue, match=rf"'auto@3s': {expected} .* e\.g\. aisfx@3s"):
+            call("auto@3s")
+    assert check_audio_id("auto") == "auto" and check_audio_id("mfcc@3s") == "mfcc@3s"
+    config = tmp_path / "experiment.yaml"
+    config.write_text(yaml.safe_dump({"features": {"audio": "auto@3s"}}))
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 1 and expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -15,6 +15,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 av = pytest.importorskip("av", reason="videos need PyAV: pip install -e '.[video]'")
+from test_video import _audio_bundle as audio_bundle  # noqa: E402  (an mfcc+logreg bundle)
 from videos import write_video  # noqa: E402
 
 from scenefusion.cli import app  # noqa: E402
@@ -55,18 +56,6 @@ def lying_mkv(path: Path, seconds: float, states: float) -> Path:
     with av.open(str(path)) as container:
         assert container.duration / 1e6 == pytest.approx(states)
     return path
-
-
-def audio_bundle(tmp_path: Path) -> Path:
-    from scenefusion.models import make_model
-    from scenefusion.predict import save_bundle
-
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(2), 10)
-    model = make_model("logreg").fit(rng.normal(y[:, None, None], 0.3, (20, 8, 13)), y)
-    return save_bundle(model, {"name": "audio:mfcc+logreg", "kind": "audio",
-                               "classes": ["A", "B"], "audio_features": "mfcc",
-                               "audio_source": "raw-audio"}, tmp_path / "b")
 
 
 # --- one decode-error rule -----------------------------------------------------------------

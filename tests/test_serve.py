@@ -243,7 +243,7 @@ def test_health_and_model_describe_the_served_model(client, bundle):
     assert info["calibration"]["method"] == "temperature"
     assert info["single_modality_models"]["audio"].startswith("audio:")
     assert info["limits"] == {"max_upload_mb": 50.0, "max_video_seconds": 120.0,
-                              "max_audio_seconds": 120.0}
+                              "max_audio_seconds": 30.0}
     if bundle.kind != "audio":
         assert info["image_backbone"] == "effnet_lite0"
 

@@ -132,12 +132,9 @@ class FeaturesConfig(_Strict):
     @field_validator("audio")
     @classmethod
     def _known_audio(cls, value: str) -> str:
-        from .features.audio import audio_feature
-        from .features.audio.auto import AUTO
+        from .features.audio.auto import check_audio_id
 
-        if value != AUTO:
-            audio_feature(value)  # raises, naming the valid ids (or the ID@Ns form)
-        return value
+        return check_audio_id(value)  # raises, naming what auto and the ids accept
 
 
 class ModelsConfig(_Strict):

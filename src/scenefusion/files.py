@@ -9,6 +9,7 @@ run never leaves a half-written file where a reader expects a whole one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import uuid
@@ -23,13 +24,23 @@ from .errors import InvalidValue, ScenefusionError
 def written_atomically(path: Path | str) -> Iterator[Path]:
     """A temporary path beside ``path`` for the block to write; renamed onto ``path`` when the
     block ends without error and removed in any case, so a kill, an exception or a full disk
-    never leaves a truncated file where a reader expects a whole one."""
+    never leaves a truncated file where a reader expects a whole one.
+
+    A folder (or anything not a file) at ``path`` is refused before the block writes, and a
+    failed rename is reported, as OSError naming ``path``: the temporary name is an internal
+    detail, and a user can act only on the path they know."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder is where this file belongs; remove it",
+                                str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

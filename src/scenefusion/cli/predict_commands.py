@@ -160,7 +160,7 @@ def serve(
     max_audio_seconds: Annotated[
         float, typer.Option(metavar="SECONDS", min=1, help="Longest sound accepted (422), by "
                             "decoded length.")
-    ] = 120.0,
+    ] = 30.0,
     device: DeviceOpt = "auto",
 ) -> None:
     """A web page and a JSON API over a saved model (POST /predict, GET /model, /docs)."""

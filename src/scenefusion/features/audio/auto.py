@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...data.validate import DataError, audio_info
+from ...errors import InvalidValue
 from .aisfx_weights import INSTALL_COMMAND as AISFX
 from .aisfx_weights import find_aisfx_checkpoint
 from .birdnet_model import LICENCE as BIRDNET_LICENCE
@@ -38,11 +39,25 @@ AUTO_MAX_SECONDS = 4
 AUTO_PROBE_FILES = 64
 
 
+def check_audio_id(feature_id: str) -> str:
+    """``feature_id`` when it names an audio feature (``auto``, an id or ``ID@Ns``), else an
+    InvalidValue naming the valid ones. ``auto`` takes no ``@Ns``: choosing the clip length
+    from the data is half of what it does, so a fixed length means naming the feature."""
+    if feature_id == AUTO:
+        return feature_id
+    if feature_id.split("@")[0] == AUTO:
+        raise InvalidValue(f"audio feature {feature_id!r}: auto takes no length (it picks the "
+                           f"clips' typical length, at most {AUTO_MAX_SECONDS} s); write auto, "
+                           "or name a feature with its length, e.g. aisfx@3s or mfcc@3s")
+    audio_feature(feature_id)  # raises, naming the valid ids (or the ID@Ns form)
+    return feature_id
+
+
 def context_seconds(feature_id: str) -> int:
     """Seconds of sound one item of ``feature_id`` reads: N for ``ID@Ns``, 1 for a plain id,
     and for ``auto`` the longest context it may choose (so that clips cut for it, e.g. from
     videos, hold enough sound whatever it picks)."""
-    if feature_id == AUTO:
+    if check_audio_id(feature_id) == AUTO:
         return AUTO_MAX_SECONDS
     return audio_feature(feature_id).params.clip_seconds
 
@@ -51,7 +66,7 @@ def resolve_audio_feature(feature_id: str, dataset: Any) -> tuple[str, str | Non
     """The feature id a run uses for ``dataset`` and a note for the run (None when there is
     nothing to say): for ``auto``, why it chose that feature; for a feature that runs
     pretrained weights, their licence, which a model trained on it inherits."""
-    chosen, why = _choose(dataset) if feature_id == AUTO else (feature_id, None)
+    chosen, why = _choose(dataset) if check_audio_id(feature_id) == AUTO else (feature_id, None)
     licence = audio_licence(chosen)
     if licence is None:
         return chosen, why
