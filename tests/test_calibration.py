@@ -85,3 +85,31 @@ def test_one_group_cannot_check_a_temperature_so_none_is_applied():
     record = Calibration.fit_checked(over, y, np.zeros(300), over, y, "validation split")
     assert not record.applied and record.temperature == 1.0
     assert record.held_out_ece_before is None
+
+
+def test_held_out_confidence_and_accuracy_are_recorded_with_the_kept_temperature():
+    groups = np.repeat(np.arange(40), 100)
+    over, y = sampled(4.0)
+    kept = Calibration.fit_checked(over, y, groups, over, y, "out-of-fold predictions")
+    raw_confidence, accuracy = over.max(axis=1).mean(), np.mean(over.argmax(axis=1) == y)
+    assert raw_confidence - accuracy > 0.15  # the model as it came was far too sure
+    assert kept.applied and kept.held_out_accuracy == pytest.approx(accuracy, abs=1e-4)
+    assert abs(kept.held_out_confidence - kept.held_out_accuracy) < 0.05  # T fixed most of it
+    alone = Calibration.fit_checked(over, y, np.zeros(len(y)), over, y, "validation split")
+    assert not alone.applied  # nothing to check a temperature on: the raw figures stand
+    assert alone.held_out_confidence == pytest.approx(raw_confidence, abs=1e-4)
+    assert set(kept.to_dict()) >= {"held_out_confidence", "held_out_accuracy"}
+
+
+@pytest.mark.parametrize(("confidence", "accuracy", "warned"),
+                         [(0.93, 0.42, True), (0.80, 0.70, False), (None, None, False)])
+def test_predict_says_when_held_out_confidence_ran_far_above_accuracy(confidence, accuracy,
+                                                                      warned, tmp_path):
+    from scenefusion.predict import Bundle
+
+    info = {"name": "best-audio", "kind": "audio", "classes": ["a", "b"],
+            "calibration": {"temperature": 1.0, "held_out_confidence": confidence,
+                            "held_out_accuracy": accuracy}}
+    warning = Bundle(tmp_path, info, model=None).provenance_warning()
+    assert ("93% sure on average but right 42% of the time" in warning) == warned
+    assert bool(warning) == warned

@@ -19,7 +19,7 @@ import torch
 
 from .data.datasets import leaving_path
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
-from .evaluation.calibration import apply_temperature, near_tie
+from .evaluation.calibration import OVERCONFIDENT, apply_temperature, near_tie
 from .features import DEFAULT_BATCH_SIZE
 from .features.audio import audio_feature
 from .features.backbones import IMAGE_BACKBONES
@@ -77,11 +77,22 @@ class Bundle:
     def provenance_warning(self) -> str:
         """What a user must know before trusting this model's answers ("" when nothing)."""
         trained_on = self.info.get("trained_on") or {}
+        warnings = []
         if trained_on.get("synthetic"):
-            return (f"model {self.info['name']} was trained on SYNTHETIC demo data "
-                    f"({trained_on.get('data_path')}): its answers for real photos and sounds "
-                    "mean nothing; train on real data with `scenefusion run --data PATH`")
-        return ""
+            warnings.append(
+                f"model {self.info['name']} was trained on SYNTHETIC demo data "
+                f"({trained_on.get('data_path')}): its answers for real photos and sounds "
+                "mean nothing; train on real data with `scenefusion run --data PATH`")
+        calibration = self.info.get("calibration") or {}
+        confidence = calibration.get("held_out_confidence")
+        accuracy = calibration.get("held_out_accuracy")
+        if confidence is not None and accuracy is not None and (
+                confidence - accuracy > OVERCONFIDENT):
+            warnings.append(
+                f"on recordings held out from its training, model {self.info['name']} was "
+                f"{confidence:.0%} sure on average but right {accuracy:.0%} of the time: its "
+                "probabilities overstate how sure it is on places it has not heard or seen")
+        return "; ".join(warnings)
 
     def required(self) -> set[str]:
         """Modalities every prediction needs (late/hybrid need at least one of the two)."""

@@ -40,11 +40,11 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = 1
     return float(ece)
 
 
-def cross_fitted_ece(proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                     max_folds: int = 5) -> tuple[float, float] | None:
-    """ECE on held-out groups before and after a temperature fitted on the other groups
-    (the folds every choice uses, pooled: no fold holds out all of a class); None without
-    two groups of every class to hold out, where a held-out check would mean nothing."""
+def cross_fitted(proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                 max_folds: int = 5) -> np.ndarray | None:
+    """Each row's probabilities under a temperature fitted on the other groups (the folds
+    every choice uses, pooled: no fold holds out all of a class); None without two groups of
+    every class to hold out, where a held-out check would mean nothing."""
     try:
         folds = training_folds(y, groups, max_folds, slice_lone_groups=False)
     except FoldError:
@@ -53,7 +53,22 @@ def cross_fitted_ece(proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
     for fit_rows, held_out in folds:
         t = fit_temperature(proba[fit_rows], y[fit_rows])
         scaled[held_out] = apply_temperature(proba[held_out], t)
+    return scaled
+
+
+def cross_fitted_ece(proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                     max_folds: int = 5) -> tuple[float, float] | None:
+    """ECE on held-out groups before and after a temperature fitted on the other groups
+    (:func:`cross_fitted`); None where that check would mean nothing."""
+    scaled = cross_fitted(proba, y, groups, max_folds)
+    if scaled is None:
+        return None
     return expected_calibration_error(proba, y), expected_calibration_error(scaled, y)
+
+
+#: Held-out mean confidence above held-out accuracy by more than this is worth a warning:
+#: the model's probabilities overstate how sure it is on recordings it never heard.
+OVERCONFIDENT = 0.15
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,10 @@ class Calibration:
     applied: bool = True
     held_out_ece_before: float | None = None
     held_out_ece_after: float | None = None
+    #: mean top probability and accuracy on groups held out from what produced the
+    #: probabilities, with the kept temperature (cross-fitted when one is kept)
+    held_out_confidence: float | None = None
+    held_out_accuracy: float | None = None
 
     @classmethod
     def fit_checked(cls, proba: np.ndarray, y: np.ndarray, groups: np.ndarray,
@@ -81,17 +100,22 @@ class Calibration:
         """Fit on (proba, y) -- validation rows or out-of-fold training rows -- keep it only
         if cross-fitting over ``groups`` shows it lowers ECE on held-out groups; report test
         ECE before and after what is kept."""
-        check = cross_fitted_ece(proba, y, groups)
+        scaled = cross_fitted(proba, y, groups)
+        check = None if scaled is None else (expected_calibration_error(proba, y),
+                                             expected_calibration_error(scaled, y))
         t = fit_temperature(proba, y)
         applied = check is not None and check[1] < check[0]
         kept = t if applied else 1.0
+        held = np.asarray(scaled if applied else proba, dtype=np.float64)
         return cls(temperature=round(kept, 4), fitted_on=fitted_on,
                    ece_before=round(expected_calibration_error(test_proba, y_test), 4),
                    ece_after=round(expected_calibration_error(
                        apply_temperature(test_proba, kept), y_test), 4),
                    n_items=len(y), applied=applied,
                    held_out_ece_before=None if check is None else round(check[0], 4),
-                   held_out_ece_after=None if check is None else round(check[1], 4))
+                   held_out_ece_after=None if check is None else round(check[1], 4),
+                   held_out_confidence=round(float(held.max(axis=1).mean()), 4),
+                   held_out_accuracy=round(float(np.mean(held.argmax(axis=1) == y)), 4))
 
     @classmethod
     def fit(cls, val_proba: np.ndarray, y_val: np.ndarray, test_proba: np.ndarray,
@@ -109,7 +133,9 @@ class Calibration:
                 "fitted_on": self.fitted_on, "test_ece_before": self.ece_before,
                 "test_ece_after": self.ece_after, "n_items": self.n_items,
                 "applied": self.applied, "held_out_ece_before": self.held_out_ece_before,
-                "held_out_ece_after": self.held_out_ece_after}
+                "held_out_ece_after": self.held_out_ece_after,
+                "held_out_confidence": self.held_out_confidence,
+                "held_out_accuracy": self.held_out_accuracy}
 
 
 def near_tie(proba_row: np.ndarray, classes: list[str], margin: float = LOW_MARGIN) -> str:

@@ -35,6 +35,9 @@ def calibrate(candidate: Candidate, data: GridData, y_test: np.ndarray) -> Calib
 def calibration_note(folder: str, c: Calibration) -> str:
     held_out = ("" if c.held_out_ece_before is None else
                 f"held-out-group ECE {c.held_out_ece_before:.3f} -> {c.held_out_ece_after:.3f}")
+    if c.held_out_confidence is not None and c.held_out_accuracy is not None:
+        held_out += (f"{'; ' if held_out else ''}on held-out groups {c.held_out_confidence:.0%} "
+                     f"sure on average, right {c.held_out_accuracy:.0%} of the time")
     if not c.applied:
         return (f"{folder}/ not calibrated: a temperature fitted on the {c.fitted_on} did not "
                 f"lower ECE on held-out groups ({held_out or 'too few groups to check'}); "

@@ -67,6 +67,8 @@ class CalibrationInfo(_Part):
     applied: StrictBool = True
     held_out_ece_before: Probability | None = None
     held_out_ece_after: Probability | None = None
+    held_out_confidence: Probability | None = None
+    held_out_accuracy: Probability | None = None
 
 
 class BundleInfo(_Part):
