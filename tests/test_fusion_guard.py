@@ -135,6 +135,12 @@ def test_the_guard_state_is_saved_and_checked(unheard, tmp_path):
     loaded = load_model(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(test), fused.predict_proba(test))
     assert loaded.guard_note_ == fused.guard_note_
+    stacking = LateFusion({"image": "logreg", "audio": "logreg"}, "stacking", stack_on="oof",
+                          cv=3).fit(train, y, groups=one_group_each)
+    assert stacking.guard_note_ is not None  # answers with one member, yet saves whole
+    save_model(stacking, tmp_path / "s")
+    np.testing.assert_array_equal(load_model(tmp_path / "s").predict_proba(test),
+                                  stacking.predict_proba(test))
     manifest = json.loads((tmp_path / "m/manifest.json").read_text())
     manifest["state"]["guard"]["solo"] = "smell"
     (tmp_path / "m/manifest.json").write_text(json.dumps(manifest))

@@ -123,11 +123,11 @@ class Combiner:
         self.temperatures = {m: round(fit_temperature(p, index), 4) for m, p in probas.items()}
         calibrated = self._calibrated(probas)
         self.anchor, anchor_key = best_member(calibrated, y, classes)
+        if self.learns:  # also when thin: a saved combiner always has its learnt parts
+            self.fit(calibrated, y, classes)
         if thin:
             self.solo, self.guard_note = self.anchor, f"{self.anchor} alone: {thin}"
             return self
-        if self.learns:
-            self.fit(calibrated, y, classes)
         if folds:
             fused = np.zeros((len(y), len(classes)))
             for fit_rows, held_out in folds:
@@ -188,8 +188,7 @@ class Combiner:
             raise ValueError(f"state 'guard.solo' must name one of the members {names}")
         self.temperatures, self.solo = dict(temperatures), solo
         self.guard_note = guard.get("note")
-        if solo is None:
-            self.set_state(state, names, classes)
+        self.set_state(state, names, classes)
 
 
 def _with_check_rows(probas: Probas, y: np.ndarray,
