@@ -43,7 +43,7 @@ def test_readme_install_block_is_what_ci_runs():
     assert lines[0].startswith("python3 -m venv .venv && source .venv/bin/activate")
     assert "python3 -m venv .venv" in ci_commands and "source .venv/bin/activate" in ci_commands
     torch = next(line for line in lines if line.startswith("pip install torch=="))
-    assert "--index-url https://download.pytorch.org/whl/cpu" in torch  # the CPU build
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in torch  # the CPU build
     assert torch.split()[2] in (README.parent / "pyproject.toml").read_text()  # same pin
     assert "README's CPU torch line is left out" in ci  # and CI says why it has none
     for step in next(line for line in lines if line.startswith("pip install -e")).split(" && "):
