@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
+import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidValue, ScenefusionError
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -130,3 +135,29 @@ def open_new(path: Path | str):
         return open(path, "xb")
     except FileExistsError:
         raise FileProblem(path, "already exists; refusing to overwrite it") from None
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGEST_LOCK = threading.Lock()
+
+
+def file_key(path: Path) -> tuple[str, int, int]:
+    """Identifies a file's current content cheaply: a rewritten file gets a new key."""
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def file_sha256(path: Path, official: str | None = None, what: str = "file") -> str:
+    """SHA-256 of a file's bytes, computed once per process and file version (:func:`file_key`):
+    weight files of tens of MB are hashed into cache keys each time an extractor is built.
+    When it differs from ``official`` (the packaged file's), logs once that the file's results
+    are cached apart ("{what} PATH is not the packaged file; ...")."""
+    key = file_key(path)
+    with _DIGEST_LOCK:
+        if key not in _DIGESTS:
+            with open(path, "rb") as fh:
+                _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
+            if official is not None and _DIGESTS[key] != official:
+                log.info("%s %s is not the packaged file; its features are cached apart (keyed "
+                         "by the file's SHA-256)", what, path)
+        return _DIGESTS[key]

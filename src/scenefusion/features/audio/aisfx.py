@@ -27,6 +27,7 @@ import numpy as np
 
 from ...data.validate import read_audio
 from ...errors import InvalidValue, UntrustedWeightsError
+from ...files import file_key
 from ..onnx import cached_session, write_or_keep
 from .aisfx_net import EMBEDDING_DIM, MIN_FRAMES, build_embedding_net
 from .aisfx_weights import (
@@ -35,7 +36,6 @@ from .aisfx_weights import (
     INSTALL_COMMAND,
     OFFICIAL_SHA256,
     checkpoint_digest,
-    file_key,
     find_aisfx_checkpoint,
     load_aisfx_state,
 )

@@ -11,13 +11,11 @@ so loading it cannot run code. Imports torch only when a file is read.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
 import pickle
 import re
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ from ...errors import (
     WeightsMismatchError,
     WeightsNotFoundError,
 )
+from ...files import file_sha256
 from ..state_dict import check_state_dict, first_few
 from .aisfx_net import build_embedding_net
 
@@ -191,24 +190,7 @@ def load_aisfx_state(path: Path | str) -> dict[str, torch.Tensor]:
     return out
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-_LOCK = threading.Lock()
-
-
-def file_key(path: Path) -> tuple[str, int, int]:
-    """Identifies a file's current content cheaply: a rewritten file gets a new key."""
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
 def checkpoint_digest(path: Path) -> str:
-    """SHA-256 of a checkpoint file (computed once per process and file version)."""
-    key = file_key(path)
-    with _LOCK:
-        if key not in _DIGESTS:
-            with open(path, "rb") as fh:
-                _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
-            if _DIGESTS[key] != OFFICIAL_SHA256:
-                log.info("aiSFX weights %s are not aisfx 0.1.2's checkpoint; their features "
-                         "are cached apart (keyed by the file's SHA-256)", path)
-        return _DIGESTS[key]
+    """SHA-256 of a checkpoint file (once per process and file version; logs once when it is
+    not aisfx 0.1.2's)."""
+    return file_sha256(path, OFFICIAL_SHA256, "aiSFX checkpoint")

