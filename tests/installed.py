@@ -1,6 +1,6 @@
-"""What `features.audio: auto` picks for raw 1 s clips on this installation: aiSFX and BirdNET
-side by side where both are installed (the README's install does so), else the one installed,
-MFCCs where neither is."""
+"""What `features.audio: auto` picks for raw 1 s clips (the test data's) on this installation:
+aiSFX where its weights are installed (BirdNET joins it only for clips of 3 s or more), else
+BirdNET alone where that is installed, MFCCs where neither is."""
 
 from __future__ import annotations
 
@@ -19,5 +19,5 @@ def _aisfx_installed() -> bool:
 AISFX_INSTALLED = _aisfx_installed()
 BIRDNET_INSTALLED = birdnet_available()
 #: the audio feature id a default run uses for raw 1 s clips
-RAW_AUDIO = {(True, True): "aisfx_birdnet", (True, False): "aisfx", (False, True): "birdnet",
+RAW_AUDIO = {(True, True): "aisfx", (True, False): "aisfx", (False, True): "birdnet",
              (False, False): "mfcc"}[AISFX_INSTALLED, BIRDNET_INSTALLED]

@@ -71,6 +71,18 @@ def test_with_the_birdnet_extra_raw_clips_get_the_pair_and_the_note_names_its_li
     assert chosen == "birdnet@4s" and "pip install --no-deps aisfx" in why
 
 
+def test_clips_shorter_than_birdnets_window_get_aisfx_alone(tmp_path, monkeypatch):
+    from scenefusion.features.audio import auto
+
+    monkeypatch.setattr(auto, "birdnet_available", lambda: True)
+    monkeypatch.setattr(auto, "find_aisfx_checkpoint", lambda: None)
+    short = load_dataset(make_pairs_folder(tmp_path / "short", groups_per_class=2,
+                                           frames_per_group=1, seconds=1.0))
+    chosen, why = resolve_audio_feature("auto", short)
+    assert chosen == "aisfx"
+    assert "BirdNET is added for clips of 3 s or more" in why and "CC BY-NC-SA" not in why
+
+
 def test_auto_with_a_length_says_what_auto_accepts(tmp_path):
     """``auto`` picks the clip length itself, so ``auto@3s`` is refused with what to write
     instead, in the config, in the CLI and in the library, never as an unknown 'auto'."""

