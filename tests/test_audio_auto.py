@@ -51,15 +51,21 @@ def test_the_reference_layout_keeps_its_mfcc_rows(reference_root):
     assert chosen == "mfcc" and "reference layout" in why
 
 
-def test_with_the_birdnet_extra_raw_clips_get_the_pair_and_the_note_names_its_licence(
-        tmp_path, monkeypatch):
+def _with_birdnet(monkeypatch, tmp_path, seconds: float):
+    """``auto``'s choice and reason for raw clips of ``seconds`` with aiSFX and BirdNET
+    installed (``auto`` is returned to patch further)."""
     from scenefusion.features.audio import auto
 
     monkeypatch.setattr(auto, "birdnet_available", lambda: True)
     monkeypatch.setattr(auto, "find_aisfx_checkpoint", lambda: None)
-    long = load_dataset(make_pairs_folder(tmp_path / "long", groups_per_class=2,
-                                          frames_per_group=1, seconds=4.0))
-    chosen, why = resolve_audio_feature("auto", long)
+    clips = load_dataset(make_pairs_folder(tmp_path / f"clips{seconds}", groups_per_class=2,
+                                           frames_per_group=1, seconds=seconds))
+    return auto, clips, resolve_audio_feature("auto", clips)
+
+
+def test_with_the_birdnet_extra_raw_clips_get_the_pair_and_the_note_names_its_licence(
+        tmp_path, monkeypatch):
+    auto, long, (chosen, why) = _with_birdnet(monkeypatch, tmp_path, 4.0)
     assert chosen == "aisfx_birdnet@4s"
     assert "[birdnet] extra is installed" in why and "CC BY-NC-SA 4.0" in why
 
@@ -72,13 +78,7 @@ def test_with_the_birdnet_extra_raw_clips_get_the_pair_and_the_note_names_its_li
 
 
 def test_clips_shorter_than_birdnets_window_get_aisfx_alone(tmp_path, monkeypatch):
-    from scenefusion.features.audio import auto
-
-    monkeypatch.setattr(auto, "birdnet_available", lambda: True)
-    monkeypatch.setattr(auto, "find_aisfx_checkpoint", lambda: None)
-    short = load_dataset(make_pairs_folder(tmp_path / "short", groups_per_class=2,
-                                           frames_per_group=1, seconds=1.0))
-    chosen, why = resolve_audio_feature("auto", short)
+    _, _, (chosen, why) = _with_birdnet(monkeypatch, tmp_path, 1.0)
     assert chosen == "aisfx"
     assert "BirdNET is added for clips of 3 s or more" in why and "CC BY-NC-SA" not in why
 
