@@ -146,3 +146,18 @@ def test_the_guard_state_is_saved_and_checked(unheard, tmp_path):
     (tmp_path / "m/manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match="'guard.solo' must name one of the members"):
         load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("method", DEFAULTS)
+def test_a_validation_split_too_small_to_fold_leaves_the_best_member_alone(method):
+    """Learning on validation rows with a class seen once: no fold can score the rule there,
+    so a guarded combiner answers with its best member instead of failing to fit."""
+    from arrays import make_modalities
+
+    image, audio, y = make_modalities(n=90, seed=0)
+    image_val, audio_val, y_val = make_modalities(n=4, seed=1)
+    assert np.unique(y_val, return_counts=True)[1].min() == 1
+    fused = LateFusion({"image": "logreg", "audio": "logreg"}, method, stack_on="val").fit(
+        {"image": image, "audio": audio}, y, {"image": image_val, "audio": audio_val}, y_val)
+    assert fused.guard_note_ is not None and "no held-out evidence" in fused.guard_note_
+    assert sorted(fused.member_weights().values()) == [0.0, 1.0]

@@ -20,10 +20,11 @@ from sklearn.frozen import FrozenEstimator
 
 from ..config import ExperimentConfig
 from ..data import Split
-from ..data.folds import FoldError, row_groups, training_folds
+from ..data.folds import row_groups, training_folds
 from ..features.extract import DatasetFeatures
 from ..models import EarlyFusion, capabilities, make_fusion
 from ..models.out_of_fold import share_out_of_fold
+from ..models.pooling import guard_folds
 from .jobs import FitJob, GridData, Inputs, fit_and_score, fresh_model
 from .rows import Candidate, RunSpec, pick, val_scores
 
@@ -252,11 +253,8 @@ class ComparisonGrid:
         P = np.zeros((len(y), len(model.classes_)))
         for fit_rows, held_out in self.cv_folds:
             combiner = model._new_combiner()
-            try:  # the guard's own folds, inside this fold's fitting rows
-                inner = training_folds(y[fit_rows], groups[fit_rows], OOF_FOLDS, self.config.seed)
-                folds, thin = inner.splits, "; ".join(inner.notes) or None
-            except FoldError as err:
-                folds, thin = (), str(err)
+            # the guard's own folds, inside this fold's fitting rows
+            folds, thin = guard_folds(y[fit_rows], groups[fit_rows], OOF_FOLDS, self.config.seed)
             combiner.learn({n: p[fit_rows] for n, p in oof.items()}, y[fit_rows],
                            model.classes_, folds=folds, thin=thin)
             P[held_out] = combiner.answer({n: p[held_out] for n, p in oof.items()}, True)

@@ -35,7 +35,7 @@ from sklearn.metrics import accuracy_score, log_loss
 from ..registry import Registry
 from .base import normalise_proba
 from .modalities import align_proba, simplex_grid
-from .pooling import best_member, log_linear_pool, score, shrunk_weights
+from .pooling import best_member, log_linear_pool, score, shrunk_weights, with_check_rows
 from .temperature import apply_temperature, fit_temperature
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Combiner:
         if not self.guarded:
             return self.fit(probas, y, classes) if self.learns else self
         if check is not None:
-            probas, y, folds = _with_check_rows(probas, y, folds, check)
+            probas, y, folds = with_check_rows(probas, y, folds, check)
         index = np.searchsorted(classes, y)
         self.temperatures = {m: round(fit_temperature(p, index), 4) for m, p in probas.items()}
         calibrated = self._calibrated(probas)
@@ -189,18 +189,6 @@ class Combiner:
         self.temperatures, self.solo = dict(temperatures), solo
         self.guard_note = guard.get("note")
         self.set_state(state, names, classes)
-
-
-def _with_check_rows(probas: Probas, y: np.ndarray,
-                     folds: Sequence[tuple[np.ndarray, np.ndarray]],
-                     check: tuple[Probas, np.ndarray]) -> tuple[Probas, np.ndarray, list]:
-    """Learning rows followed by the check rows; each fold keeps the check rows on its fitting
-    side, and the check rows are one more held-out fold (fitted on the learning rows)."""
-    n, n_check = len(y), len(check[1])
-    extra = np.arange(n, n + n_check)
-    joined = {m: np.concatenate([p, check[0][m]]) for m, p in probas.items()}
-    both = [(np.concatenate([fit, extra]), held) for fit, held in folds]
-    return joined, np.concatenate([y, check[1]]), [*both, (np.arange(n), extra)]
 
 
 #: Combiner id -> its class.

@@ -33,6 +33,7 @@ from .modalities import (
     resolve_model,
 )
 from .out_of_fold import out_of_fold_proba
+from .pooling import guard_folds, thin_evidence
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +132,15 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
                 y_comb, self.combiner_source_ = np.asarray(y_val), "val"
                 # validation rows are held out from every member: folds only keep the
                 # guard from scoring the combiner on what it learnt
-                folds = training_folds(y_comb, None, self.cv, self.random_state)
+                splits, thin = guard_folds(y_comb, None, self.cv, self.random_state)
             else:
                 folds = training_folds(y, groups, self.cv, self.random_state)
                 probas = self._oof_proba(specs, X, y, list(folds))
                 y_comb, self.combiner_source_ = y, "oof"
-            thin = ("no held-out evidence that fusing helps (" + "; ".join(folds.notes) + ")"
-                    if folds.notes else None)
+                splits, thin = folds.splits, thin_evidence(folds)
             check = None if use_val or not has_val else (
                 {n: self._member_proba(n, X_val) for n in self.member_names_}, np.asarray(y_val))
-            combiner.learn(probas, y_comb, self.classes_, folds=folds.splits, thin=thin,
-                           check=check)
+            combiner.learn(probas, y_comb, self.classes_, folds=splits, thin=thin, check=check)
         self.combiner_ = combiner
         return self
 

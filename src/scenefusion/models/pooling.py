@@ -1,6 +1,7 @@
 """How late combiners score and pool member probabilities: the best member on given rows,
-weights shrunk toward it, and weighted log-linear pooling. Shared by the combiners and their
-guard (:mod:`.combiners`)."""
+weights shrunk toward it, weighted log-linear pooling, and the rows and folds their guard
+judges a rule on. Shared by the combiners, their guard (:mod:`.combiners`), the fusion models
+and the grid's cross-validation of fused rows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss
 
+from ..data.folds import FoldError, Folds, training_folds
 from .base import normalise_proba
 from .modalities import simplex_grid
 
@@ -65,3 +67,33 @@ def log_linear_pool(weights: np.ndarray, stack: np.ndarray, clip: float = 1e-7) 
     scaled per row (normalise afterwards)."""
     logs = np.tensordot(weights, np.log(np.clip(stack, clip, 1.0)), axes=1)
     return np.exp(logs - logs.max(axis=1, keepdims=True))
+
+
+def thin_evidence(folds: Folds) -> str | None:
+    """Why ``folds`` cannot measure whether fusing helps (a class cut into slices of one group
+    shares recordings across them), or None when they can."""
+    return (f"no held-out evidence that fusing helps ({'; '.join(folds.notes)})"
+            if folds.notes else None)
+
+
+def guard_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int | None
+                ) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], str | None]:
+    """The folds a guard scores a rule on, over rows it learns from, and why they cannot serve
+    (:func:`thin_evidence`; no folds at all when a class has a single row)."""
+    try:
+        folds = training_folds(y, groups, n_folds, seed)
+    except FoldError as err:
+        return (), f"no held-out evidence that fusing helps ({err})"
+    return folds.splits, thin_evidence(folds)
+
+
+def with_check_rows(probas: Probas, y: np.ndarray,
+                     folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                     check: tuple[Probas, np.ndarray]) -> tuple[Probas, np.ndarray, list]:
+    """Learning rows followed by the check rows; each fold keeps the check rows on its fitting
+    side, and the check rows are one more held-out fold (fitted on the learning rows)."""
+    n, n_check = len(y), len(check[1])
+    extra = np.arange(n, n + n_check)
+    joined = {m: np.concatenate([p, check[0][m]]) for m, p in probas.items()}
+    both = [(np.concatenate([fit, extra]), held) for fit, held in folds]
+    return joined, np.concatenate([y, check[1]]), [*both, (np.arange(n), extra)]
