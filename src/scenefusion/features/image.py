@@ -281,9 +281,12 @@ class ImageExtractor:
         try:
             quantize_int8(graph, path, calibration_batches(calibration, self.preprocess))
         except OSError as exc:
-            raise CacheError(path.parent, f"cannot write the int8 model of {self.id} ({exc}); "
-                                          "free space or choose another cache folder (--cache)"
-                             ) from exc
+            raise self._unwritable(path, "int8 model", exc) from exc
+
+    def _unwritable(self, path: Path, what: str, exc: OSError) -> CacheError:
+        """The one-sentence error for a derived file the cache folder cannot take."""
+        return CacheError(path.parent, f"cannot write the {what} of {self.id} ({exc}); free "
+                                       "space or choose another cache folder (--cache)")
 
     def _write_int8_check(self, path: Path) -> None:
         """Store the held-back calibration images (as the model sees them, in float16) and
@@ -297,9 +300,7 @@ class ImageExtractor:
             with written_atomically(path) as tmp, open(tmp, "wb") as fh:
                 np.savez_compressed(fh, inputs=inputs, fp32=reference)
         except OSError as exc:
-            raise CacheError(path.parent, f"cannot write the int8 check of {self.id} ({exc}); "
-                                          "free space or choose another cache folder (--cache)"
-                             ) from exc
+            raise self._unwritable(path, "int8 check", exc) from exc
 
     def _check_int8(self, session: Any) -> float:
         """Embed the held-back images with the int8 ``session`` and compare with fp32
@@ -322,9 +323,7 @@ class ImageExtractor:
         try:
             export_onnx(model, self.spec.input_size, path)
         except OSError as exc:
-            raise CacheError(path.parent, f"cannot write the ONNX export of {self.id} ({exc}); "
-                                          "free space or choose another cache folder (--cache)"
-                             ) from exc
+            raise self._unwritable(path, "ONNX export", exc) from exc
 
     def embed(self, batch: torch.Tensor) -> np.ndarray:
         """(N, dim) float32 embeddings of a preprocessed (N, 3, H, W) batch."""
