@@ -43,7 +43,8 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     path: Path | None = Field(None, description="Data folder or manifest CSV; None = demo data.")
-    layout: Literal["auto", "reference", "manifest", "pairs", "videos", "video-manifest"] = "auto"
+    layout: str = Field("auto", description="Data layout id (see `scenefusion list`); auto: "
+                        "found from what is on disk.")
     classes: list[str] | None = Field(
         None, description="Classes to keep (others are skipped); None = all.")
     allow_outside_paths: bool = Field(
@@ -58,6 +59,13 @@ class DataConfig(_Strict):
     video_max_seconds: float | None = Field(None, gt=0, description="Read at most this many "
                                             "seconds of each video (None: all of it).")
 
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, value: str) -> str:
+        from .data.layouts import check_layout
+
+        return check_layout(value)  # raises, naming the registered layouts
 
     @field_validator("classes")
     @classmethod

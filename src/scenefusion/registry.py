@@ -1,4 +1,5 @@
-"""One registry shape for every pluggable part: image backbones, audio features, models, fusion.
+"""One registry shape for every pluggable part: image backbones, audio features, models, fusion,
+data layouts.
 
 A :class:`Registry` maps a stable string id (the one configs and the CLI use) to an entry plus a
 one-line description, in the spirit of timm's ``_registry.py`` and torchvision's

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..data.layouts import layouts
 from ..errors import ScenefusionError
 from .text import PlainFormatter, shown
 
@@ -122,6 +123,11 @@ def stage_progress(bar: Progress, lines: bool | None = None) -> Callable[[str, i
     return update
 
 
+def or_list(names: tuple[str, ...] | list[str]) -> str:
+    """'a, b or c': registry ids in help text."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 ClassesOpt = Annotated[
     str | None,
     typer.Option(metavar="LIST", help="Comma-separated class list; other labels are skipped."),
@@ -132,8 +138,8 @@ AllowOutsideOpt = Annotated[
                  help="Accept manifest paths that leave the manifest's folder."),
 ]
 LayoutOpt = Annotated[
-    str, typer.Option(metavar="LAYOUT",
-                      help="auto, reference, manifest, pairs, videos or video-manifest.")
+    str, typer.Option(metavar="LAYOUT", help=f"Data layout: {or_list(layouts())} "
+                      "(see `list`).")
 ]
 CacheOpt = Annotated[Path | None, typer.Option(metavar="DIR", help="Feature cache folder.")]
 DeviceOpt = Annotated[

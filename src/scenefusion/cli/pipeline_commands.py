@@ -235,7 +235,8 @@ def evaluate_run(
 @command(app, "list")
 def list_components() -> None:
     """Every id a config or option accepts, with what it is: backbones, audio features,
-    models (and which input each takes), fusion methods."""
+    models (and which input each takes), fusion methods, data layouts."""
+    from ..data.layouts import LAYOUTS
     from ..features.audio import AUDIO_FEATURES
     from ..features.audio.auto import AUTO, AUTO_DESCRIPTION
     from ..features.backbones import IMAGE_BACKBONES
@@ -262,4 +263,6 @@ def list_components() -> None:
         )
     for e in FUSION.entries():
         table.add_row("fusion", e.id, shown(e.description))
+    for e in LAYOUTS.entries():
+        table.add_row("data layout", e.id, shown(e.description))
     console.print(table)

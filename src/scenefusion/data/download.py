@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ScenefusionError
 from ..paths import default_cache_dir
-from .datasets import REFERENCE_CSV
+from .layouts.reference import REFERENCE_CSV
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ import soundfile as sf
 from PIL import Image
 
 from ..files import FileProblem, open_new
-from .datasets import REFERENCE_MFCC_COLUMNS, SYNTHETIC_MARKER
+from .datasets import SYNTHETIC_MARKER
+from .layouts.reference import REFERENCE_MFCC_COLUMNS
 from .validate import DataError
 
 DEFAULT_CLASSES = ("BEACH", "CITY", "FOREST")

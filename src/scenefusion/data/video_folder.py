@@ -1,4 +1,5 @@
-"""A folder of videos as a data set: ``ROOT/<class>/*.{mp4,mkv,webm,mov,avi,m4v}``.
+"""Videos cut into a data set's items, cached: the layouts of videos
+(:mod:`scenefusion.data.layouts.videos`) list the videos, this module cuts them.
 
 Users with their own footage have videos, not pairs. Each video becomes one item per step
 (``fps`` per second: the frame at ``(k + 0.5) / fps`` s and ``audio_seconds`` of sound around
@@ -7,9 +8,7 @@ in the cache under the video file's content hash and the cutting options, so a r
 nothing and an edited video (new content, new hash) is cut again. A cut is written to a
 temporary folder and renamed into place with its list of steps, so a killed run leaves no
 half-cut video behind (its temporary folder, named by its process, is removed by the next
-load), then sealed by a checksum, so a cut damaged or edited in the cache is cut again. A
-video that cannot be cut (unreadable, no audio track, shorter than a second) is a named skip,
-as for every other layout, and so is one outside any class folder.
+load), then sealed by a checksum, so a cut damaged or edited in the cache is cut again.
 """
 
 from __future__ import annotations
@@ -23,32 +22,15 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache_integrity import load_or_build
 from ..paths import default_cache_dir
-from .datasets import (
-    cell,
-    drop_label_conflicts,
-    entry_of,
-    finish_rows,
-    label_of,
-    leaving_path,
-    outside_class_folders,
-    read_table,
-    register_layout,
-    row_of,
-    uses_group_column,
-)
-from .items import Dataset, Item, Skip
-from .validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError
-from .video import VIDEO_SUFFIXES, video_to_pairs
+from .validate import DataError
+from .video import video_to_pairs
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
 
 #: folder of the feature cache that holds cut videos
 CUTS_FOLDER = "videos"
@@ -85,15 +67,7 @@ class CutReport:
     reused: int = 0
 
 
-def is_video_folder(root: Path) -> bool:
-    """True when the class folders under ``root`` hold videos and no images or sounds."""
-    found = {p.suffix.lower() for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-             for p in d.iterdir() if p.is_file()}
-    media = set(IMAGE_SUFFIXES) | set(AUDIO_SUFFIXES)
-    return bool(found & set(VIDEO_SUFFIXES)) and not found & media
-
-
-def _content_hash(path: Path) -> str:
+def content_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -109,7 +83,7 @@ def cut_cached(video: Path, options: VideoOptions, report: CutReport | None = No
     is moved aside and cut again (:mod:`scenefusion.cache_integrity`). Raises DataError for a
     video that cannot be cut."""
     root = (options.cache_dir or default_cache_dir()) / CUTS_FOLDER
-    folder = root / f"{digest or _content_hash(video)}-{options.key()}"
+    folder = root / f"{digest or content_hash(video)}-{options.key()}"
     decoded = []
 
     def cut(target: Path) -> None:
@@ -188,155 +162,3 @@ def listed_pairs(folder: Path) -> list[tuple[Path, Path]]:
             raise DataError(listing, f"names {path.relative_to(folder)}, outside the cut's "
                                      "folder")
     return pairs
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One video as a layout lists it: its label and group, and how a skip cites its entry
-    (the path in a folder, "row N" in a manifest)."""
-
-    label: str
-    video: Path
-    group: str
-    ref: str = ""
-
-
-def _one_entry_per_footage(videos: list[Listed], rows: list) -> list[tuple[Listed, str]]:
-    """The videos to cut, with their content hashes. Footage is one source however it is
-    named: listed under two labels it is dropped from every entry (the rule of every layout,
-    :func:`.datasets.drop_label_conflicts`); listed again, or copied, under one label it is
-    kept at its first entry only, since one footage twice would sit on both sides of a split.
-    The others become skips appended to ``rows``."""
-    listed, identity, by_ref = [], {}, {}
-    for entry in videos:
-        if not entry.video.is_file():
-            rows.append(row_of(entry.video, Skip(str(entry.video), "video file not found")))
-            continue
-        identity[entry.video] = _content_hash(entry.video)
-        ref = entry.ref or str(entry.video)
-        by_ref[ref] = entry
-        listed.append(row_of(entry.video, Item(id=ref, label=entry.label, group=entry.group,
-                                               image=entry.video), ref))
-    keep, first_with = [], {}
-    for row in drop_label_conflicts(listed, identity):
-        found = entry_of(row)
-        if isinstance(found, Skip):
-            rows.append(row)
-            continue
-        entry = by_ref[found.id]
-        digest = identity[entry.video]
-        if digest in first_with:
-            first = first_with[digest]
-            same = os.path.samefile(first.video, entry.video)
-            what = (f"listed again (first as {first.ref})" if same
-                    else f"same content as {first.video}")
-            rows.append(row_of(entry.video, Skip(str(entry.video), f"{what}; kept there only")))
-            continue
-        first_with[digest] = Listed(entry.label, entry.video, entry.group, found.id)
-        keep.append((entry, digest))
-    return keep
-
-
-def _cut_all(videos: list[Listed], rows: list, options: VideoOptions,
-             progress: Progress | None) -> dict[str, float]:
-    """Cut every listed video into items appended to ``rows``; a video that cannot be cut, or
-    whose footage is listed twice (:func:`_one_entry_per_footage`), becomes a skip. Returns
-    the cutting summary."""
-    report = CutReport()
-    sweep_stale_cuts((options.cache_dir or default_cache_dir()) / CUTS_FOLDER)
-    to_cut = _one_entry_per_footage(videos, rows)
-    for n, (entry, digest) in enumerate(to_cut, 1):
-        label, video, group = entry.label, entry.video, entry.group
-        try:
-            pairs = cut_cached(video, options, report, digest)
-        except DataError as err:
-            rows.append(row_of(video, Skip(str(err.path), err.problem)))
-        else:
-            for image, audio in pairs:
-                step = image.stem.rsplit("_", 1)[-1]
-                item = Item(id=f"{group}/{step}", label=label, group=group, image=image,
-                            audio=audio)
-                rows.append(row_of(image, item))
-        if progress:
-            progress(n, len(to_cut))
-    log.info("%d video(s) cut, %d cut(s) reused from the cache", report.decoded, report.reused)
-    return {"videos": len(videos), "cut": report.decoded, "reused": report.reused,
-            "fps": options.fps}
-
-
-def load_video_folder(
-    root: Path,
-    classes: list[str] | None = None,
-    check_files: bool = True,
-    progress: Progress | None = None,
-    allow_outside: bool = False,
-    options: VideoOptions | None = None,
-) -> Dataset:
-    """Load ``ROOT/<class>/<video>``: one item per step of each video, grouped by video.
-
-    ``progress(done, total)`` counts videos. ``check_files`` is accepted so that every
-    loader takes the same options: cut files are decoded by the cutter itself.
-    ``allow_outside`` too: a video folder names no paths outside itself.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(root, "data folder not found")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(root, "no class folders found (expected ROOT/<class>/<video>.mp4)")
-    videos, stripped = [], set()
-    rows = outside_class_folders(root, "videos")
-    for class_dir in class_dirs:
-        label = label_of(class_dir.name, stripped)
-        for f in sorted(p for p in class_dir.iterdir() if not p.name.startswith(".")):
-            if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES:
-                videos.append(Listed(label, f, f"{label}/{f.name}"))
-            else:
-                rows.append(row_of(f, Skip(str(f), "not a video (expected "
-                                           f"{', '.join(VIDEO_SUFFIXES)})")))
-    summary = _cut_all(videos, rows, options or VideoOptions(), progress)
-    dataset = finish_rows(rows, classes, root, "videos", "one group per video", stripped)
-    dataset.videos = summary
-    return dataset
-
-
-def load_video_manifest(
-    csv_path: Path,
-    classes: list[str] | None = None,
-    check_files: bool = True,
-    progress: Progress | None = None,
-    allow_outside: bool = False,
-    options: VideoOptions | None = None,
-) -> Dataset:
-    """Load a CSV with columns ``video,label[,group]`` (paths relative to the CSV): each video
-    cut as in a video folder. The group is the ``group`` column (several videos of one place)
-    when it is filled in every row, else the video; a partly filled one stops, as in every
-    manifest. Paths leaving the CSV's folder are skipped unless ``allow_outside``."""
-    csv_path = Path(csv_path)
-    frame = read_table(csv_path, ["video", "label"])
-    use_group = uses_group_column(frame, csv_path, ["video", "label"])
-    base = csv_path.parent
-    videos, rows, stripped = [], [], set()
-    for n, rec in enumerate(frame.to_dict("records"), start=2):
-        where = f"{csv_path}:{n}"
-        path, label = cell(rec["video"]), label_of(rec["label"], stripped)
-        if not (path and label):
-            rows.append(row_of(where, Skip(where, "empty video or label cell")))
-            continue
-        leaving = None if allow_outside else leaving_path({"video": path}, base, "manifest folder")
-        if leaving:
-            rows.append(row_of(where, Skip(where, leaving)))
-            continue
-        group = cell(rec["group"]) if use_group else f"{label}/{Path(path).name}"
-        videos.append(Listed(label, base / path, group, f"row {n}"))
-    summary = _cut_all(videos, rows, options or VideoOptions(), progress)
-    source = "manifest column" if use_group else "one group per video"
-    dataset = finish_rows(rows, classes, base, "video-manifest", source, stripped)
-    dataset.videos = summary
-    return dataset
-
-
-register_layout("videos", load_video_folder, detect=is_video_folder, stage="cutting videos")
-register_layout("video-manifest", load_video_manifest,
-                detect_csv=lambda columns: "video" in columns and not {"image", "audio"} & set(
-                    columns), stage="cutting videos")
