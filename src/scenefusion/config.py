@@ -185,6 +185,9 @@ class FusionConfig(_Strict):
     late: list[str] = Field(LATE_METHODS, description="Late combiners to compare (ids in "
                             "`scenefusion list`, models.combiners).")
     hybrid: list[str] = Field(["stacking"], description="Combiners of hybrid fusion.")
+    params: dict[str, dict] = Field(
+        default_factory=dict, description="Per combiner id settings, e.g. {stacking: "
+        "{meta_C: 0.5}} (each combiner's settings in `scenefusion list`, models.combiners).")
     combiner_on: Literal["auto", "val", "oof"] = Field(
         "auto", description="Where weighted/stacking combiners learn: validation predictions, "
         "out-of-fold predictions over training groups, or auto (val when it holds >= 5 "
@@ -200,6 +203,17 @@ class FusionConfig(_Strict):
 
         for v in value:
             COMBINERS.get(v)  # raises, naming the registered ones
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _valid_settings(cls, value: dict[str, dict]) -> dict[str, dict]:
+        """Unknown combiners, unknown settings and bad values fail when the config is read,
+        naming the valid ones."""
+        from .models.combiners import resolve_combiner
+
+        for c, settings in value.items():
+            resolve_combiner(c, settings)  # raises, naming the combiner and its settings
         return value
 
 

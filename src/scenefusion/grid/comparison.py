@@ -252,7 +252,7 @@ class ComparisonGrid:
         groups = self.data.groups[self.data.train]
         P = np.zeros((len(y), len(model.classes_)))
         for fit_rows, held_out in self.cv_folds:
-            combiner = model._new_combiner()
+            combiner = model.fresh_combiner()
             # the guard's own folds, inside this fold's fitting rows
             folds, thin = guard_folds(y[fit_rows], groups[fit_rows], OOF_FOLDS, self.config.seed)
             combiner.learn({n: p[fit_rows] for n, p in oof.items()}, y[fit_rows],

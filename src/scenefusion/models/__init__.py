@@ -2,6 +2,7 @@
 
 Importing this package registers every model id in :data:`MODELS` and every late combiner in
 :data:`COMBINERS`; :data:`FUSION` lists ``early`` and a late and a hybrid id per combiner.
+A late or hybrid model takes its combiner resolved: ``resolve_combiner(id, fusion.params[id])``.
 """
 
 from .base import (
@@ -23,15 +24,17 @@ from .classical import (
     SVMModel,
 )
 from .cnn import AudioCNNModel
-from .combiners import COMBINERS, Combiner, register_combiner
-from .dense import MLPModel, TorchModel
-from .fusion import (
-    FUSION,
-    EarlyFusion,
-    HybridFusion,
-    LateFusion,
-    make_fusion,
+from .combiners import (
+    COMBINERS,
+    Combiner,
+    make_combiner,
+    register_combiner,
+    resolve_combiner,
 )
+from .dense import MLPModel, TorchModel
+from .early import EarlyFusion
+from .fusion import HybridFusion, LateFusion
+from .fusion_registry import FUSION, make_fusion
 from .lstm import LSTMModel
 from .persistence import load_model, save_model
 
@@ -59,9 +62,11 @@ __all__ = [
     "capabilities",
     "fit_model",
     "load_model",
+    "make_combiner",
     "make_fusion",
     "make_model",
     "prepare_input",
     "register_combiner",
+    "resolve_combiner",
     "save_model",
 ]

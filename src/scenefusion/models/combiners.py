@@ -2,194 +2,42 @@
 
 Each combiner is a class that registers itself here with :func:`register_combiner`; that one
 decorator makes ``late:<id>`` and ``hybrid:<id>`` fusion ids, which config validation,
-``scenefusion list`` and the grid read, so a new combiner needs no other edit. A combiner
-that learns (``learns = True``) is fitted on member probabilities the fusion model computed on
-validation rows or out of fold on training rows, never on in-sample or test predictions.
+``scenefusion list`` and the grid read, so a new combiner needs no other edit. Its settings
+are annotated class attributes with defaults (:mod:`scenefusion.models.combiner_base`), set
+from a config's ``fusion.params`` through :func:`resolve_combiner`. A combiner that learns
+(``learns = True``) is fitted on member probabilities the fusion model computed on validation
+rows or out of fold on training rows, never on in-sample or test predictions.
 
-A *guarded* combiner (``guarded = True``: the defaults ``product``, ``stacking``, ``shrunk``)
-can only help, by construction, on the rows it learns from: the fusion model calls
-:meth:`Combiner.learn`, which first fits a temperature per member (a member confidently wrong
-on recordings it never heard is softened before it can outvote the others), then learns, then
-scores the learnt rule on folds it did not learn from; when those held-out rows say the rule
-does not beat the best member alone, or when the evidence is too thin to say anything (a class
-with a single training group, whose folds cannot hold a recording out), the rule is the best
-member alone. Unguarded combiners (``mean``, ``weighted``, a user's own) do what they say,
-so the comparison still shows what naive rules do.
-
-Member probabilities travel as ``dict[member name, (N, K) array]``, columns in the fusion
-model's class order. A combiner's learnt state is saved by the model's persistence as plain
-JSON (:meth:`Combiner.get_state`) plus fitted scikit-learn parts (:attr:`Combiner.parts`,
-each written as ``<part>.skops`` under the skops allow-list).
+The defaults ``product``, ``stacking`` and ``shrunk`` are *guarded* (:meth:`Combiner.learn`):
+calibrated members, and the learnt rule kept only where held-out folds say it beats the best
+member alone. Unguarded combiners (``mean``, ``weighted``, a user's own) do what they say, so
+the comparison still shows what naive rules do.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
+from pydantic import Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 
+from ..errors import InvalidValue
 from ..registry import Registry
 from .base import normalise_proba
+from .combiner_base import Combiner, Probas, unknown_settings
 from .modalities import align_proba, simplex_grid
-from .pooling import best_member, log_linear_pool, score, shrunk_weights, with_check_rows
-from .temperature import apply_temperature, fit_temperature
+from .pooling import log_linear_pool, shrunk_weights
+
+__all__ = ["COMBINERS", "Combiner", "make_combiner", "register_combiner", "resolve_combiner"]
 
 log = logging.getLogger(__name__)
 
-Probas = dict[str, np.ndarray]
-
-
-class Combiner:
-    """One way of combining member probabilities; subclasses override what they change.
-
-    The keywords are the fusion model's combiner settings; each combiner uses the ones it
-    needs. ``combine(probas, complete)`` gets ``complete=False`` when a modality is missing
-    and only some members ran: a combiner whose learnt state needs every member must then
-    fall back to something that does not (the default: their mean).
-    """
-
-    #: fitted on member predictions (validation or out of fold) before it can combine
-    learns: ClassVar[bool] = False
-    #: where it learns when the fusion model is not told: validation rows when there are
-    #: some (True) or out-of-fold training rows (False)
-    prefers_validation: ClassVar[bool] = False
-    #: fitted scikit-learn objects kept as attributes of these names, saved as <name>.skops
-    parts: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, *, weight_step: float = 0.1, meta_C: float = 1.0, clip: float = 1e-7,
-                 random_state: int | None = 0) -> None:
-        self.weight_step = weight_step
-        self.meta_C = meta_C
-        self.clip = clip
-        self.random_state = random_state
-
-    def fit(self, probas: Probas, y: np.ndarray, classes: np.ndarray) -> Combiner:
-        """Learn from member probabilities ``probas`` of rows labelled ``y``."""
-        return self
-
-    def combine(self, probas: Probas, complete: bool) -> np.ndarray:
-        """(N, K) scores (normalised by the caller) from the members that ran."""
-        return np.mean(list(probas.values()), axis=0)
-
-    def shares(self, names: list[str]) -> np.ndarray:
-        """How much each member counts (any non-negative scale; reports normalise it)."""
-        return np.ones(len(names))
-
-    # -- persistence: plain-JSON state, checked when read back ---------------------------------
-    def get_state(self) -> dict[str, Any]:
-        return {}
-
-    def set_state(self, state: dict[str, Any], names: list[str], classes: np.ndarray) -> None:
-        """Restore what :meth:`get_state` saved; raise ValueError with the reason when it
-        does not fit the members or classes (the caller names the manifest)."""
-
-    def check_part(self, part: str, names: list[str], classes: np.ndarray) -> None:
-        """Check a loaded part (already set as the attribute ``part``) against the members
-        and classes; raise ValueError with the reason (the caller names the part's file)."""
-
-    # -- the guard: calibrated members, learnt rule kept only where held-out rows back it ------
-    #: calibrate members, fall back to the best member on thin or contrary evidence
-    guarded: ClassVar[bool] = False
-
-    def settings(self) -> dict[str, Any]:
-        return {"weight_step": self.weight_step, "meta_C": self.meta_C, "clip": self.clip,
-                "random_state": self.random_state}
-
-    def learn(self, probas: Probas, y: np.ndarray, classes: np.ndarray,
-              folds: Sequence[tuple[np.ndarray, np.ndarray]] = (), thin: str | None = None,
-              check: tuple[Probas, np.ndarray] | None = None) -> Combiner:
-        """What the fusion model calls: :meth:`fit`, guarded for a guarded combiner.
-
-        ``folds`` (over the rows given) let the guard score the learnt rule on rows it did not
-        learn from; ``thin`` says why those rows cannot measure generalisation (then the rule
-        is the best member alone). ``check`` is (member probabilities, labels) of held-out
-        groups scored by the *final* members (the validation split): out-of-fold members are
-        trained on less and can rank the members differently from the final ones, so a
-        guarded combiner learns from both sets of rows together, and the validation rows are
-        one more fold the guard holds out (on the few-recordings benchmark this beat
-        learning out of fold alone and beat vetoing by validation alone)."""
-        self.temperatures: dict[str, float] = {}
-        self.solo: str | None = None
-        self.guard_note: str | None = None
-        if not self.guarded:
-            return self.fit(probas, y, classes) if self.learns else self
-        if check is not None:
-            probas, y, folds = with_check_rows(probas, y, folds, check)
-        index = np.searchsorted(classes, y)
-        self.temperatures = {m: round(fit_temperature(p, index), 4) for m, p in probas.items()}
-        calibrated = self._calibrated(probas)
-        self.anchor, anchor_key = best_member(calibrated, y, classes)
-        if self.learns:  # also when thin: a saved combiner always has its learnt parts
-            self.fit(calibrated, y, classes)
-        if thin:
-            self.solo, self.guard_note = self.anchor, f"{self.anchor} alone: {thin}"
-            return self
-        if folds:
-            fused = np.zeros((len(y), len(classes)))
-            for fit_rows, held_out in folds:
-                inner = type(self)(**self.settings()).learn(
-                    {m: p[fit_rows] for m, p in probas.items()}, y[fit_rows], classes)
-                fused[held_out] = inner.answer({m: p[held_out] for m, p in probas.items()},
-                                               True)
-            key = score(fused, y, classes)
-            if key <= anchor_key:
-                self.solo = self.anchor
-                self.guard_note = (f"{self.anchor} alone: on held-out folds the rule scored "
-                                   f"accuracy {key[0]:.3f} against {anchor_key[0]:.3f} for "
-                                   f"{self.anchor} alone")
-        return self
-
-    def answer(self, probas: Probas, complete: bool) -> np.ndarray:
-        """(N, K) normalised fused probabilities (what the fusion model returns)."""
-        temperatures = getattr(self, "temperatures", {})
-        solo = getattr(self, "solo", None)
-        probas = self._calibrated(probas) if temperatures else probas
-        if solo is not None:
-            if solo in probas:
-                return normalise_proba(probas[solo])
-            complete = False  # the chosen member could not run: the rule for what did
-        return normalise_proba(self.combine(probas, complete))
-
-    def member_shares(self, names: list[str]) -> np.ndarray:
-        solo = getattr(self, "solo", None)
-        if solo is not None:
-            return np.array([float(n == solo) for n in names])
-        return np.asarray(self.shares(names), dtype=float)
-
-    def _calibrated(self, probas: Probas) -> Probas:
-        temperatures = getattr(self, "temperatures", {})
-        return {m: apply_temperature(p, temperatures[m]) if m in temperatures else p
-                for m, p in probas.items()}
-
-    def full_state(self) -> dict[str, Any]:
-        """:meth:`get_state` plus the guard's temperatures and fallback (plain JSON)."""
-        state = self.get_state()
-        if self.guarded:
-            state["guard"] = {"temperatures": getattr(self, "temperatures", {}),
-                              "solo": getattr(self, "solo", None),
-                              "note": getattr(self, "guard_note", None)}
-        return state
-
-    def restore(self, state: dict[str, Any], names: list[str], classes: np.ndarray) -> None:
-        """Inverse of :meth:`full_state`; ValueError with the reason when it does not fit."""
-        guard = state.get("guard", {"temperatures": {}, "solo": None, "note": None})
-        temperatures = guard.get("temperatures") if isinstance(guard, dict) else None
-        if (not isinstance(temperatures, dict) or not set(temperatures) <= set(names)
-                or not all(isinstance(t, (int, float)) and not isinstance(t, bool)
-                           and np.isfinite(t) and t > 0 for t in temperatures.values())):
-            raise ValueError(f"state 'guard.temperatures' must give a positive number for "
-                             f"members of {names}")
-        solo = guard.get("solo")
-        if solo is not None and solo not in names:
-            raise ValueError(f"state 'guard.solo' must name one of the members {names}")
-        self.temperatures, self.solo = dict(temperatures), solo
-        self.guard_note = guard.get("note")
-        self.set_state(state, names, classes)
-
+#: a weight grid's resolution (1/step grid points per member; finer grows combinatorially)
+WeightStep = Annotated[float, Field(ge=0.01, le=1.0)]
 
 #: Combiner id -> its class.
 COMBINERS: Registry[type[Combiner]] = Registry("late combiner")
@@ -198,9 +46,32 @@ C = TypeVar("C", bound=type[Combiner])
 
 
 def register_combiner(id: str, *, description: str) -> Callable[[C], C]:
-    """Class decorator: register a combiner; ``late:<id>`` and ``hybrid:<id>`` become fusion
-    ids (:data:`scenefusion.models.fusion.FUSION` reads this registry)."""
-    return COMBINERS.register(id, description=description)
+    """Class decorator: register a combiner under ``id`` (kept as ``cls.id``);
+    ``late:<id>`` and ``hybrid:<id>`` become fusion ids
+    (:data:`scenefusion.models.fusion.FUSION` reads this registry)."""
+
+    def add(cls: C) -> C:
+        COMBINERS.register(id, cls, description=description)
+        cls.id = id
+        return cls
+
+    return add
+
+
+def make_combiner(id: str, **settings: Any) -> Combiner:
+    """An unfitted combiner ``id`` with ``settings``; an unknown id names the registered ones,
+    an unknown setting or a bad value names the combiner and its settings."""
+    cls = COMBINERS.get(id)
+    unknown = [n for n in settings if n not in cls.setting_names()]
+    if unknown:
+        raise InvalidValue(unknown_settings(cls, unknown))
+    return cls(**settings)
+
+
+def resolve_combiner(id: str, settings: Mapping[str, Any] | None = None) -> Combiner:
+    """The prototype of combiner ``id`` with ``settings`` (a config's ``fusion.params[id]``;
+    None: its defaults), checked: what a late or hybrid model is given and clones per fit."""
+    return make_combiner(id, **dict(settings or {}))
 
 
 @register_combiner("mean", description="average of the members' probabilities")
@@ -216,6 +87,7 @@ class WeightedCombiner(Combiner):
 
     learns = True
     prefers_validation = True
+    weight_step: WeightStep = 0.1
 
     def fit(self, probas: Probas, y: np.ndarray, classes: np.ndarray) -> WeightedCombiner:
         names = list(probas)
@@ -264,6 +136,8 @@ class ProductCombiner(Combiner):
 
     learns = True
     guarded = True
+    weight_step: WeightStep = 0.1
+    clip: Annotated[float, Field(gt=0.0, lt=0.5)] = 1e-7
 
     def fit(self, probas: Probas, y: np.ndarray, classes: np.ndarray) -> ProductCombiner:
         self.weights = shrunk_weights(probas, y, classes, self.weight_step, self._pool,
@@ -305,10 +179,12 @@ class StackingCombiner(Combiner):
     learns = True
     guarded = True
     parts = ("meta",)
+    meta_C: Annotated[float, Field(gt=0.0)] = 1.0
 
     def fit(self, probas: Probas, y: np.ndarray, classes: np.ndarray) -> StackingCombiner:
         self.classes = classes
-        meta = LogisticRegression(C=self.meta_C, max_iter=2000, random_state=self.random_state)
+        # lbfgs draws no random numbers: the seed only makes the saved object the same
+        meta = LogisticRegression(C=self.meta_C, max_iter=2000, random_state=0)
         self.meta = meta.fit(np.concatenate(list(probas.values()), axis=1), y)
         return self
 
@@ -353,7 +229,7 @@ class ShrunkCombiner(WeightedCombiner):
     prefers_validation = False
     guarded = True
     #: significance a member's accuracy must reach above the majority-class rate
-    alpha: ClassVar[float] = 0.01
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
 
     def fit(self, probas: Probas, y: np.ndarray, classes: np.ndarray) -> ShrunkCombiner:
         from scipy.stats import binomtest

@@ -1,17 +1,18 @@
-"""Late and hybrid fusion (probability level), and the registry of every fusion method.
+"""Late and hybrid fusion (probability level).
 
 Modalities travel as ``dict[str, np.ndarray]``, e.g. ``{"image": (N, D), "audio": (N, T, C)}``.
 Stable ids: ``early``, ``late:<method>`` and ``hybrid:<method>``, one pair per registered late
-combiner (:mod:`scenefusion.models.combiners`: mean, weighted, product, stacking, ...). A
-combiner that learns is fitted on validation predictions or on out-of-fold predictions of the
-training rows, never on in-sample or test predictions.
+combiner (:mod:`scenefusion.models.combiners`: mean, weighted, product, stacking, ...). A late
+or hybrid model is given its combiner as an unfitted prototype (``combiner=``, with its
+settings; scikit-learn's meta-estimator style) or by id (``method=``, default settings); each
+fit learns into a fresh copy. A combiner that learns is fitted on validation predictions or on
+out-of-fold predictions of the training rows, never on in-sample or test predictions.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,9 +20,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.folds import training_folds
-from ..registry import Entry, Registry
 from .base import Capabilities, fit_model, prepare_input
-from .combiners import COMBINERS
+from .combiners import Combiner, make_combiner
 from .early import EarlyFusion
 from .modalities import (
     FUSION_CAPABILITIES,
@@ -36,7 +36,6 @@ from .out_of_fold import out_of_fold_proba
 from .pooling import guard_folds, thin_evidence
 
 log = logging.getLogger(__name__)
-
 
 
 # -- probability-level fusion -----------------------------------------------------------------
@@ -59,7 +58,24 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
     @property
     def fusion_id(self) -> str:
         """Stable id, e.g. ``late:stacking``."""
-        return f"{self._family}:{self.method}"
+        return f"{self._family}:{self._prototype().name()}"
+
+    def _prototype(self) -> Combiner:
+        """The combiner this model learns with: ``combiner``, else ``method`` (default mean)."""
+        if self.combiner is None:
+            return make_combiner(self.method or "mean")
+        if not isinstance(self.combiner, Combiner):
+            raise TypeError(f"combiner must be a Combiner (e.g. make_combiner('stacking')), "
+                            f"got {type(self.combiner).__name__}")
+        if self.method is not None and self.method != self.combiner.id:
+            raise ValueError(f"method {self.method!r} and combiner {self.combiner!r} disagree: "
+                             f"give one of them")
+        return self.combiner
+
+    def fresh_combiner(self) -> Combiner:
+        """An unfitted combiner with this model's settings: what :meth:`fit` learns into, and
+        what a cross-validation of the fused model refits on each fold."""
+        return self._prototype().clone()
 
     # -- fitting ------------------------------------------------------------------------------
     def _oof_proba(
@@ -92,7 +108,7 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
         validation split holds too few groups to be trusted), or None: stacking out-of-fold,
         weighted on validation when given. Test data are never involved.
         """
-        combiner = self._new_combiner()
+        combiner = self.fresh_combiner()
         X = check_mapping(X)
         y = np.asarray(y)
         self.classes_ = np.unique(y)
@@ -143,11 +159,6 @@ class _ProbabilityFusion(ClassifierMixin, BaseEstimator):
             combiner.learn(probas, y_comb, self.classes_, folds=splits, thin=thin, check=check)
         self.combiner_ = combiner
         return self
-
-    def _new_combiner(self) -> Any:
-        """An unfitted combiner of this model's ``method``, with its settings."""
-        return COMBINERS.get(self.method)(weight_step=self.weight_step, meta_C=self.meta_C,
-                                          clip=self.clip, random_state=self.random_state)
 
     @property
     def guard_note_(self) -> str | None:
@@ -226,7 +237,9 @@ class LateFusion(_ProbabilityFusion):
 
     Members may be model ids, unfitted estimators (cloned and fitted here) or fitted ones
     wrapped in ``sklearn.frozen.FrozenEstimator``, used as they are. Sequence audio is pooled
-    automatically for 2-D members and passed whole to sequence models (``lstm``).
+    automatically for 2-D members and passed whole to sequence models (``lstm``). The combiner
+    is ``combiner`` (an unfitted prototype with its settings) or the registered ``method``
+    with default settings (neither: ``mean``).
     """
 
     _family: ClassVar[str] = "late"
@@ -234,22 +247,18 @@ class LateFusion(_ProbabilityFusion):
     def __init__(
         self,
         models: Mapping[str, Any] | None = None,
-        method: str = "mean",
+        method: str | None = None,
         *,
-        weight_step: float = 0.1,
+        combiner: Combiner | None = None,
         cv: int = 5,
         stack_on: str | None = None,
-        meta_C: float = 1.0,
-        clip: float = 1e-7,
         random_state: int | None = 0,
     ) -> None:
         self.models = models
         self.method = method
-        self.weight_step = weight_step
+        self.combiner = combiner
         self.cv = cv
         self.stack_on = stack_on
-        self.meta_C = meta_C
-        self.clip = clip
         self.random_state = random_state
 
     def _member_specs(self) -> dict[str, Any]:
@@ -263,7 +272,7 @@ class HybridFusion(_ProbabilityFusion):
 
     ``early`` is an :class:`EarlyFusion` (or a model id, wrapped in one over ``modalities``);
     it runs only when all its modalities are present, so a missing modality degrades to the
-    unimodal members instead of failing.
+    unimodal members instead of failing. The combiner is given as for :class:`LateFusion`.
     """
 
     _family: ClassVar[str] = "hybrid"
@@ -273,27 +282,23 @@ class HybridFusion(_ProbabilityFusion):
         self,
         early: Any = "logreg",
         models: Mapping[str, Any] | None = None,
-        method: str = "mean",
+        method: str | None = None,
         *,
+        combiner: Combiner | None = None,
         modalities: Sequence[str] = ("image", "audio"),
         pca_image: int | None = None,
-        weight_step: float = 0.1,
         cv: int = 5,
         stack_on: str | None = None,
-        meta_C: float = 1.0,
-        clip: float = 1e-7,
         random_state: int | None = 0,
     ) -> None:
         self.early = early
         self.models = models
         self.method = method
+        self.combiner = combiner
         self.modalities = modalities
         self.pca_image = pca_image
-        self.weight_step = weight_step
         self.cv = cv
         self.stack_on = stack_on
-        self.meta_C = meta_C
-        self.clip = clip
         self.random_state = random_state
 
     def _early_spec(self) -> Any:
@@ -322,42 +327,3 @@ class HybridFusion(_ProbabilityFusion):
 
     def _member_input(self, name: str, member: Any, X: Modalities) -> Any:
         return X if name == self.EARLY else prepare_input(member, X[name])
-
-
-class FusionRegistry(Registry[Callable[..., Any]]):
-    """Fusion id -> factory of an unfitted fusion estimator (keywords go to its ``__init__``):
-    ``early``, then ``late:<id>`` and ``hybrid:<id>`` for every late combiner registered at
-    the time of asking, so registering a combiner is the only edit a new method needs."""
-
-    def __init__(self) -> None:
-        self.kind = "fusion method"
-
-    @property
-    def _entries(self) -> dict[str, Entry[Callable[..., Any]]]:  # type: ignore[override]
-        entries = {"early": Entry("early", EarlyFusion, "concatenate per-modality standardised "
-                                                        "features, one classifier")}
-        for c in COMBINERS.entries():
-            entries[f"late:{c.id}"] = Entry(
-                f"late:{c.id}", functools.partial(LateFusion, method=c.id),
-                f"one model per modality, combined by {c.description}")
-        for c in COMBINERS.entries():
-            entries[f"hybrid:{c.id}"] = Entry(
-                f"hybrid:{c.id}", functools.partial(HybridFusion, method=c.id),
-                f"early-fused model + one model per modality, combined by {c.description}")
-        return entries
-
-    def register(self, id: str, obj: Any = None, *, description: str) -> Any:
-        raise TypeError("fusion ids follow the late combiners: add one with "
-                        "scenefusion.models.combiners.register_combiner")
-
-    def unregister(self, id: str) -> Any:
-        raise TypeError("fusion ids follow the late combiners: remove one from COMBINERS")
-
-
-FUSION = FusionRegistry()
-
-
-def make_fusion(fusion_id: str, **kwargs: Any) -> EarlyFusion | LateFusion | HybridFusion:
-    """Build an unfitted fusion model from its stable id (see :data:`FUSION`)."""
-    return FUSION.get(fusion_id)(**kwargs)
-

@@ -48,6 +48,7 @@ from sklearn.frozen import FrozenEstimator
 from ..files import FileProblem, read_json_object, written_atomically
 from .base import MODELS
 from .classical import ClassicalModel
+from .combiners import COMBINERS, Combiner, make_combiner
 from .dense import TorchModel
 from .fusion import EarlyFusion, HybridFusion, LateFusion
 from .safe_files import (
@@ -291,14 +292,19 @@ def _save_early(model: EarlyFusion, directory: Path) -> dict[str, Any]:
 
 
 def _save_late(model: LateFusion | HybridFusion, directory: Path) -> dict[str, Any]:
-    """Late and hybrid fusion: members under members/N, the combiner's JSON state in the
-    manifest and its fitted scikit-learn parts as <part>.skops."""
+    """Late and hybrid fusion: members under members/N, the combiner's id and settings in the
+    params, its JSON state in the manifest and its fitted scikit-learn parts as <part>.skops."""
+    combiner = model.combiner_
+    if combiner.id not in COMBINERS or COMBINERS.get(combiner.id) is not type(combiner):
+        raise ValueError(f"late combiner {combiner.name()!r} is not registered: register it "
+                         f"with register_combiner to save a model that uses it")
     for i, name in enumerate(model.member_names_):
         save_model(model.members_[name], directory / "members" / str(i))
     for part in model.combiner_.parts:
         dump_skops(getattr(model.combiner_, part), directory / f"{part}.skops")
     params = {k: v for k, v in model.get_params(deep=False).items()
-              if k not in ("models", "early")}
+              if k not in ("models", "early", "method", "combiner")}
+    params["combiner"] = {"id": combiner.id, "settings": combiner.settings()}
     return {"model_id": model.fusion_id, "params": params,
             "state": {"member_names": model.member_names_,
                       "combiner_source": model.combiner_source_,
@@ -403,6 +409,10 @@ def _load_late(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...]
     if kind == "hybrid" and HybridFusion.EARLY not in names:
         raise ModelLoadError(manifest_path, f"a hybrid model needs a {HybridFusion.EARLY!r} member")
     params = {k: v for k, v in manifest.get("params", {}).items() if k != "prefit"}  # old files
+    try:
+        params["combiner"] = _saved_combiner(params)
+    except ValueError as err:
+        raise ModelLoadError(manifest_path, str(err)) from None
     members = {name: FrozenEstimator(_load(directory / "members" / str(i), extra, parents))
                for i, name in enumerate(names)}
     for i, member in enumerate(members.values()):
@@ -415,7 +425,7 @@ def _load_late(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...]
     model.members_, model.member_names_ = members, list(names)
     model.classes_ = _classes(manifest)
     model.combiner_source_ = state["combiner_source"]
-    combiner = model._new_combiner()  # an unknown method is an UnknownIdError, named above
+    combiner = model.fresh_combiner()
     try:
         combiner.restore(state, list(names), model.classes_)
     except ValueError as err:
@@ -429,6 +439,26 @@ def _load_late(directory: Path, manifest: dict[str, Any], extra: tuple[str, ...]
             raise ModelLoadError(file, str(err)) from None
     model.combiner_ = combiner
     return model
+
+
+#: settings every combiner was given before each declared its own (files of 0.2.0)
+_SHARED_SETTINGS = ("weight_step", "meta_C", "clip")
+
+
+def _saved_combiner(params: dict[str, Any]) -> Combiner:
+    """The combiner prototype a late or hybrid manifest's params save (popped from them):
+    ``combiner`` {id, settings}; in older files ``method`` plus the settings every combiner
+    was given, of which each keeps the ones it declares."""
+    saved, method = params.pop("combiner", None), params.pop("method", None)
+    shared = {k: params.pop(k) for k in _SHARED_SETTINGS if k in params}
+    if saved is None:
+        declared = COMBINERS.get(method or "mean").setting_names()
+        return make_combiner(method or "mean",
+                             **{k: v for k, v in shared.items() if k in declared})
+    if (not isinstance(saved, dict) or set(saved) != {"id", "settings"}
+            or not isinstance(saved["id"], str) or not isinstance(saved["settings"], dict)):
+        raise ValueError("params 'combiner' must be an object with an 'id' and 'settings'")
+    return make_combiner(saved["id"], **saved["settings"])
 
 
 #: Every kind of saved model: the class it holds, how it is saved and how it is loaded.
