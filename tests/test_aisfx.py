@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 
 from scenefusion.data.validate import DataError
-from scenefusion.features.audio import AUDIO_FEATURES, aisfx, aisfx_weights
+from scenefusion.features.audio import AUDIO_FEATURES, aisfx, aisfx_weights, audio_feature
 from scenefusion.features.backbones import (
     WeightsLoadError,
     WeightsMismatchError,
@@ -198,10 +198,10 @@ def test_extraction_through_the_store_skips_a_corrupt_file(random_weights, pairs
     ds = load_pairs_folder(pairs_copy)
     ds.items[1].audio.write_bytes(b"broken")
     store = FeatureStore(tmp_path / "cache")
-    first = extract_audio(ds.items, store, "aisfx")
+    first = extract_audio(ds.items, store, audio_feature("aisfx"))
     assert first.features.shape == (len(ds.items), 1, 512)
     assert not first.ok[1] and first.ok.sum() == len(ds.items) - 1 and len(first.skipped) == 1
-    again = extract_audio(ds.items, store, "aisfx")
+    again = extract_audio(ds.items, store, audio_feature("aisfx"))
     assert again.reused == len(ds.items) - 1 and again.computed == 0
     np.testing.assert_array_equal(first.features, again.features)
 
@@ -217,7 +217,7 @@ def test_the_onnx_export_goes_to_the_feature_store_that_was_chosen(random_weight
     monkeypatch.setenv("SCENEFUSION_CACHE", str(tmp_path / "default"))
     monkeypatch.setattr(aisfx, "_SESSIONS", {})
     extract_audio(load_pairs_folder(pairs_copy).items[:2], FeatureStore(tmp_path / "chosen"),
-                  "aisfx")
+                  audio_feature("aisfx"))
     assert [p.name for p in (tmp_path / "chosen" / "onnx").glob("aisfx-*.onnx")]
     assert not (tmp_path / "default").exists()
     assert default_cache_dir() == tmp_path / "default"  # only while extracting

@@ -8,11 +8,17 @@ from scenefusion.data.synthetic import make_pairs_folder
 from scenefusion.features.audio.auto import resolve_audio_feature
 
 
+def _chosen(feature_id, dataset):
+    """The id of the feature a run resolves to, and its note."""
+    feature, why = resolve_audio_feature(feature_id, dataset)
+    return feature.id, why
+
+
 def test_auto_is_the_default_and_an_explicit_id_is_kept(tmp_path):
     assert ExperimentConfig().features.audio == "auto"
     data = load_dataset(make_pairs_folder(tmp_path / "p", groups_per_class=2,
                                           frames_per_group=1))
-    assert resolve_audio_feature("logmel", data) == ("logmel", None)
+    assert _chosen("logmel", data) == ("logmel", None)
 
 
 def test_raw_clips_get_aisfx_over_the_whole_clip_up_to_four_seconds(tmp_path, monkeypatch):
@@ -21,14 +27,14 @@ def test_raw_clips_get_aisfx_over_the_whole_clip_up_to_four_seconds(tmp_path, mo
     monkeypatch.setattr(auto, "birdnet_available", lambda: False)
     short = load_dataset(make_pairs_folder(tmp_path / "short", groups_per_class=2,
                                            frames_per_group=1, seconds=1.0))
-    assert resolve_audio_feature("auto", short)[0] == "aisfx"
+    assert _chosen("auto", short)[0] == "aisfx"
     long = load_dataset(make_pairs_folder(tmp_path / "long", groups_per_class=2,
                                           frames_per_group=1, seconds=4.0))
-    chosen, why = resolve_audio_feature("auto", long)
+    chosen, why = _chosen("auto", long)
     assert chosen == "aisfx@4s" and "4.0 s typical" in why
     longer = load_dataset(make_pairs_folder(tmp_path / "longer", groups_per_class=1,
                                             frames_per_group=1, seconds=9.0))
-    assert resolve_audio_feature("auto", longer)[0] == "aisfx@4s"
+    assert _chosen("auto", longer)[0] == "aisfx@4s"
 
 
 def test_without_aisfx_weights_raw_clips_get_mfccs_and_the_note_says_why(tmp_path,
@@ -42,12 +48,12 @@ def test_without_aisfx_weights_raw_clips_get_mfccs_and_the_note_says_why(tmp_pat
     monkeypatch.setattr(auto, "birdnet_available", lambda: False)
     long = load_dataset(make_pairs_folder(tmp_path / "long", groups_per_class=2,
                                           frames_per_group=1, seconds=4.0))
-    chosen, why = resolve_audio_feature("auto", long)
+    chosen, why = _chosen("auto", long)
     assert chosen == "mfcc@4s" and "pip install --no-deps aisfx" in why
 
 
 def test_the_reference_layout_keeps_its_mfcc_rows(reference_root):
-    chosen, why = resolve_audio_feature("auto", load_dataset(reference_root))
+    chosen, why = _chosen("auto", load_dataset(reference_root))
     assert chosen == "mfcc" and "reference layout" in why
 
 
@@ -60,7 +66,7 @@ def _with_birdnet(monkeypatch, tmp_path, seconds: float):
     monkeypatch.setattr(auto, "find_aisfx_checkpoint", lambda: None)
     clips = load_dataset(make_pairs_folder(tmp_path / f"clips{seconds}", groups_per_class=2,
                                            frames_per_group=1, seconds=seconds))
-    return auto, clips, resolve_audio_feature("auto", clips)
+    return auto, clips, _chosen("auto", clips)
 
 
 def test_with_the_birdnet_extra_raw_clips_get_the_pair_and_the_note_names_its_licence(
@@ -73,7 +79,7 @@ def test_with_the_birdnet_extra_raw_clips_get_the_pair_and_the_note_names_its_li
         raise FileNotFoundError("no weights")
 
     monkeypatch.setattr(auto, "find_aisfx_checkpoint", missing)  # BirdNET alone beats MFCCs
-    chosen, why = resolve_audio_feature("auto", long)
+    chosen, why = _chosen("auto", long)
     assert chosen == "birdnet@4s" and "pip install --no-deps aisfx" in why
 
 

@@ -194,12 +194,14 @@ def test_pair_is_aisfx_then_birdnet_of_the_same_clip(monkeypatch, tmp_path):
 
 
 def test_runs_and_bundles_state_the_licence_of_the_feature_they_use():
+    from scenefusion.features.audio import audio_feature
     from scenefusion.features.audio.auto import audio_recipe, resolve_audio_feature
 
     chosen, note = resolve_audio_feature("aisfx_birdnet@4s", None)
-    assert chosen == "aisfx_birdnet@4s" and "non-commercial" in note and "inherits" in note
-    assert resolve_audio_feature("mfcc@2s", None) == ("mfcc@2s", None)
-    recipe = audio_recipe("birdnet@4s", "pairs")
+    assert chosen.id == "aisfx_birdnet@4s" and "non-commercial" in note and "inherits" in note
+    plain, note = resolve_audio_feature("mfcc@2s", None)
+    assert (plain.id, note) == ("mfcc@2s", None)
+    recipe = audio_recipe(audio_feature("birdnet@4s"), "pairs")
     assert recipe == {"audio_features": "birdnet@4s", "audio_source": "raw-audio",
                       "audio_licence": bm.LICENCE}
-    assert audio_recipe("mfcc", "reference")["audio_licence"] is None
+    assert audio_recipe(audio_feature("mfcc"), "reference")["audio_licence"] is None

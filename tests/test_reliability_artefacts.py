@@ -20,7 +20,6 @@ from test_reliability_cache import FakeImageExtractor
 
 from scenefusion import cache_integrity
 from scenefusion.data import load_pairs_folder
-from scenefusion.features import extract as extract_mod
 from scenefusion.features.audio import AudioFeature, MfccParams
 from scenefusion.features.backbones import effnet
 from scenefusion.features.extract import extract_audio, extract_images
@@ -245,9 +244,8 @@ def test_non_finite_audio_features_are_named_skips(pairs_copy, tmp_path, monkeyp
         value = np.inf if Path(path) == first else 0.5
         return np.full((params.frames, params.channels), value, np.float32)
 
-    monkeypatch.setattr(extract_mod, "audio_feature",
-                        {"fake": AudioFeature(MfccParams(), inf_for_the_first)}.__getitem__)
-    result = extract_audio(items, FeatureStore(tmp_path / "cache"), "fake")
+    fake = AudioFeature(MfccParams(), inf_for_the_first, id="fake")
+    result = extract_audio(items, FeatureStore(tmp_path / "cache"), fake)
     assert [s.path for s in result.skipped] == [str(first)] and not result.ok[0]
     assert "fake feature holds NaN or infinite values" in result.skipped[0].reason
     assert result.computed == len(items) - 1

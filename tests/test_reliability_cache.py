@@ -22,7 +22,6 @@ from PIL import Image
 from torch import nn
 
 from scenefusion.data import load_pairs_folder
-from scenefusion.features import extract as extract_mod
 from scenefusion.features import image as image_mod
 from scenefusion.features import onnx as onnx_mod
 from scenefusion.features import store as store_mod
@@ -44,15 +43,14 @@ def fake_sound(path: Path, params: MfccParams) -> np.ndarray:
     return np.random.default_rng(seed).random((params.frames, params.channels), np.float32)
 
 
-FEATURE = AudioFeature(MfccParams(), fake_sound)
+FEATURE = AudioFeature(MfccParams(), fake_sound, id="fake")
 
 
 @pytest.fixture(autouse=True)
-def fake_audio(monkeypatch):
-    """extract_audio(..., "fake") uses `fake_sound`; CALLS counts what was computed."""
+def fake_audio():
+    """CALLS counts what `fake_sound` computed."""
     CALLS.clear()
     INTERRUPT_AT.clear()
-    monkeypatch.setattr(extract_mod, "audio_feature", {"fake": FEATURE}.__getitem__)
 
 
 @pytest.fixture()
@@ -61,7 +59,7 @@ def items(pairs_copy):
 
 
 def _audio(items, store, **kw):
-    return extract_audio(items, store, "fake", flush_every=4, **kw)
+    return extract_audio(items, store, FEATURE, flush_every=4, **kw)
 
 
 def _chunks(store: FeatureStore) -> list[Path]:
@@ -313,11 +311,11 @@ def test_interrupted_audio_extraction_keeps_computed_rows(items, tmp_path):
     store = FeatureStore(tmp_path / "cache")
     INTERRUPT_AT.append(7)
     with pytest.raises(KeyboardInterrupt):
-        extract_audio(items, store, "fake", flush_every=256)
+        extract_audio(items, store, FEATURE, flush_every=256)
     table = store.table("fake", FEATURE.key(), FEATURE.shape)
     assert len(table) == 6
     INTERRUPT_AT.clear()
-    resumed = extract_audio(items, store, "fake")
+    resumed = extract_audio(items, store, FEATURE)
     assert (resumed.computed, resumed.reused) == (6, 6)
     assert not list(store.root.rglob("*.tmp"))
 

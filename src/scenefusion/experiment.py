@@ -22,7 +22,6 @@ from .cpu import limit_threads, thread_budget
 from .data import DataError, Dataset, Split, load_dataset, loading_stage, make_split
 from .data.download import cached_reference_root
 from .data.synthetic import DEMO_NOTE, demo_data_path, is_synthetic
-from .data.video_folder import VideoOptions
 from .evaluation import (
     EvaluationResult,
     comparison_table,
@@ -34,7 +33,7 @@ from .evaluation.background import BackgroundPlots
 from .evaluation.calibration import Calibration, expected_calibration_error
 from .evaluation.metrics import confusion_counts
 from .evaluation.saliency import explain_worst_errors
-from .features.audio.auto import audio_recipe, context_seconds, resolve_audio_feature
+from .features.audio.auto import audio_recipe
 from .features.extract import DatasetFeatures, extract_dataset
 from .features.image import ImageExtractor
 from .features.store import FeatureStore
@@ -42,6 +41,7 @@ from .files import FileProblem, ensure_writable_dir, read_json_object
 from .grid import Candidate, ComparisonGrid, Progress, pick
 from .grid.calibrate import below_best_member, calibrate, calibration_note, columns
 from .models.bundle_files import save_bundle
+from .plan import RunPlan, resolve_plan, video_options
 from .runners import make_runner
 
 log = logging.getLogger(__name__)
@@ -89,36 +89,25 @@ def resolve_data(config: ExperimentConfig) -> tuple[Path, str | None]:
     return demo_data_path(FeatureStore(config.features.cache_dir).root), DEMO_NOTE
 
 
+def load_data(config: ExperimentConfig, path: Path, progress: Progress | None = None
+              ) -> Dataset:
+    """The data set at ``path`` read as the config says (layout, classes, checks, how videos
+    are cut): what ``run`` and ``extract`` both train or extract from."""
+    stage = loading_stage(path, config.data.layout)
+    cb = (lambda d, t: progress(stage, d, t)) if progress else None
+    return load_dataset(path, layout=config.data.layout, classes=config.data.classes,
+                        check_files=config.data.check_files,
+                        allow_outside=config.data.allow_outside_paths, progress=cb,
+                        options=video_options(config))
+
+
 def _load(config: ExperimentConfig, notes: list[str], progress: Progress | None
           ) -> tuple[Dataset, str | None]:
     """The data set and the note saying where it came from (None when the config named it)."""
     path, note = resolve_data(config)
     if note:
         notes.append(note)
-    stage = loading_stage(path, config.data.layout)
-    cb = (lambda d, t: progress(stage, d, t)) if progress else None
-    return load_dataset(path, layout=config.data.layout, classes=config.data.classes,
-                        check_files=config.data.check_files,
-                        allow_outside=config.data.allow_outside_paths, progress=cb,
-                        options=video_options(config)), note
-
-
-def video_options(config: ExperimentConfig) -> VideoOptions:
-    """How a video folder is cut for this run: the data section's steps and span, and as much
-    sound per item as the audio feature reads (``ID@Ns``: N s; ``auto``: its longest)."""
-    return VideoOptions(fps=config.data.video_fps, max_seconds=config.data.video_max_seconds,
-                        audio_seconds=context_seconds(config.features.audio),
-                        cache_dir=config.features.cache_dir)
-
-
-def extract_features(config: ExperimentConfig, dataset: Dataset, store: FeatureStore,
-                     progress: Progress | None = None) -> DatasetFeatures:
-    """Every configured extractor through the cache (see features.extract.extract_dataset)."""
-    f = config.features
-    return extract_dataset(dataset, store, f.image_backbones, f.audio,
-                           image_weights=f.image_weights, runtime=f.runtime,
-                           threads=f.threads or config.threads, precision=f.precision,
-                           batch_size=f.batch_size, device=f.device, progress=progress)
+    return load_data(config, path, progress), note
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> RunOutput:
@@ -141,13 +130,10 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     with timer("data"):
         dataset, data_note = _load(config, notes, progress)
         require_trainable(dataset)
-        # the run (and its saved config) names what auto chose, and only where sound is used
-        audio_id, why = (resolve_audio_feature(config.features.audio, dataset)
-                         if "audio" in dataset.modalities else (config.features.audio, None))
-        if why:
-            notes.append(why)
-            config = config.model_copy(update={"features": config.features.model_copy(
-                update={"audio": audio_id})})
+        # every id resolved once; the run (and its saved config) names what auto chose
+        plan = resolve_plan(config, dataset)
+        notes += plan.notes
+        config = plan.config
         # the split the run will make, tried now: a class with one source video fails here,
         # not after extraction (bad files found later can only shrink a side further)
         make_split(dataset, config.split.strategy, config.split.test_fraction,
@@ -156,7 +142,7 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     marker = run_dir / INCOMPLETE_MARKER
     marker.write_text("this run has not finished: its results are missing or partial\n")
     try:
-        out = _run_into(run_dir, config, dataset, _provenance(config, dataset, data_note), store,
+        out = _run_into(run_dir, plan, dataset, _provenance(config, dataset, data_note), store,
                         timer, notes, progress)
     except BaseException as exc:
         marker.write_text(f"this run stopped before finishing: {type(exc).__name__}: {exc}\n")
@@ -167,11 +153,12 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     return out
 
 
-def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, provenance: dict,
+def _run_into(run_dir: Path, plan: RunPlan, dataset: Dataset, provenance: dict,
               store: FeatureStore, timer: _Timer, notes: list[str], progress: Progress | None
               ) -> RunOutput:
+    config = plan.config
     with timer("features"):
-        features = extract_features(config, dataset, store, progress)
+        features = extract_dataset(dataset, store, plan.features, progress)
     notes += features.notes
     skipped = list(dataset.skipped) + features.skipped
     with timer("split"):
@@ -181,15 +168,16 @@ def _run_into(run_dir: Path, config: ExperimentConfig, dataset: Dataset, provena
     # confusion matrices are drawn on a spare core while the grid trains (one thread per
     # small fit leaves one idle); with a single core there is nothing to gain
     with BackgroundPlots(enabled=thread_budget() > 1) as plots:
-        return _train_and_report(run_dir, config, features, split, provenance, timer, notes,
+        return _train_and_report(run_dir, plan, features, split, provenance, timer, notes,
                                  skipped, progress, plots)
 
 
-def _train_and_report(run_dir: Path, config: ExperimentConfig, features: DatasetFeatures,
+def _train_and_report(run_dir: Path, plan: RunPlan, features: DatasetFeatures,
                       split: Split, provenance: dict, timer: _Timer, notes: list[str],
                       skipped: list, progress: Progress | None, plots: BackgroundPlots
                       ) -> RunOutput:
     """Train the grid, evaluate every run, write the run folder (after the features)."""
+    config = plan.config
     classes, y_test = features.dataset.classes, features.dataset.labels[split.test]
 
     def draw(c: Candidate) -> None:
@@ -197,7 +185,7 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
 
     with timer("training"):
         runner = make_runner(config.runner.kind, config.runner.address, config.runner.num_cpus)
-        grid = ComparisonGrid(config, features, split, progress, runner, on_candidate=draw)
+        grid = ComparisonGrid(plan.grid, features, split, progress, runner, on_candidate=draw)
         candidates = grid.run()
     notes += grid.notes
     with timer("evaluation"):
@@ -210,14 +198,14 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
                            fit_seconds=round(c.fit_seconds, 3), **c.spec.fields(),
                            test_ece=round(expected_calibration_error(
                                c.test_proba, columns(c.model, y_te)), 4))
-            if getattr(c.model, "combiner_source_", None):  # where weights/stacking learned
-                r.extra["combiner_source"] = c.model.combiner_source_
             if c.cv_accuracy is not None:
                 r.extra.update(cv_accuracy=round(c.cv_accuracy, 4),
                                cv_log_loss=round(c.cv_log_loss, 4))
-            if hasattr(c.model, "member_weights"):
+            if c.spec.members:  # a late or hybrid row: a combiner over fitted members
+                if c.model.combiner_source_:  # where weights/stacking learned
+                    r.extra["combiner_source"] = c.model.combiner_source_
                 r.extra["member_weights"] = weights = c.model.member_weights()
-                guard = getattr(c.model, "guard_note_", None)  # why one member answers alone
+                guard = c.model.guard_note_  # why one member answers alone
                 notes.append(f"member weights of {c.name}: " + ", ".join(
                     f"{m} {w:.2f}" for m, w in weights.items()) + (f" ({guard})" if guard else ""))
                 below = below_best_member(c, candidates, grid.selection)
@@ -237,7 +225,7 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
                   if grid.fuses else {})
         notes += [f"best {m}-only by {by}: {c.name} (saved as best-{m}/)"
                   for m, c in single.items()]
-        explained = _explain_errors(run_dir, config, features, split, single.get("image") or (
+        explained = _explain_errors(run_dir, plan, features, split, single.get("image") or (
             best if best.spec.family == "image" else None), y_te)
         bundles = {"best": best} | {f"best-{m}": c for m, c in single.items()}
         by_name = {r.name: r for r in results}
@@ -247,7 +235,7 @@ def _train_and_report(run_dir: Path, config: ExperimentConfig, features: Dataset
             if calibration is not None:
                 by_name[c.name].extra["calibration"] = calibration.to_dict()
                 notes.append(calibration_note(folder, calibration))
-            infos[folder] = _bundle_info(c, dataset, config, provenance, by_name[c.name],
+            infos[folder] = _bundle_info(c, dataset, plan, provenance, by_name[c.name],
                                          calibration)
         _write_run(run_dir, config, dataset, split, bundles, infos, results,
                    notes + _data_notes(dataset, skipped), plots.finished(), plots.comparison(),
@@ -278,16 +266,17 @@ def _write_run(run_dir: Path, config: ExperimentConfig, dataset: Dataset, split:
                   drawn_comparison=drawn_comparison, explained=explained or ())
 
 
-def _explain_errors(run_dir: Path, config: ExperimentConfig, features: DatasetFeatures,
+def _explain_errors(run_dir: Path, plan: RunPlan, features: DatasetFeatures,
                     split: Split, image: Candidate | None, y_test: np.ndarray
                     ) -> list[dict[str, str]]:
     """Saliency pictures of the best image-only model's most confident test errors, for the
     report (none when switched off or without an image model)."""
+    config = plan.config
     if not config.evaluation.explain_errors or image is None:
         return []
-    f, backbone = config.features, image.spec.backbone
-    extractor = ImageExtractor(backbone, (f.image_weights or {}).get(backbone),
-                               cache_dir=f.cache_dir, device=f.device)
+    backbone = image.spec.backbone
+    extractor = ImageExtractor(backbone, plan.features.weights_of(backbone),
+                               cache_dir=config.features.cache_dir, device=plan.features.device)
     return explain_worst_errors(image.model, extractor, [features.dataset.items[i].image
                                                          for i in split.test], y_test,
                                 image.test_proba, features.dataset.classes, run_dir / "plots",
@@ -374,22 +363,22 @@ def _provenance(config: ExperimentConfig, dataset: Dataset, note: str | None) ->
     }
 
 
-def _bundle_info(candidate: Candidate, dataset: Dataset, config: ExperimentConfig,
+def _bundle_info(candidate: Candidate, dataset: Dataset, plan: RunPlan,
                  provenance: dict, result: EvaluationResult,
                  calibration: Calibration | None) -> dict:
     """What `predict` needs to feed the model (class names, backbone, audio features) and
     what it should tell about the answers (training data, test accuracy, calibration)."""
     backbone = candidate.spec.backbone
-    weights = config.features.image_weights.get(backbone) if backbone else None
+    weights = plan.features.weights_of(backbone) if backbone else None
     return {
         "name": candidate.name,
         "kind": candidate.spec.family,
         "classes": dataset.classes,
         "image_backbone": backbone,
         "image_weights": str(weights) if weights else None,
-        "image_precision": config.features.precision,
-        **(audio_recipe(config.features.audio, dataset.layout)
-           if "audio" in dataset.modalities else {}),  # a recipe names only what it reads
+        "image_precision": plan.features.precision,
+        **(audio_recipe(plan.features.audio, dataset.layout)
+           if plan.features.audio is not None else {}),  # a recipe names only what it reads
         "val_accuracy": candidate.val_accuracy,
         "test_accuracy": round(result.accuracy, 4),
         "test_accuracy_ci": (None if result.ci_low is None

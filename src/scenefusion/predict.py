@@ -21,12 +21,13 @@ from .data.datasets import leaving_path
 from .data.validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError, open_image_rgb
 from .evaluation.calibration import OVERCONFIDENT, apply_temperature, near_tie
 from .features import DEFAULT_BATCH_SIZE
-from .features.audio import audio_feature
+from .features.audio import AudioFeature
 from .features.backbones import IMAGE_BACKBONES
 from .features.image import ImageExtractor
 from .models import load_model
 from .models.bundle_files import BUNDLE_FILE, NEEDS, read_bundle_info
 from .models.bundle_files import save_bundle as save_bundle  # part of predict's API
+from .models.bundle_schema import bundle_audio_feature
 from .models.persistence import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ class Bundle:
     @property
     def kind(self) -> str:
         return self.info["kind"]
+
+    @functools.cached_property
+    def audio_feature(self) -> AudioFeature:
+        """What this model hears: the audio feature its bundle names, resolved once."""
+        return bundle_audio_feature(self.info.get("audio_features"))
 
     @functools.cached_property
     def image_extractor(self) -> ImageExtractor:
@@ -267,7 +273,7 @@ def predict_rows(
     if bundle.kind != "audio":
         wanted = {i: Path(p) for i, p in enumerate(images) if p is not None}
         feats["image"] = _embed_images(bundle, wanted, problems)
-    feature = audio_feature(bundle.info.get("audio_features", "mfcc"))
+    feature = bundle.audio_feature
     for i, path in enumerate(audios):
         if path is not None and bundle.kind != "image":
             try:

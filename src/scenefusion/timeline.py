@@ -130,10 +130,8 @@ def predict_audio_windows(bundle: Bundle, audio: Path, top_k: int = 3
     import soundfile as sf
 
     from .data.validate import audio_info, read_audio
-    from .features.audio import audio_feature
 
-    window = float(audio_feature(bundle.info.get("audio_features") or "mfcc").params
-                   .clip_seconds)
+    window = float(bundle.audio_feature.params.clip_seconds)
     if audio_info(Path(audio)).duration <= 2 * window:
         return [], window
     samples, rate = read_audio(Path(audio))

@@ -36,15 +36,16 @@ def data_inspect(
 ) -> None:
     """Count items per class and group; list every skipped input and why. A folder of videos
     is cut as `run` cuts it by default (one item per second, 4 s of sound), into the cache."""
-    from ..data import VideoOptions, loading_stage
-    from ..features.audio.auto import AUTO, context_seconds
+    from ..config import ExperimentConfig
+    from ..data import loading_stage
+    from ..plan import video_options
 
     with progress_bar() as bar:
         task = bar.add_task(loading_stage(path, layout), total=None, rate="")
         dataset = load_dataset(
             path, layout=layout, classes=class_list(classes), allow_outside=allow_outside_paths,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
-            options=VideoOptions(audio_seconds=context_seconds(AUTO)),
+            options=video_options(ExperimentConfig()),  # as a default `run` cuts them
         )
     where = shown(str(path))
     what = ("image + audio" if len(dataset.modalities) == 2

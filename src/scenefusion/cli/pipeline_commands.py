@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..data import load_dataset
 from ..features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE
 from .app import (
     AllowOutsideOpt,
@@ -83,34 +82,38 @@ def extract(
     device: DeviceOpt = "auto",
 ) -> None:
     """Compute and cache image embeddings and audio features; reuse whatever is cached."""
+    from ..config import ExperimentConfig, with_overrides
     from ..cpu import limit_threads
-    from ..data import VideoOptions
-    from ..features.audio.auto import context_seconds, resolve_audio_feature
+    from ..experiment import load_data
     from ..features.fill_cache import RayConfig, fill_cache
     from ..features.store import FeatureStore
+    from ..plan import resolve_plan
 
     backbones = image_backbone or [DEFAULT_BACKBONE]
     if weights is not None and len(backbones) != 1:
         fail("--weights needs exactly one --image-backbone")
-    dataset = load_dataset(path, layout=layout, classes=class_list(classes), check_files=False,
-                           allow_outside=allow_outside_paths,
-                           options=VideoOptions(audio_seconds=context_seconds(audio),
-                                                cache_dir=cache))
+    # the same config, loading and plan as `run`, so both compute the same tables and keys
+    cfg = with_overrides(ExperimentConfig(), **{
+        "data.path": path, "data.layout": layout, "data.classes": class_list(classes),
+        "data.allow_outside_paths": allow_outside_paths,
+        "features.image_backbones": backbones, "features.audio": audio,
+        "features.image_weights": {backbones[0]: weights} if weights else None,
+        "features.cache_dir": cache, "features.batch_size": batch_size,
+        "features.runtime": runtime, "features.precision": precision,
+        "features.device": device, "threads": threads,
+    })
+    dataset = load_data(cfg, path)
     if len(dataset) == 0:
         fail(f"{path}: no usable items (see `scenefusion data inspect {path}`)", code=2)
-    audio, why = (resolve_audio_feature(audio, dataset) if "audio" in dataset.modalities
-                  else (audio, None))  # photos only: say nothing of a sound feature
-    if why:
-        console.print(shown(why))
+    plan = resolve_plan(cfg, dataset)
+    for note in plan.notes:
+        console.print(shown(note))
     store = FeatureStore(cache)
     store.check_writable()
     with limit_threads(threads), progress_bar() as bar:
-        out = fill_cache(
-            dataset, store, backbones, audio, runner=runner,
-            ray=RayConfig(address, actors, gpus_per_actor),
-            image_weights={backbones[0]: weights} if weights else None, runtime=runtime,
-            threads=threads, batch_size=batch_size, precision=precision, device=device,
-            progress=stage_progress(bar))
+        out = fill_cache(dataset, store, plan.features, runner=runner,
+                         ray=RayConfig(address, actors, gpus_per_actor),
+                         progress=stage_progress(bar))
     table = Table(title=f"features for {len(dataset)} items, cache {shown(str(store.root))}")
     for col in ("features", "shape", "computed", "reused", "skipped", "seconds"):
         table.add_column(col, justify="right" if col != "features" else "left")

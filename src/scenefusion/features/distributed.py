@@ -41,8 +41,9 @@ from ..errors import InvalidValue
 from ..paths import cache_dir_in_use
 from ..runners import connect
 from . import DEFAULT_BATCH_SIZE
-from .audio import audio_feature
+from .audio import AudioFeature
 from .extract import item_key, precomputed_audio
+from .recipe import FeatureRecipe
 from .store import FeatureStore, FeatureTable, not_finite
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,13 @@ class _Plan:
 
     run_id: str
     cache_root: Path
-    audio: str | None
-    audio_key: str | None
-    audio_shape: tuple[int, ...]
+    #: the feature computed from sound files (None: none, or precomputed MFCCs only)
+    audio: AudioFeature | None
     images: tuple[_ImageJob, ...]
+
+    @property
+    def audio_shape(self) -> tuple[int, ...]:
+        return tuple(self.audio.shape) if self.audio is not None else (0,)
 
 
 def actor_resources(options: RayOptions, cluster: dict[str, float]) -> tuple[float, int]:
@@ -177,8 +181,8 @@ def _audio_columns(ids: list[str], paths: list[str], plan: _Plan) -> dict[str, n
     keys, skips, states = [""] * n, [""] * n, ["none"] * n
     values = np.zeros((n, *plan.audio_shape), np.float32)
     if plan.audio is not None:
-        feature = audio_feature(plan.audio)
-        table = _worker_table(plan, "audio", plan.audio, plan.audio_key or "", plan.audio_shape)
+        feature = plan.audio
+        table = _worker_table(plan, "audio", feature.id, feature.key(), plan.audio_shape)
         with cache_dir_in_use(plan.cache_root):  # a feature's side exports: same folder
             for i, (item_id, path) in enumerate(zip(ids, paths, strict=True)):
                 keys[i], skips[i] = _key(item_id, path)
@@ -330,9 +334,7 @@ def manifest(dataset: Dataset) -> list[dict[str, str]]:
             for it in dataset.items]
 
 
-def _plan(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: str | None,
-          weights: dict[str, Path], runtime: str, threads: int, batch_size: int,
-          precision: str = "fp32") -> _Plan:
+def _plan(dataset: Dataset, store: FeatureStore, recipe: FeatureRecipe, threads: int) -> _Plan:
     """Resolve every extractor on the driver (cache keys, runtime) and export ONNX graphs once
     here, so the actors only load them."""
     import torch
@@ -340,24 +342,17 @@ def _plan(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: st
     from .image import ImageExtractor
 
     jobs = []
-    for c, b in enumerate(backbones):
-        ex = ImageExtractor(b, weights.get(b), runtime=runtime, cache_dir=store.root, threads=1,
-                            precision=precision)
+    for c, b in enumerate(recipe.backbones):
+        ex = ImageExtractor(b, recipe.weights_of(b), runtime=recipe.runtime,
+                            cache_dir=store.root, threads=1, precision=recipe.precision)
         size = ex.spec.input_size
         ex.embed(torch.zeros(1, 3, size, size))  # loads weights, exports the ONNX graph once
-        jobs.append(_ImageJob(c, b, ex.weights, ex.runtime, precision, store.root,
-                              ex.params_key(), ex.dim,
-                              threads, batch_size))
-    feature = audio_feature(audio) if audio else None
-    return _Plan(uuid.uuid4().hex, store.root, audio, feature.key() if feature else None,
-                 tuple(feature.shape) if feature else (0,), tuple(jobs))
-
-
-def _audio_source(dataset: Dataset, audio: str | None) -> str | None:
-    """The audio feature to compute, or None when every item ships precomputed MFCCs."""
-    if audio is None or precomputed_audio(dataset.items, audio) is not None:
-        return None
-    return audio
+        jobs.append(_ImageJob(c, b, ex.weights, ex.runtime, recipe.precision, store.root,
+                              ex.params_key(), ex.dim, threads, recipe.batch_size))
+    audio = recipe.audio
+    if audio is not None and precomputed_audio(dataset.items, audio) is not None:
+        audio = None  # every item ships its MFCC rows: nothing to compute
+    return _Plan(uuid.uuid4().hex, store.root, audio, tuple(jobs))
 
 
 def _pipeline(rows: list[dict[str, str]], plan: _Plan, options: RayOptions, cpus: float):
@@ -402,7 +397,7 @@ def _collect(batch: dict[str, np.ndarray], plan: _Plan, tallies: dict[str, _Tall
                 audio.reused += 1
             elif state == "computed":
                 audio.take(batch["audio_key"][i], batch["audio_values"][i],
-                           batch["audio"][i] or batch["id"][i], f"{plan.audio} feature")
+                           batch["audio"][i] or batch["id"][i], f"{plan.audio.id} feature")
 
 
 @contextlib.contextmanager
@@ -423,12 +418,8 @@ def _filling(tables: dict[str, FeatureTable], flush_every: int) -> Iterator[dict
 def extract_distributed(
     dataset: Dataset,
     store: FeatureStore,
-    image_backbones: list[str],
-    audio: str | None = "mfcc",
+    recipe: FeatureRecipe,
     *,
-    image_weights: dict[str, Path] | None = None,
-    runtime: str = "auto",
-    precision: str = "fp32",
     options: RayOptions = RayOptions(),
     progress: StageProgress | None = None,
 ) -> DistributedExtraction:
@@ -439,32 +430,27 @@ def extract_distributed(
     import ray
 
     # a one-modality data set runs only its modality's extractors, as extract_dataset does
-    image_backbones = image_backbones if "image" in dataset.modalities else []
-    audio = audio if "audio" in dataset.modalities else None
+    recipe = recipe.for_modalities(dataset.modalities)
     owned = not ray.is_initialized()
     startup = connect(options.address)
     try:
-        return _run(dataset, store, image_backbones, audio, image_weights or {}, runtime,
-                    options, progress, startup, precision)
+        return _run(dataset, store, recipe, options, progress, startup)
     finally:
         if owned:
             ray.shutdown()
 
 
-def _run(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: str | None,
-         weights: dict[str, Path], runtime: str, options: RayOptions,
-         progress: StageProgress | None, startup: float, precision: str = "fp32"
-         ) -> DistributedExtraction:
+def _run(dataset: Dataset, store: FeatureStore, recipe: FeatureRecipe, options: RayOptions,
+         progress: StageProgress | None, startup: float) -> DistributedExtraction:
     import ray
 
     start = time.perf_counter()
     cpus, threads = actor_resources(options, ray.cluster_resources())
-    plan = _plan(dataset, store, backbones, _audio_source(dataset, audio), weights, runtime,
-                 threads, options.batch_size, precision)
+    plan = _plan(dataset, store, recipe, threads)
     tables = {f"image{j.column}": store.table(j.backbone, j.params_key, (j.dim,))
               for j in plan.images}
     if plan.audio is not None:
-        tables["audio"] = store.table(plan.audio, plan.audio_key or "", plan.audio_shape)
+        tables["audio"] = store.table(plan.audio.id, plan.audio.key(), plan.audio_shape)
     rows = manifest(dataset)
     done = 0
     with _filling(tables, options.flush_every) as tallies:
@@ -474,11 +460,12 @@ def _run(dataset: Dataset, store: FeatureStore, backbones: list[str], audio: str
             done += len(batch["id"])
             if progress:
                 progress("ray: features", done, len(rows))
-    return _summary(dataset, plan, audio, tallies, time.perf_counter() - start, startup)
+    return _summary(dataset, plan, recipe.audio, tallies, time.perf_counter() - start, startup)
 
 
-def _summary(dataset: Dataset, plan: _Plan, audio: str | None, tallies: dict[str, _Tally],
-             seconds: float, startup: float) -> DistributedExtraction:
+def _summary(dataset: Dataset, plan: _Plan, audio: AudioFeature | None,
+             tallies: dict[str, _Tally], seconds: float, startup: float
+             ) -> DistributedExtraction:
     def row(t: _Tally | None) -> dict[str, float]:
         if t is None:  # precomputed MFCCs: all reused, as in extract_audio
             return {"computed": 0, "reused": len(dataset), "seconds": 0.0, "skipped": 0}
@@ -487,9 +474,8 @@ def _summary(dataset: Dataset, plan: _Plan, audio: str | None, tallies: dict[str
 
     extraction, shapes, skipped = {}, {}, []
     if audio is not None:
-        feature = audio_feature(audio)
-        extraction[f"audio:{audio}"] = row(tallies.get("audio"))
-        shapes[f"audio:{audio}"] = tuple(feature.shape)
+        extraction[f"audio:{audio.id}"] = row(tallies.get("audio"))
+        shapes[f"audio:{audio.id}"] = tuple(audio.shape)
         skipped += tallies["audio"].skipped if "audio" in tallies else []
     for job in plan.images:
         tally = tallies[f"image{job.column}"]

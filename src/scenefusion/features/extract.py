@@ -24,8 +24,9 @@ from ..data.validate import DataError, open_image_rgb
 from ..errors import InvalidValue
 from ..paths import cache_dir_in_use
 from . import DEFAULT_BATCH_SIZE
-from .audio import AUDIO_FEATURES, audio_feature
+from .audio import AUDIO_FEATURES, AudioFeature
 from .image import ImageExtractor
+from .recipe import FeatureRecipe
 from .store import FeatureStore, FeatureTable, content_hash, not_finite
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def _embed(items: list[Item], todo: list[int], keys: list[str | None], extractor
                 progress(done, len(items))
 
 
-def precomputed_audio(items: list[Item], extractor_id: str) -> np.ndarray | None:
+def precomputed_audio(items: list[Item], feature: AudioFeature) -> np.ndarray | None:
     """The (N, 8, 13) MFCC rows the reference layout ships when every item has them (None when
     none has): all the audio such a data set holds, so a feature other than 1 s of plain
     ``mfcc`` is refused rather than silently replaced by them. Mixed sets are refused too."""
@@ -241,13 +242,12 @@ def precomputed_audio(items: list[Item], extractor_id: str) -> np.ndarray | None
         return None
     if not all(precomputed):
         raise InvalidValue("mixing precomputed MFCC rows and audio files in one data set")
-    feature = audio_feature(extractor_id)
     if feature.params.clip_seconds != 1:
-        raise InvalidValue(f"audio feature {extractor_id!r} needs raw audio around each item; "
+        raise InvalidValue(f"audio feature {feature.id!r} needs raw audio around each item; "
                          "this data set ships only 1 s of precomputed MFCCs per item")
     if feature.extract is not AUDIO_FEATURES.get("mfcc").extract or \
             feature.shape != items[0].mfcc.shape:
-        raise InvalidValue(f"audio feature {extractor_id!r} cannot be computed here: this data "
+        raise InvalidValue(f"audio feature {feature.id!r} cannot be computed here: this data "
                          "set ships only precomputed 8x13 MFCC rows, no audio; use 'mfcc'")
     return np.stack([it.mfcc for it in items]).astype(np.float32)
 
@@ -255,19 +255,19 @@ def precomputed_audio(items: list[Item], extractor_id: str) -> np.ndarray | None
 def extract_audio(
     items: list[Item],
     store: FeatureStore,
-    extractor_id: str = "mfcc",
+    feature: AudioFeature,
     flush_every: int = 256,
     progress: Progress | None = None,
 ) -> Extracted:
-    """(N, T, C) audio feature sequences. Items with precomputed MFCCs (reference layout) use
-    those: they are all the audio that layout ships."""
+    """(N, T, C) audio feature sequences of ``feature`` (``audio_feature(ID)``). Items with
+    precomputed MFCCs (reference layout) use those: they are all the audio that layout
+    ships."""
     start = time.perf_counter()
-    feature = audio_feature(extractor_id)
-    shipped = precomputed_audio(items, extractor_id)
+    shipped = precomputed_audio(items, feature)
     if shipped is not None:
         return Extracted(shipped, np.ones(len(items), bool), 0, len(items), [],
                          time.perf_counter() - start)
-    table = store.table(extractor_id, feature.key(), tuple(feature.shape))
+    table = store.table(feature.id, feature.key(), tuple(feature.shape))
 
     def compute(todo, keys, features, ok, skipped):
         done = len(items) - len(todo)
@@ -278,7 +278,7 @@ def extract_audio(
                 except DataError as err:
                     skipped.append(Skip(err.path, err.problem))
                 else:
-                    if problem := not_finite(values, f"{extractor_id} feature"):
+                    if problem := not_finite(values, f"{feature.id} feature"):
                         skipped.append(Skip(str(items[i].audio), problem))
                     else:
                         features[i], ok[i] = values, True
@@ -308,36 +308,28 @@ class DatasetFeatures:
 StageProgress = Callable[[str, int, int], None]
 
 
-def extract_dataset(
-    dataset: Dataset,
-    store: FeatureStore,
-    image_backbones: list[str],
-    audio: str = "mfcc",
-    *,
-    image_weights: dict[str, Path] | None = None,
-    runtime: str = "auto",
-    threads: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    precision: str = "fp32",
-    device: str = "auto",
-    progress: StageProgress | None = None,
-) -> DatasetFeatures:
-    """Every extractor through the cache (audio first, then each backbone); items that any of
-    them cannot read are dropped and reported. ``progress(stage, done, total)`` per stage.
-    A one-modality data set (``dataset.modalities``) runs only its modality's extractors."""
+def extract_dataset(dataset: Dataset, store: FeatureStore, recipe: FeatureRecipe,
+                    progress: StageProgress | None = None) -> DatasetFeatures:
+    """Every extractor of ``recipe`` through the cache (audio first, then each backbone);
+    items that any of them cannot read are dropped and reported. ``progress(stage, done,
+    total)`` per stage. A one-modality data set (``dataset.modalities``) runs only its
+    modality's extractors."""
     def reporter(label: str) -> Progress | None:
         return (lambda d, t: progress(label, d, t)) if progress else None
 
+    recipe = recipe.for_modalities(dataset.modalities)
     results: dict[str, Extracted] = {}
-    if "audio" in dataset.modalities:
-        results[f"audio:{audio}"] = extract_audio(dataset.items, store, audio,
+    audio = recipe.audio_id
+    if recipe.audio is not None:
+        results[f"audio:{audio}"] = extract_audio(dataset.items, store, recipe.audio,
                                                   progress=reporter(f"audio: {audio}"))
     images = {}
-    for b in image_backbones if "image" in dataset.modalities else ():
-        extractor = ImageExtractor(b, (image_weights or {}).get(b), runtime=runtime,
-                                   cache_dir=store.root, threads=threads, precision=precision,
-                                   device=device)
-        images[b] = extract_images(dataset.items, extractor, store, batch_size=batch_size,
+    for b in recipe.backbones:
+        extractor = ImageExtractor(b, recipe.weights_of(b), runtime=recipe.runtime,
+                                   cache_dir=store.root, threads=recipe.threads,
+                                   precision=recipe.precision, device=recipe.device)
+        images[b] = extract_images(dataset.items, extractor, store,
+                                   batch_size=recipe.batch_size,
                                    progress=reporter(f"image: {b}"))
     results.update({f"image:{b}": r for b, r in images.items()})
     ok = np.ones(len(dataset), dtype=bool)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..data.items import Dataset, Skip
 from ..errors import ScenefusionError
-from . import DEFAULT_BATCH_SIZE
+from .recipe import FeatureRecipe
 from .store import FeatureStore
 
 RUNNERS = ("local", "ray")
@@ -48,40 +47,32 @@ class CacheFill:
 def fill_cache(
     dataset: Dataset,
     store: FeatureStore,
-    image_backbones: list[str],
-    audio: str = "mfcc",
+    recipe: FeatureRecipe,
     *,
     runner: str = "local",
     ray: RayConfig = RayConfig(),
-    image_weights: dict[str, Path] | None = None,
-    runtime: str = "auto",
-    threads: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    precision: str = "fp32",
-    device: str = "auto",
     progress: StageProgress | None = None,
 ) -> CacheFill:
-    """Compute and cache every feature of ``dataset`` that is not cached yet, in this process
-    (``runner="local"``) or as a Ray Data pipeline (``"ray"``; ``threads`` is then per actor).
-    Both write the same tables and keys, so either leaves a cache the other reuses.
-    ``device`` is where image backbones run locally; Ray actors use a GPU when they reserve
-    one (``ray.gpus_per_actor``)."""
+    """Compute and cache every feature of ``recipe`` for ``dataset`` that is not cached yet, in
+    this process (``runner="local"``) or as a Ray Data pipeline (``"ray"``; the recipe's
+    ``threads`` are then per actor). Both write the same tables and keys, so either leaves a
+    cache the other reuses. ``recipe.device`` is where image backbones run locally; Ray actors
+    use a GPU when they reserve one (``ray.gpus_per_actor``)."""
     if runner not in RUNNERS:
         raise UnknownRunnerError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     if runner == "ray":
         from .distributed import RayOptions, extract_distributed
 
         done = extract_distributed(
-            dataset, store, image_backbones, audio, image_weights=image_weights,
-            runtime=runtime, precision=precision,
-            options=RayOptions(ray.address, ray.actors, threads, ray.gpus_per_actor, batch_size),
+            dataset, store, recipe,
+            options=RayOptions(ray.address, ray.actors, recipe.threads, ray.gpus_per_actor,
+                               recipe.batch_size),
             progress=progress)
         return CacheFill(done.items, dict(done.shapes), done.extraction, list(done.skipped))
     from .extract import extract_dataset
 
-    out = extract_dataset(dataset, store, image_backbones, audio, image_weights=image_weights,
-                          runtime=runtime, threads=threads, batch_size=batch_size,
-                          precision=precision, device=device, progress=progress)
+    out = extract_dataset(dataset, store, recipe, progress=progress)
+    audio = recipe.audio_id
     shapes = {**({f"audio:{audio}": tuple(out.audio.shape[1:])} if out.audio is not None else {}),
               **{f"image:{b}": tuple(v.shape[1:]) for b, v in out.images.items()}}
     return CacheFill(len(dataset), shapes, out.extraction, list(out.skipped))

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 
-from ..config import ExperimentConfig
 from ..data import Split
 from ..data.folds import row_groups, training_folds
 from ..features.extract import DatasetFeatures
-from ..models import EarlyFusion, capabilities, make_fusion
+from ..models import EarlyFusion, HybridFusion, LateFusion, capabilities
 from ..models.out_of_fold import share_out_of_fold
 from ..models.pooling import guard_folds
-from .jobs import FitJob, GridData, Inputs, fit_and_score, fresh_model
+from ..plan import GridPlan
+from .jobs import FitJob, GridData, Inputs, fit_and_score
 from .rows import Candidate, RunSpec, pick, val_scores
 
 #: (stage description, done, total) -> None; the CLI turns it into progress bars.
@@ -46,10 +46,10 @@ class ComparisonGrid:
     then per backbone early fusion, late fusion, hybrid fusion); without a runner they run
     here one after the other, with per-epoch progress."""
 
-    def __init__(self, config: ExperimentConfig, features: DatasetFeatures, split: Split,
+    def __init__(self, plan: GridPlan, features: DatasetFeatures, split: Split,
                  progress: Progress | None = None, runner: Any = None,
                  on_candidate: Callable[[Candidate], None] | None = None) -> None:
-        self.config = config
+        self.plan = plan
         self.features = features
         # folds hold out what the split holds out: source groups, or single rows (frame split)
         self.by_row = split.strategy == "frame"
@@ -61,8 +61,8 @@ class ComparisonGrid:
         self.candidates: list[Candidate] = []
         self.notes: list[str] = []
         thin = self._thin_classes(features.dataset.classes)
-        self.stack_on = self._combiner_source(config.fusion.combiner_on, thin)
-        self.cv_folds = self._selection_folds(config.models.select_on, thin)
+        self.stack_on = self._combiner_source(plan.combiner_on, thin)
+        self.cv_folds = self._selection_folds(plan.select_on, thin)
         self.selection = "val" if self.cv_folds is None else "cv"
         if self.selection == "val" and not self.has_val:
             self.notes.append("no validation set: selection falls back to the first model listed")
@@ -77,13 +77,12 @@ class ComparisonGrid:
                 f"one-modality data set ({self.modalities[0]} only): only the "
                 f"{self.modalities[0]}-only rows were run (fusion needs an image and a sound "
                 f"per item)")
-        fusion = config.fusion
-        per_backbone = (len(fusion.early) * len(fusion.early_audio) + len(fusion.late)
-                        + len(fusion.hybrid)) if self.fuses else 0
-        per_backbone += len(config.models.image) if "image" in self.modalities else 0
-        n_backbones = len(config.features.image_backbones) if "image" in self.modalities else 0
+        per_backbone = (len(plan.early_models) * len(plan.early_audio) + len(plan.late)
+                        + len(plan.hybrid)) if self.fuses else 0
+        per_backbone += len(plan.image_models) if "image" in self.modalities else 0
+        n_backbones = len(plan.backbones) if "image" in self.modalities else 0
         self.total = (n_backbones * per_backbone
-                      + (len(config.models.audio) if "audio" in self.modalities else 0))
+                      + (len(plan.audio_models) if "audio" in self.modalities else 0))
 
     def _thin_classes(self, classes: list[str]) -> list[str]:
         """Classes with fewer than MIN_VAL_GROUPS validation groups that are not also training
@@ -121,7 +120,7 @@ class ComparisonGrid:
             return None
         d = self.data
         try:
-            folds = training_folds(d.y[d.train], d.groups[d.train], OOF_FOLDS, self.config.seed,
+            folds = training_folds(d.y[d.train], d.groups[d.train], OOF_FOLDS, self.plan.seed,
                                    self.features.dataset.classes)
         except ValueError as err:
             self.notes.append(f"selection by cross-validation impossible ({err}): it "
@@ -171,22 +170,21 @@ class ComparisonGrid:
             self.progress(f"training: {spec.name}", self.n_done, self.total)
 
     def run(self) -> list[Candidate]:
-        config = self.config
-        audio_id = config.features.audio
+        plan = self.plan
         unimodal = []
         if "audio" in self.modalities:
-            unimodal += [FitJob(RunSpec("audio", audio_feature=audio_id, model=m),
-                                fresh_model(m, config), Inputs.audio(), self.cv_folds)
-                         for m in config.models.audio]
+            unimodal += [FitJob(RunSpec("audio", audio_feature=plan.audio_id, model=m.id),
+                                m.fresh(), Inputs.audio(), self.cv_folds)
+                         for m in plan.audio_models]
         if "image" in self.modalities:
-            unimodal += [FitJob(RunSpec("image", backbone=b, model=m), fresh_model(m, config),
+            unimodal += [FitJob(RunSpec("image", backbone=b, model=m.id), m.fresh(),
                                 Inputs.image(b), self.cv_folds)
-                         for b in config.features.image_backbones for m in config.models.image]
+                         for b in plan.backbones for m in plan.image_models]
         self.fit_batch(unimodal)
         if not self.fuses:
             return self.candidates
         with share_out_of_fold():  # late:weighted, late:stacking and hybrid share member folds
-            for b in config.features.image_backbones:
+            for b in plan.backbones:
                 self._fusion(b)
         return self.candidates
 
@@ -198,45 +196,44 @@ class ComparisonGrid:
         return max(pool, key=lambda c: c.val_rank) if pool else None
 
     def _fusion(self, b: str) -> None:
-        config = self.config
-        audio_id = config.features.audio
+        plan = self.plan
         both = Inputs.both(b)
         best_img, best_aud = pick(self.candidates, "image", b), pick(self.candidates, "audio")
         members = {"image": FrozenEstimator(best_img.model),
                    "audio": FrozenEstimator(best_aud.model)}
         encoder = self._audio_encoder()
         early_jobs: list[FitJob] = []
-        for audio_side in config.fusion.early_audio:
-            if audio_side == "lstm" and encoder is None:
+        for side in plan.early_audio:
+            if side.learned and encoder is None:
                 self.notes.append("early fusion on a learned audio embedding skipped: no audio "
                                   "model with an embedding (e.g. 'lstm') in models.audio")
                 continue
-            frozen = FrozenEstimator(encoder.model) if audio_side == "lstm" else None
-            for m in config.fusion.early:
-                model = EarlyFusion(fresh_model(m, config), pca_image=config.fusion.early_pca_image,
-                                    random_state=config.seed, audio_encoder=frozen)
-                spec = RunSpec("early", backbone=b, audio_feature=audio_id, model=m,
-                               early_audio=audio_side)
+            frozen = FrozenEstimator(encoder.model) if side.learned else None
+            for m in plan.early_models:
+                model = EarlyFusion(m.fresh(), pca_image=plan.early_pca_image,
+                                    random_state=plan.seed, audio_encoder=frozen)
+                spec = RunSpec("early", backbone=b, audio_feature=plan.audio_id, model=m.id,
+                               early_audio=side.id)
                 early_jobs.append(FitJob(spec, model, both, self.cv_folds))
         early_fitted = self.fit_batch(early_jobs)
         pair = (best_img.spec, best_aud.spec)
         late = self.fit_batch([
-            FitJob(RunSpec("late", backbone=b, audio_feature=audio_id, method=method,
+            FitJob(RunSpec("late", backbone=b, audio_feature=plan.audio_id, method=c.id,
                            members=pair),
-                   make_fusion(f"late:{method}", models=members, stack_on=self.stack_on,
-                               cv=OOF_FOLDS, random_state=config.seed), both)
-            for method in config.fusion.late])
+                   LateFusion(members, combiner=c.prototype, stack_on=self.stack_on,
+                              cv=OOF_FOLDS, random_state=plan.seed), both)
+            for c in plan.late])
         for c in late:
             self._score_fused(c, {"image": best_img, "audio": best_aud})
-        if config.fusion.hybrid and early_fitted:
+        if plan.hybrid and early_fitted:
             best_early = max(early_fitted, key=lambda c: c.val_rank)
             hybrid = self.fit_batch([
-                FitJob(RunSpec("hybrid", backbone=b, audio_feature=audio_id, method=method,
+                FitJob(RunSpec("hybrid", backbone=b, audio_feature=plan.audio_id, method=c.id,
                                members=(*pair, best_early.spec)),
-                       make_fusion(f"hybrid:{method}", early=FrozenEstimator(best_early.model),
-                                   models=members, stack_on=self.stack_on, cv=OOF_FOLDS,
-                                   random_state=config.seed), both)
-                for method in config.fusion.hybrid])
+                       HybridFusion(FrozenEstimator(best_early.model), members,
+                                    combiner=c.prototype, stack_on=self.stack_on, cv=OOF_FOLDS,
+                                    random_state=plan.seed), both)
+                for c in plan.hybrid])
             for c in hybrid:
                 self._score_fused(c, {"early": best_early, "image": best_img, "audio": best_aud})
 
@@ -254,7 +251,7 @@ class ComparisonGrid:
         for fit_rows, held_out in self.cv_folds:
             combiner = model.fresh_combiner()
             # the guard's own folds, inside this fold's fitting rows
-            folds, thin = guard_folds(y[fit_rows], groups[fit_rows], OOF_FOLDS, self.config.seed)
+            folds, thin = guard_folds(y[fit_rows], groups[fit_rows], OOF_FOLDS, self.plan.seed)
             combiner.learn({n: p[fit_rows] for n, p in oof.items()}, y[fit_rows],
                            model.classes_, folds=folds, thin=thin)
             P[held_out] = combiner.answer({n: p[held_out] for n, p in oof.items()}, True)

@@ -10,22 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ExperimentConfig
-from ..models import capabilities, fit_model, make_model
+from ..models import capabilities, fit_model
 from ..models.modalities import refittable
 from ..models.out_of_fold import out_of_fold_proba
 from .rows import Candidate, RunSpec, val_scores
-
-
-def fresh_model(model_id: str, config: ExperimentConfig) -> Any:
-    """A fresh model with the config's hyper-parameters and the experiment's seed."""
-    params = dict(config.models.params.get(model_id, {}))
-    model = make_model(model_id, **params)
-    if config.models.tune and capabilities(model).tunable:
-        model.set_params(tune=True)
-    if "random_state" in model.get_params() and "random_state" not in params:
-        model.set_params(random_state=config.seed)
-    return model
 
 
 @dataclass(frozen=True)

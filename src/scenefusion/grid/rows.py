@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import log_loss
 
+from ..models.early import EARLY_AUDIO
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -45,7 +47,8 @@ class RunSpec:
                 f"[{members['early']._early_tag('-')}+{pair}]")
 
     def _early_tag(self, sep: str) -> str:
-        return f"lstm-emb{sep}{self.model}" if self.early_audio == "lstm" else str(self.model)
+        tag = EARLY_AUDIO.get(self.early_audio).tag if self.early_audio else ""
+        return f"{tag}{sep}{self.model}" if tag else str(self.model)
 
     def fields(self) -> dict[str, Any]:
         """The structured description stored with each result in metrics.json."""

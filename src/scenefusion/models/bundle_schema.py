@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..features.audio import audio_feature
+from ..features.audio import AudioFeature, audio_feature
 from ..features.backbones import IMAGE_BACKBONES
 from ..features.quantize import PRECISIONS
 from .persistence import class_fingerprint
@@ -129,10 +129,16 @@ class BundleInfo(_Part):
                                 f"unknown image backbone id {self.image_backbone!r}")
         if self.kind != "image":
             try:
-                audio_feature(self.audio_features or "mfcc")
+                bundle_audio_feature(self.audio_features)
             except ValueError as err:  # an unknown id (UnknownIdError) or a bad ID@Ns suffix
                 raise _FieldProblem("audio_features", str(err)) from None
         return self
+
+
+def bundle_audio_feature(feature_id: str | None) -> AudioFeature:
+    """The audio feature a saved model reads (``audio_features`` of its bundle.json; bundles
+    from before it was recorded read 1 s of MFCCs): resolved here, when a bundle is loaded."""
+    return audio_feature(feature_id or "mfcc")
 
 
 class _FieldProblem(Exception):

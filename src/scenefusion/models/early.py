@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,6 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from ..registry import Registry
 from .base import Capabilities, accepts_sequences, fit_model, normalise_proba
 from .modalities import (
     FUSION_CAPABILITIES,
@@ -23,6 +25,27 @@ from .modalities import (
     resolve_model,
 )
 from .sequences import pool_sequence
+
+
+@dataclass(frozen=True)
+class EarlyAudioSide:
+    """What early fusion concatenates on the audio side: order-free statistics of the audio
+    sequence, or the embedding an audio model learned (``learned``: needs an audio model of
+    the grid that declares the ``embedding`` capability)."""
+
+    id: str
+    learned: bool
+    #: how a grid row's name shows it, e.g. ``early:effnet_lite0+lstm-emb+mlp``
+    tag: str
+
+
+#: The audio sides early fusion can take (``fusion.early_audio``).
+EARLY_AUDIO: Registry[EarlyAudioSide] = Registry("early-fusion audio side")
+EARLY_AUDIO.register("pooled", EarlyAudioSide("pooled", learned=False, tag=""),
+                     description="mean/std/min/max of the audio sequence over time")
+EARLY_AUDIO.register("lstm", EarlyAudioSide("lstm", learned=True, tag="lstm-emb"),
+                     description="the embedding learned by the best audio model that has one "
+                     "(the LSTM's last hidden state)")
 
 
 class EarlyFusion(ClassifierMixin, BaseEstimator):

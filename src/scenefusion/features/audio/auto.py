@@ -24,7 +24,7 @@ from .aisfx_weights import INSTALL_COMMAND as AISFX
 from .aisfx_weights import find_aisfx_checkpoint
 from .birdnet_model import LICENCE as BIRDNET_LICENCE
 from .birdnet_model import birdnet_available
-from .registry import audio_feature, audio_licence
+from .registry import AudioFeature, audio_feature
 
 AUTO = "auto"
 #: what `scenefusion list` says of ``auto``
@@ -51,8 +51,13 @@ def check_audio_id(feature_id: str) -> str:
         raise InvalidValue(f"audio feature {feature_id!r}: auto takes no length (it picks the "
                            f"clips' typical length, at most {AUTO_MAX_SECONDS} s); write auto, "
                            "or name a feature with its length, e.g. aisfx@3s or mfcc@3s")
-    audio_feature(feature_id)  # raises, naming the valid ids (or the ID@Ns form)
-    return feature_id
+    return resolved(feature_id).id or feature_id
+
+
+def resolved(feature_id: str) -> AudioFeature:
+    """The audio feature ``feature_id`` names (never ``auto``): the one place outside the
+    registry where a run's or a tool's audio id becomes the object that computes it."""
+    return audio_feature(feature_id)  # raises, naming the valid ids (or the ID@Ns form)
 
 
 def context_seconds(feature_id: str) -> int:
@@ -61,27 +66,28 @@ def context_seconds(feature_id: str) -> int:
     videos, hold enough sound whatever it picks)."""
     if check_audio_id(feature_id) == AUTO:
         return AUTO_MAX_SECONDS
-    return audio_feature(feature_id).params.clip_seconds
+    return resolved(feature_id).params.clip_seconds
 
 
-def resolve_audio_feature(feature_id: str, dataset: Any) -> tuple[str, str | None]:
-    """The feature id a run uses for ``dataset`` and a note for the run (None when there is
+def resolve_audio_feature(feature_id: str, dataset: Any) -> tuple[AudioFeature, str | None]:
+    """The feature a run computes for ``dataset`` and a note for the run (None when there is
     nothing to say): for ``auto``, why it chose that feature; for a feature that runs
     pretrained weights, their licence, which a model trained on it inherits."""
     chosen, why = _choose(dataset) if check_audio_id(feature_id) == AUTO else (feature_id, None)
-    licence = audio_licence(chosen)
-    if licence is None:
-        return chosen, why
-    terms = f"audio feature {chosen}: {licence}; a model trained on it inherits these terms"
-    return chosen, f"{why}; {terms}" if why else terms
+    feature = resolved(chosen)
+    if feature.licence is None:
+        return feature, why
+    terms = (f"audio feature {chosen}: {feature.licence}; a model trained on it inherits "
+             "these terms")
+    return feature, f"{why}; {terms}" if why else terms
 
 
-def audio_recipe(feature_id: str, layout: str) -> dict[str, str | None]:
+def audio_recipe(feature: AudioFeature, layout: str) -> dict[str, str | None]:
     """What a saved model's ``bundle.json`` records of its audio input: the feature, where the
     sound comes from, and the licence of the weights behind the feature (None for none)."""
-    return {"audio_features": feature_id,
+    return {"audio_features": feature.id,
             "audio_source": "reference-csv-mfcc" if layout == "reference" else "raw-audio",
-            "audio_licence": audio_licence(feature_id)}
+            "audio_licence": feature.licence}
 
 
 #: BirdNET reads 3 s windows: a shorter clip would be mostly zero padding, and the pair was

@@ -14,25 +14,12 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ...errors import InvalidValue
 from ...registry import Registry
-
-
-class FeatureParams(Protocol):
-    """What every params dataclass offers: a frozen dataclass (hashed into the cache key) with
-    the per-item shape and the seconds of audio it reads."""
-
-    clip_seconds: int
-
-    @property
-    def frames(self) -> int: ...
-
-    @property
-    def channels(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +39,9 @@ class AudioFeature:
     extract: Callable[[Path, Any], np.ndarray]
     fn_id: str | None = None
     licence: str | None = None
+    #: the id it was resolved from (``mfcc``, ``aisfx@3s``): set by :func:`audio_feature`,
+    #: for display and the feature table's name; not part of :meth:`key`
+    id: str | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -87,14 +77,14 @@ def audio_feature(feature_id: str) -> AudioFeature:
         if "@" in feature_id:
             raise InvalidValue(f"audio feature {feature_id!r}: write the context as ID@Ns, "
                              f"e.g. {feature_id.split('@')[0]}@3s")
-        return AUDIO_FEATURES.get(feature_id)
+        return dataclasses.replace(AUDIO_FEATURES.get(feature_id), id=feature_id)
     base = AUDIO_FEATURES.get(match["id"])
     seconds = int(match["seconds"])
     if not 1 <= seconds <= MAX_CLIP_SECONDS:
         raise InvalidValue(f"audio feature {feature_id!r}: context must be 1 to "
                          f"{MAX_CLIP_SECONDS} seconds")
-    return dataclasses.replace(base, params=dataclasses.replace(base.params,
-                                                                clip_seconds=seconds))
+    return dataclasses.replace(base, id=feature_id, params=dataclasses.replace(
+        base.params, clip_seconds=seconds))
 
 
 def audio_licence(feature_id: str) -> str | None:
