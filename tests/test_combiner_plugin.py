@@ -210,6 +210,8 @@ def test_fusion_ids_follow_the_combiners_without_rebuilding_on_each_lookup(fixed
     COMBINERS.unregister("fixed_weight")
     assert "late:fixed_weight" not in FUSION
     COMBINERS.register("fixed_weight", fixed_weight, description="back for the fixture")
-    assert FUSION.describe()["late:fixed_weight"].endswith("back for the fixture")
+    assert FUSION.describe()["late:fixed_weight"].endswith(
+        "back for the fixture (fusion.params: image_weight)")
+    assert FUSION.describe()["late:mean"].endswith("probabilities")  # mean has no settings
     with pytest.raises(TypeError, match="remove one from COMBINERS"):
         FUSION.unregister("late:mean")

@@ -38,9 +38,11 @@ class FusionRegistry(Registry[Callable[..., Any]]):
                                   ("hybrid", HybridFusion,
                                    "early-fused model + one model per modality")):
             for c in combiners:
+                names = c.obj.setting_names()  # what fusion.params may set, shown by `list`
+                settings = f" (fusion.params: {', '.join(names)})" if names else ""
                 self._entries[f"{family}:{c.id}"] = Entry(
                     f"{family}:{c.id}", functools.partial(cls, method=c.id),
-                    f"{what}, combined by {c.description}")
+                    f"{what}, combined by {c.description}{settings}")
         self._built_from = combiners
 
     def entry(self, id: str) -> Entry[Callable[..., Any]]:
