@@ -61,6 +61,20 @@ class RunOutput:
     extraction: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+@dataclass
+class _Run:
+    """One run in progress: where it writes, what it does (the resolved plan), what its saved
+    models say they were trained on, its clock and progress, and the notes its report will
+    list (gathered here, in the order the stages added them)."""
+
+    dir: Path
+    plan: RunPlan
+    provenance: dict
+    timer: _Timer
+    progress: Progress | None
+    notes: list[str]
+
+
 class _Timer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -142,8 +156,8 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     marker = run_dir / INCOMPLETE_MARKER
     marker.write_text("this run has not finished: its results are missing or partial\n")
     try:
-        out = _run_into(run_dir, plan, dataset, _provenance(config, dataset, data_note), store,
-                        timer, notes, progress)
+        out = _run_into(_Run(run_dir, plan, _provenance(config, dataset, data_note), timer,
+                             progress, notes), dataset, store)
     except BaseException as exc:
         marker.write_text(f"this run stopped before finishing: {type(exc).__name__}: {exc}\n")
         log.warning("the run stopped; its folder %s is marked incomplete (%s)", run_dir,
@@ -153,12 +167,10 @@ def _run_experiment(config: ExperimentConfig, progress: Progress | None) -> RunO
     return out
 
 
-def _run_into(run_dir: Path, plan: RunPlan, dataset: Dataset, provenance: dict,
-              store: FeatureStore, timer: _Timer, notes: list[str], progress: Progress | None
-              ) -> RunOutput:
-    config = plan.config
+def _run_into(run: _Run, dataset: Dataset, store: FeatureStore) -> RunOutput:
+    config, timer, notes = run.plan.config, run.timer, run.notes
     with timer("features"):
-        features = extract_dataset(dataset, store, plan.features, progress)
+        features = extract_dataset(dataset, store, run.plan.features, run.progress)
     notes += features.notes
     skipped = list(dataset.skipped) + features.skipped
     with timer("split"):
@@ -168,16 +180,14 @@ def _run_into(run_dir: Path, plan: RunPlan, dataset: Dataset, provenance: dict,
     # confusion matrices are drawn on a spare core while the grid trains (one thread per
     # small fit leaves one idle); with a single core there is nothing to gain
     with BackgroundPlots(enabled=thread_budget() > 1) as plots:
-        return _train_and_report(run_dir, plan, features, split, provenance, timer, notes,
-                                 skipped, progress, plots)
+        return _train_and_report(run, features, split, skipped, plots)
 
 
-def _train_and_report(run_dir: Path, plan: RunPlan, features: DatasetFeatures,
-                      split: Split, provenance: dict, timer: _Timer, notes: list[str],
-                      skipped: list, progress: Progress | None, plots: BackgroundPlots
-                      ) -> RunOutput:
+def _train_and_report(run: _Run, features: DatasetFeatures, split: Split, skipped: list,
+                      plots: BackgroundPlots) -> RunOutput:
     """Train the grid, evaluate every run, write the run folder (after the features)."""
-    config = plan.config
+    run_dir, plan, timer, notes, progress = run.dir, run.plan, run.timer, run.notes, run.progress
+    config, provenance = plan.config, run.provenance
     classes, y_test = features.dataset.classes, features.dataset.labels[split.test]
 
     def draw(c: Candidate) -> None:

@@ -96,7 +96,6 @@ def make_model(model_id: str, **params: Any) -> Any:
     Unknown ids and unknown hyper-parameters fail here, naming the valid ones, rather than
     after the data have been loaded.
     """
-    available_models()
     cls = MODELS.get(model_id)
     try:
         return cls(**params)

@@ -25,20 +25,14 @@ STATISTICS = ("mean", "std", "p10", "p50", "p90", "delta_mean_abs", "delta_std")
 
 
 @dataclass(frozen=True)
-class LogMelStatsParams:
-    """Hashed into the feature-cache key. ``clip_seconds`` is the longest stretch read
-    (``ID@Ns`` sets it); shorter files are summarised as they are."""
+class LogMelStatsParams(LogMelParams):
+    """The log-mel frames' parameters, summarised over the whole clip: ``clip_seconds`` is the
+    longest stretch read (``ID@Ns`` sets it; shorter files are summarised as they are), and
+    ``per_clip_norm`` subtracts the clip's mean per band before the statistics (the mean
+    block becomes the clip's overall level only; the recording's fixed colouration goes).
+    Hashed into the feature-cache key (the same fields as before it shared the block)."""
 
-    sample_rate: int = 16000
-    n_mels: int = 64
-    window_s: float = 0.025
-    hop_s: float = 0.010
-    fmin: float = 50.0
-    fmax: float = 8000.0
     clip_seconds: int = 4
-    #: subtract the clip's mean per band before the statistics: the mean block becomes the
-    #: clip's overall level only, the recording's fixed colouration (microphone, room) goes
-    per_clip_norm: bool = False
 
     @property
     def frames(self) -> int:
@@ -47,11 +41,6 @@ class LogMelStatsParams:
     @property
     def channels(self) -> int:
         return self.n_mels * len(STATISTICS)
-
-    def logmel(self) -> LogMelParams:
-        return LogMelParams(sample_rate=self.sample_rate, n_mels=self.n_mels,
-                            window_s=self.window_s, hop_s=self.hop_s, fmin=self.fmin,
-                            fmax=self.fmax)
 
 
 def logmel_statistics(frames: np.ndarray, per_clip_norm: bool = False) -> np.ndarray:
@@ -75,7 +64,7 @@ def logmel_stats(path: Path, params: LogMelStatsParams = LogMelStatsParams()) ->
     if len(audio) > longest:
         start = (len(audio) - longest) // 2
         audio = audio[start : start + longest]
-    return logmel_statistics(logmel_frames(audio, params.logmel()), params.per_clip_norm)
+    return logmel_statistics(logmel_frames(audio, params), params.per_clip_norm)
 
 
 AUDIO_FEATURES.register(
