@@ -30,14 +30,16 @@ from scenefusion.cpu import limit_threads, usable_cores
 from scenefusion.data import load_dataset
 from scenefusion.data.synthetic import make_pairs_folder
 from scenefusion.data.validate import open_image_rgb
-from scenefusion.features.audio import AUDIO_FEATURES
+from scenefusion.features.audio import AUDIO_FEATURES, audio_feature
 from scenefusion.features.distributed import RayOptions, actor_resources, connect
 from scenefusion.features.distributed import extract_distributed as ray_extract
 from scenefusion.features.extract import extract_dataset
 from scenefusion.features.image import ImageExtractor
+from scenefusion.features.recipe import FeatureRecipe
 from scenefusion.features.store import FeatureStore, content_hash
 
 BACKBONE, AUDIO = "effnet_lite0", "mfcc"
+RECIPE = FeatureRecipe((BACKBONE,), audio_feature(AUDIO))
 
 
 def make_data(root: Path, items: int):
@@ -52,10 +54,10 @@ def single_process(dataset, cache: Path) -> dict:
     store = FeatureStore(cache)
     with limit_threads():
         start = time.perf_counter()
-        extract_dataset(dataset, store, [BACKBONE], AUDIO)
+        extract_dataset(dataset, store, RECIPE)
         first = time.perf_counter() - start
         start = time.perf_counter()
-        extract_dataset(dataset, store, [BACKBONE], AUDIO)
+        extract_dataset(dataset, store, RECIPE)
         again = time.perf_counter() - start
     return {"seconds": first, "items_per_s": len(dataset) / first, "rerun_seconds": again}
 
@@ -66,8 +68,8 @@ def on_ray(dataset, cache: Path, actors: int) -> dict:
     store = FeatureStore(cache)
     options = RayOptions(actors=actors)
     cpus, threads = actor_resources(options, ray.cluster_resources())
-    first = ray_extract(dataset, store, [BACKBONE], AUDIO, options=options)
-    again = ray_extract(dataset, store, [BACKBONE], AUDIO, options=options)
+    first = ray_extract(dataset, store, RECIPE, options=options)
+    again = ray_extract(dataset, store, RECIPE, options=options)
     assert all(r["computed"] == 0 for r in again.extraction.values()), again.extraction
     return {"seconds": first.seconds, "items_per_s": len(dataset) / first.seconds,
             "rerun_seconds": again.seconds, "cpus_per_actor": cpus, "threads_per_actor": threads,

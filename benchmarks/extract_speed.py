@@ -42,7 +42,7 @@ from rich.table import Table
 from scenefusion.cpu import usable_cores
 from scenefusion.data import load_dataset
 from scenefusion.data.synthetic import make_pairs_folder
-from scenefusion.features.audio import AUDIO_FEATURES
+from scenefusion.features.audio import AUDIO_FEATURES, audio_feature
 from scenefusion.features.backbones import IMAGE_BACKBONES, WeightsNotFoundError, find_weights
 from scenefusion.features.extract import extract_audio, extract_images
 from scenefusion.features.image import ImageExtractor
@@ -290,13 +290,13 @@ def main() -> None:
         start = time.perf_counter()
         ds = load_dataset(data, check_files=False)
         first_img = extract_images(ds.items, extractor, store)
-        first_aud = extract_audio(ds.items, store)
+        first_aud = extract_audio(ds.items, store, audio_feature("mfcc"))
         first = time.perf_counter() - start
         start = time.perf_counter()
         ds = load_dataset(data, check_files=False)
         fresh_store = FeatureStore(store.root)  # a new process would start with no index loaded
         again_img = extract_images(ds.items, ImageExtractor("effnet_lite0"), fresh_store)
-        again_aud = extract_audio(ds.items, fresh_store)
+        again_aud = extract_audio(ds.items, fresh_store, audio_feature("mfcc"))
         rerun = time.perf_counter() - start
         assert again_img.computed == 0 and again_aud.computed == 0
         pipeline = {}

@@ -39,6 +39,7 @@ from scenefusion.cpu import limit_threads
 from scenefusion.data import load_dataset, make_split
 from scenefusion.features.audio import audio_feature
 from scenefusion.features.extract import extract_audio, extract_dataset
+from scenefusion.features.recipe import FeatureRecipe
 from scenefusion.features.store import FeatureStore
 from scenefusion.models import LateFusion, fit_model, make_model
 
@@ -175,7 +176,7 @@ def feature_model_table(args: Any, dataset: Any, store: FeatureStore, y: np.ndar
         if timed is not None:
             print(f"{audio_id}: {timed:.3f} s per clip (uncached, {args.time_clips} clips)",
                   flush=True)
-        X = extract_audio(dataset.items, store, audio_id).features
+        X = extract_audio(dataset.items, store, audio_feature(audio_id)).features
         for model_id in args.models:
             for split in args.splits:
                 start = time.perf_counter()
@@ -243,7 +244,8 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {platform.python_version()}"
     if args.fusion:
         pairs = [tuple(p.split(":", 1)) for p in args.pairs]
-        features = extract_dataset(dataset, store, [args.backbone], args.audio[0])
+        features = extract_dataset(dataset, store, FeatureRecipe(
+            (args.backbone,), audio_feature(args.audio[0])))
         records = fusion_over_splits(features, pairs, args.backbone, args.repeats, 0.25, 0.15,
                                      args.folds, args.train_groups)
         summary = summarise_fusion(records)

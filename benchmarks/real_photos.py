@@ -35,8 +35,10 @@ from PIL import Image, ImageOps
 from sklearn.model_selection import StratifiedKFold
 
 from scenefusion.data import load_dataset
+from scenefusion.features.audio import audio_feature
 from scenefusion.features.extract import extract_dataset
 from scenefusion.features.image import ImageExtractor, preprocess
+from scenefusion.features.recipe import FeatureRecipe
 from scenefusion.features.store import FeatureStore
 from scenefusion.models import make_model
 
@@ -111,7 +113,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = load_dataset(write_manifest(args.scenes, Path(tmp)), allow_outside=True)
         start = time.perf_counter()
-        features = extract_dataset(dataset, FeatureStore(args.cache), args.backbones, "mfcc")
+        features = extract_dataset(dataset, FeatureStore(args.cache), FeatureRecipe(
+            tuple(args.backbones), audio_feature("mfcc")))
         extraction = round(time.perf_counter() - start, 1)
     dataset = features.dataset
     y, classes = dataset.labels, list(dataset.classes)

@@ -177,10 +177,10 @@ class ModelsConfig(_Strict):
 
 class FusionConfig(_Strict):
     early: list[str] = ["logreg", "mlp"]
-    early_audio: list[Literal["pooled", "lstm"]] = Field(
+    early_audio: list[str] = Field(
         ["pooled", "lstm"],
-        description="Audio side of early fusion: pooled MFCC statistics and/or the trained "
-        "audio LSTM's embedding (needs 'lstm' among models.audio).",
+        description="Audio side of early fusion: pooled statistics of the audio sequence "
+        "and/or the trained audio LSTM's embedding (needs 'lstm' among models.audio).",
     )
     late: list[str] = Field(LATE_METHODS, description="Late combiners to compare (ids in "
                             "`scenefusion list`, models.combiners).")
@@ -195,6 +195,15 @@ class FusionConfig(_Strict):
     early_pca_image: int | None = Field(
         None, ge=1, le=4096, description="PCA components on the image side before "
         "concatenation (at most the embedding size).")
+
+    @field_validator("early_audio")
+    @classmethod
+    def _known_sides(cls, value: list[str]) -> list[str]:
+        from .models.early import EARLY_AUDIO
+
+        for v in value:
+            EARLY_AUDIO.get(v)  # raises, naming the valid ones
+        return value
 
     @field_validator("late", "hybrid")
     @classmethod
