@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from ..datasets import (
-    Progress,
     Row,
     cell,
     derive_group,
@@ -21,7 +20,7 @@ from ..datasets import (
 )
 from ..items import Dataset, Item, Skip
 from ..validate import DataError
-from .registry import CATCH_ALL, LoadRequest, Probe, register_layout
+from .registry import CATCH_ALL, LoadRequest, Probe, keyword_loader, register_layout
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +86,4 @@ def manifest_layout(csv_path: Path, request: LoadRequest) -> Dataset:
                        modalities=modalities)
 
 
-def load_manifest(
-    csv_path: Path,
-    classes: list[str] | None = None,
-    check_files: bool = True,
-    progress: Progress | None = None,
-    allow_outside: bool = False,
-) -> Dataset:
-    """The manifest layout with keyword options (the Python API's spelling)."""
-    return manifest_layout(Path(csv_path),
-                           LoadRequest(classes, check_files, progress, allow_outside))
+load_manifest = keyword_loader("manifest")

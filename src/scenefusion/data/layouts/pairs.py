@@ -8,7 +8,6 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..datasets import (
-    Progress,
     Row,
     derive_group,
     finish_rows,
@@ -19,7 +18,7 @@ from ..datasets import (
 )
 from ..items import Dataset, Item, Skip
 from ..validate import AUDIO_SUFFIXES, IMAGE_SUFFIXES, DataError
-from .registry import CATCH_ALL, LoadRequest, Probe, register_layout
+from .registry import CATCH_ALL, LoadRequest, Probe, keyword_loader, register_layout
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +121,4 @@ def pairs_layout(root: Path, request: LoadRequest) -> Dataset:
                        modalities=modalities)
 
 
-def load_pairs_folder(
-    root: Path,
-    classes: list[str] | None = None,
-    check_files: bool = True,
-    progress: Progress | None = None,
-    allow_outside: bool = False,
-) -> Dataset:
-    """The pairs layout with keyword options (the Python API's spelling)."""
-    return pairs_layout(Path(root), LoadRequest(classes, check_files, progress, allow_outside))
+load_pairs_folder = keyword_loader("pairs")

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from ..datasets import (
-    Progress,
     Row,
     cell,
     derive_group,
@@ -20,7 +19,7 @@ from ..datasets import (
     warn_stripped,
 )
 from ..items import Dataset, Item, Skip
-from .registry import MARKED, LoadRequest, Probe, register_layout
+from .registry import MARKED, LoadRequest, Probe, keyword_loader, register_layout
 
 REFERENCE_CSV = "dataset.csv"
 REFERENCE_MFCC_COLUMNS = [f"mfcc_{i}" for i in range(1, 105)]
@@ -70,12 +69,4 @@ def reference_layout(root: Path, request: LoadRequest) -> Dataset:
                        check_files=request.check_files, progress=request.progress)
 
 
-def load_reference(
-    root: Path,
-    classes: list[str] | None = None,
-    check_files: bool = True,
-    progress: Progress | None = None,
-    allow_outside: bool = False,
-) -> Dataset:
-    """The reference layout with keyword options (the Python API's spelling)."""
-    return reference_layout(Path(root), LoadRequest(classes, check_files, progress, allow_outside))
+load_reference = keyword_loader("reference")

@@ -158,6 +158,20 @@ def load_dataset(
     return LAYOUTS.get(check_layout(layout)).load(Path(path), request)
 
 
+def keyword_loader(layout: str) -> Callable[..., Dataset]:
+    """One layout's loader in the Python API's spelling, ``load(path, classes=None,
+    check_files=True, progress=None, allow_outside=False, options=None)``: what
+    ``load_pairs_folder``, ``load_manifest``, ... are."""
+
+    def load(path: Path, classes: list[str] | None = None, check_files: bool = True,
+             progress: Progress | None = None, allow_outside: bool = False,
+             options: VideoOptions | None = None) -> Dataset:
+        return load_dataset(path, layout, classes, check_files, progress, allow_outside, options)
+
+    load.__doc__ = f"The {layout} layout with keyword options (the Python API's spelling)."
+    return load
+
+
 @register_layout(AUTO, description="the layout found from what is on disk: the reference "
                  "set's dataset.csv, a video folder or video manifest, else a manifest CSV or a "
                  "folder of pairs")

@@ -37,7 +37,7 @@ from ..video_folder import (
     cut_cached,
     sweep_stale_cuts,
 )
-from .registry import LoadRequest, Probe, register_layout
+from .registry import LoadRequest, Probe, keyword_loader, register_layout
 
 log = logging.getLogger(__name__)
 
@@ -203,14 +203,4 @@ def video_manifest_layout(csv_path: Path, request: LoadRequest) -> Dataset:
     return dataset
 
 
-def load_video_folder(
-    root: Path,
-    classes: list[str] | None = None,
-    check_files: bool = True,
-    progress: Progress | None = None,
-    allow_outside: bool = False,
-    options: VideoOptions | None = None,
-) -> Dataset:
-    """The video folder layout with keyword options (the Python API's spelling)."""
-    return video_folder_layout(
-        Path(root), LoadRequest(classes, check_files, progress, allow_outside, options))
+load_video_folder = keyword_loader("videos")
