@@ -245,8 +245,7 @@ def precomputed_audio(items: list[Item], feature: AudioFeature) -> np.ndarray | 
     if feature.params.clip_seconds != 1:
         raise InvalidValue(f"audio feature {feature.id!r} needs raw audio around each item; "
                          "this data set ships only 1 s of precomputed MFCCs per item")
-    if feature.extract is not AUDIO_FEATURES.get("mfcc").extract or \
-            feature.shape != items[0].mfcc.shape:
+    if feature.key() != AUDIO_FEATURES.get("mfcc").key() or feature.shape != items[0].mfcc.shape:
         raise InvalidValue(f"audio feature {feature.id!r} cannot be computed here: this data "
                          "set ships only precomputed 8x13 MFCC rows, no audio; use 'mfcc'")
     return np.stack([it.mfcc for it in items]).astype(np.float32)
