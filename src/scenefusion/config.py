@@ -247,13 +247,23 @@ class OutputConfig(_Strict):
 
 class RunnerConfig(_Strict):
     kind: Literal["local", "ray"] = Field(
-        "local", description="local: fits one after another here; ray: independent fits as "
-        "Ray tasks (pip install -e '.[ray]').")
+        "local", description="local: independent fits in worker processes on this machine, "
+        "one per core (runner.workers); ray: independent fits as Ray tasks "
+        "(pip install -e '.[ray]').")
     address: str | None = Field(
         None, description="Ray cluster to join (e.g. ray://head:10001 or auto); None starts "
         "a local one.")
     num_cpus: int | None = Field(None, ge=1, le=65_536,
                                  description="CPUs of a local Ray cluster.")
+    workers: int | None = Field(
+        None, ge=1, le=256, description="local: worker processes for independent fits, one "
+        "thread each (None: the run's threads; 1: one fit after another in this process, "
+        "with per-epoch progress).")
+
+    @field_validator("workers")
+    @classmethod
+    def _cap_workers(cls, value: int | None) -> int | None:
+        return at_most_cores(value)
 
 
 class ExperimentConfig(_Strict):

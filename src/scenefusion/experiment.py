@@ -194,7 +194,8 @@ def _train_and_report(run: _Run, features: DatasetFeatures, split: Split, skippe
         plots.submit(c.name, confusion_counts(y_test, c.test_proba, len(classes)), classes)
 
     with timer("training"):
-        runner = make_runner(config.runner.kind, config.runner.address, config.runner.num_cpus)
+        runner = make_runner(config.runner.kind, config.runner.address, config.runner.num_cpus,
+                             config.runner.workers)
         grid = ComparisonGrid(plan.grid, features, split, progress, runner, on_candidate=draw)
         candidates = grid.run()
     notes += grid.notes

@@ -1,5 +1,6 @@
-"""Where the comparison grid's independent fits run: here, one after the other (default), or
-as Ray tasks on a local or remote Ray cluster.
+"""Where the comparison grid's independent fits run: in worker processes on this machine, one
+per core (the default), here one after the other (one core), or as Ray tasks on a local or
+remote Ray cluster.
 
 A runner has one method, ``map(fn, jobs, shared, on_done)``: ``fn(job, shared)`` for every
 job, results in job order. ``shared`` (the features and the split) is shipped once, not once
@@ -65,11 +66,48 @@ class RayRunner:
         return results
 
 
-def make_runner(kind: str, address: str | None = None, num_cpus: int | None = None
-                ) -> RayRunner | None:
-    """The runner for a config's ``runner.kind``; None means run here, one fit after another."""
+def _one_thread(fn: Callable[[Any, Any], Any], job: Any, shared: Any) -> Any:
+    """``fn(job, shared)`` in a worker, with every library held to one thread: the workers
+    share the cores, so intra-op threads on top would only oversubscribe them."""
+    from .cpu import limit_threads
+
+    with limit_threads(1):
+        return fn(job, shared)
+
+
+class ProcessRunner:
+    """Worker processes on this machine (joblib's loky executor, reused between batches),
+    each fit on one thread. Many of the grid's fits are single-threaded or too small for
+    two threads to help (SVM, forests' trees, small MLP/LSTM batches), so one fit per core
+    uses both cores where one process with two threads mostly used one. ``shared`` arrays
+    reach the workers as memory maps, not copies."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def map(self, fn: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any,
+            on_done: Callable[[Any], None] | None = None) -> list[Any]:
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=self.workers, backend="loky", return_as="generator")
+        results = []
+        for job, result in zip(jobs, parallel(delayed(_one_thread)(fn, job, shared)
+                                              for job in jobs), strict=True):
+            results.append(result)
+            if on_done is not None:
+                on_done(job)
+        return results
+
+
+def make_runner(kind: str, address: str | None = None, num_cpus: int | None = None,
+                workers: int | None = None) -> RayRunner | ProcessRunner | None:
+    """The runner for a config's ``runner.kind``; None means run here, one fit after another
+    (``local`` with a single worker: one usable core, or ``runner.workers: 1``)."""
     if kind == "local":
-        return None
+        from .cpu import thread_budget
+
+        workers = workers or thread_budget()
+        return ProcessRunner(workers) if workers > 1 else None
     if kind == "ray":
         return RayRunner(address, num_cpus)
     raise InvalidValue(f"unknown runner {kind!r}; choose one of {', '.join(RUNNERS)}")

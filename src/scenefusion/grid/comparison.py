@@ -22,10 +22,11 @@ from ..data import Split
 from ..data.folds import row_groups, training_folds
 from ..features.extract import DatasetFeatures
 from ..models import EarlyFusion, HybridFusion, LateFusion, capabilities
-from ..models.out_of_fold import share_out_of_fold
+from ..models.modalities import refittable
+from ..models.out_of_fold import remember_out_of_fold, share_out_of_fold
 from ..models.pooling import guard_folds
 from ..plan import GridPlan
-from .jobs import FitJob, GridData, Inputs, fit_and_score
+from .jobs import FitJob, GridData, Inputs, fit_and_score, fold_input
 from .rows import Candidate, RunSpec, pick, val_scores
 
 #: (stage description, done, total) -> None; the CLI turns it into progress bars.
@@ -43,8 +44,9 @@ class ComparisonGrid:
     test probabilities. Late and hybrid fusion reuse the best fitted unimodal members.
 
     Fits that do not depend on each other go to the runner as one batch (unimodal models;
-    then per backbone early fusion, late fusion, hybrid fusion); without a runner they run
-    here one after the other, with per-epoch progress."""
+    then per backbone early fusion); without a runner they run here one after the other,
+    with per-epoch progress. Late and hybrid fusion run here: their members are fitted and
+    their members' out-of-fold probabilities known, so only the combiners are fitted."""
 
     def __init__(self, plan: GridPlan, features: DatasetFeatures, split: Split,
                  progress: Progress | None = None, runner: Any = None,
@@ -137,18 +139,32 @@ class ComparisonGrid:
         self.notes += folds.notes
         return folds.splits
 
-    def fit_batch(self, jobs: list[FitJob]) -> list[Candidate]:
-        """Fit independent jobs (in the runner when there is one); candidates in job order."""
-        if self.runner is not None and len(jobs) > 1:
+    def fit_batch(self, jobs: list[FitJob], here: bool = False) -> list[Candidate]:
+        """Fit independent jobs (in the runner when there is one, unless ``here``);
+        candidates in job order."""
+        if self.runner is not None and len(jobs) > 1 and not here:
             fitted = self.runner.map(fit_and_score, jobs, self.data,
                                      on_done=lambda job: self._report(job.spec))
-            if self.on_candidate is not None:
-                for candidate in fitted:
+            for job, candidate in zip(jobs, fitted, strict=True):
+                self._remember_folds(job, candidate)
+                if self.on_candidate is not None:
                     self.on_candidate(candidate)
         else:
             fitted = [self._fit_here(job) for job in jobs]
         self.candidates += fitted
         return fitted
+
+    def _remember_folds(self, job: FitJob, candidate: Candidate) -> None:
+        """Out-of-fold probabilities a runner computed elsewhere, made known here: fusion over
+        this row then takes them instead of refitting the member on the same folds."""
+        if candidate.oof_proba is None or job.cv_folds is None:
+            return
+        d = self.data
+        X = d.inputs(job.inputs)
+        rows = {k: v[d.train] for k, v in X.items()} if isinstance(X, dict) else X[d.train]
+        model = candidate.model
+        remember_out_of_fold(refittable(model), fold_input(model, rows), d.y[d.train],
+                             list(job.cv_folds), model.classes_, candidate.oof_proba)
 
     def _fit_here(self, job: FitJob) -> Candidate:
         epoch_progress = None
@@ -170,6 +186,13 @@ class ComparisonGrid:
             self.progress(f"training: {spec.name}", self.n_done, self.total)
 
     def run(self) -> list[Candidate]:
+        """Every row: the unimodal models, then per backbone early, late and hybrid fusion.
+        Out-of-fold member probabilities are computed once per (member, folds) and shared by
+        the rows' selection scores, every learning combiner and the guard."""
+        with share_out_of_fold():
+            return self._run()
+
+    def _run(self) -> list[Candidate]:
         plan = self.plan
         unimodal = []
         if "audio" in self.modalities:
@@ -183,9 +206,8 @@ class ComparisonGrid:
         self.fit_batch(unimodal)
         if not self.fuses:
             return self.candidates
-        with share_out_of_fold():  # late:weighted, late:stacking and hybrid share member folds
-            for b in plan.backbones:
-                self._fusion(b)
+        for b in plan.backbones:
+            self._fusion(b)
         return self.candidates
 
     def _audio_encoder(self) -> Candidate | None:
@@ -222,7 +244,7 @@ class ComparisonGrid:
                            members=pair),
                    LateFusion(members, combiner=c.prototype, stack_on=self.stack_on,
                               cv=OOF_FOLDS, random_state=plan.seed), both)
-            for c in plan.late])
+            for c in plan.late], here=True)  # members' folds are known here: combiner fits
         for c in late:
             self._score_fused(c, {"image": best_img, "audio": best_aud})
         if plan.hybrid and early_fitted:
@@ -233,7 +255,7 @@ class ComparisonGrid:
                        HybridFusion(FrozenEstimator(best_early.model), members,
                                     combiner=c.prototype, stack_on=self.stack_on, cv=OOF_FOLDS,
                                     random_state=plan.seed), both)
-                for c in plan.hybrid])
+                for c in plan.hybrid], here=True)
             for c in hybrid:
                 self._score_fused(c, {"early": best_early, "image": best_img, "audio": best_aud})
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..models import capabilities, fit_model
+from ..models.base import prepare_input
 from ..models.modalities import refittable
 from ..models.out_of_fold import out_of_fold_proba
 from .rows import Candidate, RunSpec, val_scores
@@ -67,6 +68,13 @@ class GridData:
         return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
+def fold_input(model: Any, X: Any) -> Any:
+    """A row's training input as a fusion model hands it to this model as a member (sequences
+    pooled for a 2-D model; a modality mapping as it is), so that out-of-fold probabilities
+    computed for the row are found again, not recomputed, when fusion asks for them."""
+    return X if isinstance(X, dict) else prepare_input(model, X)
+
+
 def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None = None
                   ) -> Candidate:
     """Fit one model on train; score it on validation (for selection) and test. A pure
@@ -96,8 +104,8 @@ def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None =
                           seconds, val_proba)
     if job.cv_folds is not None:
         y_tr = data.y[data.train]
-        oof = out_of_fold_proba(refittable(model), rows(data.train), y_tr, list(job.cv_folds),
-                                model.classes_)
+        oof = out_of_fold_proba(refittable(model), fold_input(model, rows(data.train)), y_tr,
+                                list(job.cv_folds), model.classes_)
         candidate.oof_proba = oof
         candidate.cv_accuracy, candidate.cv_log_loss = val_scores(oof, model.classes_, y_tr)
     return candidate

@@ -41,6 +41,26 @@ def share_out_of_fold() -> Iterator[None]:
         _OOF_MEMO.reset(token)
 
 
+def _key(est: Any, inp: Any, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]],
+         classes: np.ndarray) -> str:
+    """What identifies a set of out-of-fold probabilities: the unfitted member, its input,
+    the labels, the folds and the columns."""
+    return joblib.hash((est, inp, y, list(splits), classes))
+
+
+def remember_out_of_fold(est: Any, inp: Any, y: np.ndarray,
+                         splits: list[tuple[np.ndarray, np.ndarray]], classes: np.ndarray,
+                         proba: np.ndarray) -> None:
+    """Within a :func:`share_out_of_fold` block, record probabilities computed elsewhere (a
+    grid row fitted in another process) as what :func:`out_of_fold_proba` would give for
+    these arguments, so a fusion model over that member does not refit it fold by fold."""
+    memo = _OOF_MEMO.get()
+    if memo is not None:
+        proba = np.array(proba, dtype=np.float64)
+        proba.setflags(write=False)
+        memo[_key(est, inp, y, splits, classes)] = proba
+
+
 def out_of_fold_proba(est: Any, inp: Any, y: np.ndarray,
                       splits: list[tuple[np.ndarray, np.ndarray]], classes: np.ndarray
                       ) -> np.ndarray:
@@ -50,7 +70,7 @@ def out_of_fold_proba(est: Any, inp: Any, y: np.ndarray,
     use the identical loop by hand because ``cross_val_predict`` cannot index a dict.
     """
     memo = _OOF_MEMO.get()
-    key = None if memo is None else joblib.hash((est, inp, y, splits, classes))
+    key = None if memo is None else _key(est, inp, y, splits, classes)
     if key is not None and key in memo:
         return memo[key]
     if isinstance(inp, np.ndarray):
