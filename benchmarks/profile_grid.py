@@ -10,8 +10,9 @@ It loads the data, extracts features through the cache, makes the split and runs
 row as the run would. The instrumentation lives here only: it wraps the grid's ``fit_model``
 and ``out_of_fold_proba`` (and fusion's) and every registered model's ``fit`` for the length
 of the run, so the library's code is timed unchanged. Run it against another checkout with
-``PYTHONPATH=/path/to/checkout/src``. Without --data it uses what ``scenefusion run`` would
-(the cached reference set, else the synthetic demo).
+``PYTHONPATH=/path/to/checkout/src`` (a checkout with ``scenefusion.plan``; the fits run in
+this process, one after another, so that the instrumentation sees them). Without --data it
+uses what ``scenefusion run`` would (the cached reference set, else the synthetic demo).
 
 Fits are counted per (model id, training rows). A fit is an exact duplicate when an earlier fit
 had the same class, the same unfitted parameters and the same training rows and labels (rows
@@ -46,18 +47,14 @@ import scenefusion.grid.jobs as jobs
 import scenefusion.models.fusion as fusion
 from scenefusion.config import load_config, with_overrides
 from scenefusion.cpu import cpu_model, limit_threads, usable_cores
-from scenefusion.data import load_dataset, make_split
+from scenefusion.data import make_split
 from scenefusion.evaluation import evaluate
-from scenefusion.experiment import (
-    extract_features,
-    require_trainable,
-    resolve_data,
-    video_options,
-)
-from scenefusion.features.audio.auto import resolve_audio_feature
+from scenefusion.experiment import load_data, require_trainable, resolve_data
+from scenefusion.features.extract import extract_dataset
 from scenefusion.features.store import FeatureStore
 from scenefusion.models.base import MODELS, prepare_input
 from scenefusion.models.early import EarlyFusion
+from scenefusion.plan import resolve_plan
 from scenefusion.runners import make_runner
 
 _ROW: contextvars.ContextVar[str] = contextvars.ContextVar("row", default="(outside a row)")
@@ -251,19 +248,14 @@ def main() -> None:
     with limit_threads(config.threads) as threads:
         start = time.perf_counter()
         path, note = resolve_data(config)
-        dataset = load_dataset(path, layout=config.data.layout, classes=config.data.classes,
-                               check_files=config.data.check_files,
-                               allow_outside=config.data.allow_outside_paths,
-                               options=video_options(config))
+        dataset = load_data(config, path)
         require_trainable(dataset)
-        if "audio" in dataset.modalities:
-            audio_id, _ = resolve_audio_feature(config.features.audio, dataset)
-            config = config.model_copy(update={"features": config.features.model_copy(
-                update={"audio": audio_id})})
+        plan = resolve_plan(config, dataset)
+        config = plan.config
         stages["data"] = time.perf_counter() - start
         start = time.perf_counter()
         store = FeatureStore(config.features.cache_dir)
-        features = extract_features(config, dataset, store)
+        features = extract_dataset(dataset, store, plan.features)
         stages["features"] = time.perf_counter() - start
         start = time.perf_counter()
         split = make_split(features.dataset, config.split.strategy, config.split.test_fraction,
@@ -271,9 +263,10 @@ def main() -> None:
         stages["split"] = time.perf_counter() - start
         start = time.perf_counter()
         with instrumented(rec):
+            # one process: the instrumentation sees only the fits made here
             runner = make_runner(config.runner.kind, config.runner.address,
-                                 config.runner.num_cpus)
-            grid = comparison.ComparisonGrid(config, features, split, None, runner)
+                                 config.runner.num_cpus, workers=1)
+            grid = comparison.ComparisonGrid(plan.grid, features, split, None, runner)
             if profile is not None:
                 profile.enable()
             try:
