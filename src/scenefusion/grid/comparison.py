@@ -26,7 +26,7 @@ from ..models.modalities import refittable
 from ..models.out_of_fold import remember_out_of_fold, share_out_of_fold
 from ..models.pooling import guard_folds
 from ..plan import GridPlan
-from .jobs import FitJob, GridData, Inputs, fit_and_score, fold_input
+from .jobs import FitJob, FoldJob, GridData, Inputs, fit_and_score, fold_input, run_part
 from .rows import Candidate, RunSpec, pick, val_scores
 
 #: (stage description, done, total) -> None; the CLI turns it into progress bars.
@@ -143,8 +143,7 @@ class ComparisonGrid:
         """Fit independent jobs (in the runner when there is one, unless ``here``);
         candidates in job order."""
         if self.runner is not None and len(jobs) > 1 and not here:
-            fitted = self.runner.map(fit_and_score, jobs, self.data,
-                                     on_done=lambda job: self._report(job.spec))
+            fitted = self._fit_in_parts(jobs)
             for job, candidate in zip(jobs, fitted, strict=True):
                 self._remember_folds(job, candidate)
                 if self.on_candidate is not None:
@@ -152,6 +151,30 @@ class ComparisonGrid:
         else:
             fitted = [self._fit_here(job) for job in jobs]
         self.candidates += fitted
+        return fitted
+
+    def _fit_in_parts(self, jobs: list[FitJob]) -> list[Candidate]:
+        """The runner fits every row's final model and each of its folds as separate parts
+        (the final fits first: they are the longest), then each row's out-of-fold
+        probabilities are put together from its folds."""
+        folds = [FoldJob(job, k) for job in jobs for k in range(len(job.cv_folds or ()))]
+
+        def done(part: FitJob | FoldJob) -> None:
+            if isinstance(part, FitJob):
+                self._report(part.spec)
+
+        results = self.runner.map(run_part, [*jobs, *folds], self.data, on_done=done)
+        fitted: list[Candidate] = results[:len(jobs)]
+        by_job = {id(job): c for job, c in zip(jobs, fitted, strict=True)}
+        y = self.data.y[self.data.train]
+        for part, proba in zip(folds, results[len(jobs):], strict=True):
+            candidate = by_job[id(part.job)]
+            if candidate.oof_proba is None:
+                candidate.oof_proba = np.zeros((len(y), proba.shape[1]))
+            candidate.oof_proba[part.job.cv_folds[part.fold][1]] = proba
+        for c in fitted:
+            if c.oof_proba is not None:
+                c.cv_accuracy, c.cv_log_loss = val_scores(c.oof_proba, c.model.classes_, y)
         return fitted
 
     def _remember_folds(self, job: FitJob, candidate: Candidate) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..models import capabilities, fit_model
 from ..models.base import prepare_input
-from ..models.modalities import refittable
+from ..models.modalities import align_proba, refittable, subset_rows
 from ..models.out_of_fold import out_of_fold_proba
 from .rows import Candidate, RunSpec, val_scores
 
@@ -75,10 +75,49 @@ def fold_input(model: Any, X: Any) -> Any:
     return X if isinstance(X, dict) else prepare_input(model, X)
 
 
-def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None = None
-                  ) -> Candidate:
-    """Fit one model on train; score it on validation (for selection) and test. A pure
-    function of its arguments, so any runner (serial, Ray) gives the same candidate."""
+@dataclass(frozen=True)
+class FoldJob:
+    """One fold of a row's out-of-fold estimate, as a unit of work of its own: a fresh copy of
+    the row's model fitted without the fold's held-out training rows, which it then predicts.
+    A row's final fit and its folds are independent, so a runner can spread them over cores
+    (one slow row no longer leaves a core idle while its folds queue behind it)."""
+
+    job: FitJob
+    fold: int
+
+
+def fit_fold(part: FoldJob, data: GridData) -> np.ndarray:
+    """(held-out rows, K) probabilities of one fold, columns in class order: what
+    :func:`~scenefusion.models.out_of_fold.out_of_fold_proba` computes for that fold."""
+    job = part.job
+    X = data.inputs(job.inputs)
+    train = {k: v[data.train] for k, v in X.items()} if isinstance(X, dict) else X[data.train]
+    y = data.y[data.train]
+    fit_rows, held_out = job.cv_folds[part.fold]
+    inp = fold_input(job.model, train)
+
+    def take(idx: np.ndarray) -> Any:
+        return subset_rows(inp, idx) if isinstance(inp, dict) else inp[idx]
+
+    model = refittable(job.model).fit(take(fit_rows), y[fit_rows])
+    return align_proba(np.asarray(model.predict_proba(take(held_out)), np.float64),
+                       model.classes_, np.unique(y))
+
+
+def run_part(part: FitJob | FoldJob, data: GridData) -> Candidate | np.ndarray:
+    """A runner's unit of work: a row's final fit (scored on validation and test; its folds
+    are separate parts) or one of its folds."""
+    if isinstance(part, FoldJob):
+        return fit_fold(part, data)
+    return fit_and_score(part, data, with_folds=False)
+
+
+def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None = None,
+                  with_folds: bool = True) -> Candidate:
+    """Fit one model on train; score it on validation (for selection) and test, and out of
+    fold over ``job.cv_folds`` unless ``with_folds`` is False (the runner then fits the folds
+    as parts of their own). A pure function of its arguments, so any runner gives the same
+    candidate."""
     X = data.inputs(job.inputs)
 
     def rows(idx: np.ndarray) -> Any:
@@ -102,7 +141,7 @@ def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None =
                        else (None, None))
     candidate = Candidate(job.spec, model, val_acc, val_ll, model.predict_proba(rows(data.test)),
                           seconds, val_proba)
-    if job.cv_folds is not None:
+    if job.cv_folds is not None and with_folds:
         y_tr = data.y[data.train]
         oof = out_of_fold_proba(refittable(model), fold_input(model, rows(data.train)), y_tr,
                                 list(job.cv_folds), model.classes_)
