@@ -228,13 +228,32 @@ def test_progress_reports_extraction_models_and_epochs(finished_run):
 
     cfg = with_overrides(load_config(tmp / "experiment.yaml"), **{
         "models.image": ["logreg"], "models.audio": ["lstm"], "fusion.early": [],
-        "fusion.late": ["mean"], "fusion.hybrid": [], "output.name": "progress"})
+        "fusion.late": ["mean"], "fusion.hybrid": [], "output.name": "progress",
+        "runner.workers": 1})  # fits in this process: epochs can be reported
     stages = []
     run_experiment(cfg, progress=lambda stage, done, total: stages.append((stage, done, total)))
     names = {s for s, _, _ in stages}
     assert {f"audio: {RAW_AUDIO}", "image: effnet_lite0"} <= names
     assert any(s.startswith(f"training: audio:{RAW_AUDIO}+lstm (epoch ") for s in names)
     assert stages[-1][1:] == (3, 3)  # lstm, logreg, late:mean
+
+
+def test_worker_processes_report_each_row_as_it_finishes(finished_run):
+    _, _, tmp = finished_run
+    from scenefusion.config import with_overrides
+    from scenefusion.experiment import run_experiment
+
+    cfg = with_overrides(load_config(tmp / "experiment.yaml"), **{
+        "models.image": ["logreg"], "models.audio": ["lstm", "logreg"], "fusion.early": [],
+        "fusion.late": ["mean"], "fusion.hybrid": [], "output.name": "rows", "runner.workers": 2})
+    stages = []
+    run_experiment(cfg, progress=lambda stage, done, total: stages.append((stage, done, total)))
+    rows = [(s, done) for s, done, total in stages if s.startswith("training: ")]
+    names = [s for s, _ in rows]
+    assert {f"training: audio:{RAW_AUDIO}+lstm", f"training: audio:{RAW_AUDIO}+logreg",
+            "training: image:effnet_lite0+logreg"} <= set(names)
+    assert names[-1].startswith("training: late:mean:") and len(names) == 4
+    assert [done for _, done in rows] == [1, 2, 3, 4] and stages[-1][1:] == (4, 4)
 
 
 def test_evaluate_rerenders_without_retraining(finished_run):
