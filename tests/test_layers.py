@@ -13,7 +13,7 @@ PACKAGE = "scenefusion"
 #: Layer of each top-level module or package, lowest first (ARCHITECTURE.md's chain). A module
 #: may import its own layer's modules and any lower layer, never a higher or a sideways one.
 LAYERS: dict[str, int] = {
-    "errors": 0, "registry": 1, "paths": 1, "files": 1, "cpu": 1, "runners": 1,
+    "errors": 0, "registry": 1, "paths": 1, "files": 1, "cpu": 1, "runners": 2,
     "cache_integrity": 2, "data": 3, "features": 4, "models": 5, "evaluation": 6, "config": 7,
     "plan": 8, "grid": 9, "experiment": 10, "predict": 10, "timeline": 11, "explain": 11,
     "serve": 12, "cli": 13, "__main__": 14,

@@ -308,8 +308,10 @@ def test_a_member_folder_looping_back_is_refused(saved, tmp_path):
      "manifest.json", "'guard.temperatures' must give a positive number"),
     (lambda m: {**m, "state": {**m["state"], "member_names": ["image", "image"]}},
      "manifest.json", "'member_names' must list distinct member names"),
+    (lambda m: {**m, "params": {**m["params"], "combiner": {"id": "weighted", "settings": {}}}},
+     "manifest.json", "state 'weights' must give a non-negative number for each member"),
     (lambda m: {**m, "params": {**m["params"], "method": "weighted"}}, "manifest.json",
-     "state 'weights' must give a non-negative number for each member"),
+     "params 'method' 'weighted' and 'combiner' 'stacking' disagree"),
     (lambda m: {**m, "kind": "hybrid"}, "manifest.json", "needs a 'early' member"),
 ])
 def test_edited_late_fusion_manifest(saved, tmp_path, edit, file, reason):

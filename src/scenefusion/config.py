@@ -33,6 +33,8 @@ AUDIO_MODELS = ["lstm", "logreg", "svm", "rf", "hgb"]
 LATE_METHODS = ["product", "stacking", "shrunk"]
 
 
+#: image backbone runtimes (features.runtime, --runtime)
+RUNTIMES = ("auto", "onnx", "torch")
 #: numpy's random generators take seeds below 2**32.
 MAX_SEED = 2**32 - 1
 
@@ -104,6 +106,13 @@ class FeaturesConfig(_Strict):
     @classmethod
     def _cap_threads(cls, value: int | None) -> int | None:
         return at_most_cores(value)
+
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _known_runtime(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in RUNTIMES:
+            raise ValueError(f"unknown runtime {value!r}; choose one of {', '.join(RUNTIMES)}")
+        return value
     precision: Literal["fp32", "int8", "bf16"] = Field(
         "fp32", description="Embedding precision: int8 (ONNX Runtime static quantisation) or "
         "bf16 (torch, CPUs with AVX-512-BF16/AMX); fidelity in benchmarks/README.md.")

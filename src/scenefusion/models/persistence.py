@@ -458,6 +458,8 @@ def _saved_combiner(params: dict[str, Any]) -> Combiner:
     if (not isinstance(saved, dict) or set(saved) != {"id", "settings"}
             or not isinstance(saved["id"], str) or not isinstance(saved["settings"], dict)):
         raise ValueError("params 'combiner' must be an object with an 'id' and 'settings'")
+    if method is not None and method != saved["id"]:
+        raise ValueError(f"params 'method' {method!r} and 'combiner' {saved['id']!r} disagree")
     return make_combiner(saved["id"], **saved["settings"])
 
 
