@@ -23,7 +23,7 @@ from ..data.folds import row_groups, training_folds
 from ..features.extract import DatasetFeatures
 from ..models import EarlyFusion, HybridFusion, LateFusion, capabilities
 from ..models.modalities import refittable
-from ..models.out_of_fold import remember_out_of_fold, share_out_of_fold
+from ..models.out_of_fold import remember_out_of_fold, rows_of, share_out_of_fold
 from ..models.pooling import guard_folds
 from ..plan import GridPlan
 from .jobs import FitJob, FoldJob, GridData, Inputs, fit_and_score, fold_input, run_part
@@ -183,9 +183,8 @@ class ComparisonGrid:
         if candidate.oof_proba is None or job.cv_folds is None:
             return
         d = self.data
-        X = d.inputs(job.inputs)
-        rows = {k: v[d.train] for k, v in X.items()} if isinstance(X, dict) else X[d.train]
         model = candidate.model
+        rows = rows_of(d.inputs(job.inputs), d.train)
         remember_out_of_fold(refittable(model), fold_input(model, rows), d.y[d.train],
                              list(job.cv_folds), model.classes_, candidate.oof_proba)
 

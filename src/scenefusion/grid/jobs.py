@@ -12,8 +12,8 @@ import numpy as np
 
 from ..models import capabilities, fit_model
 from ..models.base import prepare_input
-from ..models.modalities import align_proba, refittable, subset_rows
-from ..models.out_of_fold import out_of_fold_proba
+from ..models.modalities import refittable
+from ..models.out_of_fold import fold_proba, out_of_fold_proba, rows_of
 from .rows import Candidate, RunSpec, val_scores
 
 
@@ -90,18 +90,10 @@ def fit_fold(part: FoldJob, data: GridData) -> np.ndarray:
     """(held-out rows, K) probabilities of one fold, columns in class order: what
     :func:`~scenefusion.models.out_of_fold.out_of_fold_proba` computes for that fold."""
     job = part.job
-    X = data.inputs(job.inputs)
-    train = {k: v[data.train] for k, v in X.items()} if isinstance(X, dict) else X[data.train]
     y = data.y[data.train]
     fit_rows, held_out = job.cv_folds[part.fold]
-    inp = fold_input(job.model, train)
-
-    def take(idx: np.ndarray) -> Any:
-        return subset_rows(inp, idx) if isinstance(inp, dict) else inp[idx]
-
-    model = refittable(job.model).fit(take(fit_rows), y[fit_rows])
-    return align_proba(np.asarray(model.predict_proba(take(held_out)), np.float64),
-                       model.classes_, np.unique(y))
+    inp = fold_input(job.model, rows_of(data.inputs(job.inputs), data.train))
+    return fold_proba(refittable(job.model), inp, y, fit_rows, held_out, np.unique(y))
 
 
 def run_part(part: FitJob | FoldJob, data: GridData) -> Candidate | np.ndarray:
@@ -121,7 +113,7 @@ def fit_and_score(job: FitJob, data: GridData, epoch_progress: Callable | None =
     X = data.inputs(job.inputs)
 
     def rows(idx: np.ndarray) -> Any:
-        return {k: v[idx] for k, v in X.items()} if isinstance(X, dict) else X[idx]
+        return rows_of(X, idx)
 
     has_val = len(data.val) > 0
     y_va = data.y[data.val] if has_val else None

@@ -61,6 +61,20 @@ def remember_out_of_fold(est: Any, inp: Any, y: np.ndarray,
         memo[_key(est, inp, y, splits, classes)] = proba
 
 
+def rows_of(inp: Any, idx: np.ndarray) -> Any:
+    """Rows ``idx`` of one array, or of every modality of a mapping."""
+    return subset_rows(inp, idx) if isinstance(inp, dict) else inp[idx]
+
+
+def fold_proba(est: Any, inp: Any, y: np.ndarray, fit_rows: np.ndarray, held_out: np.ndarray,
+               classes: np.ndarray) -> np.ndarray:
+    """(held-out rows, K) probabilities from a clone of ``est`` fitted on ``fit_rows``: one
+    fold of :func:`out_of_fold_proba`, also run on its own (a grid runner's unit of work)."""
+    fold = clone(est).fit(rows_of(inp, fit_rows), y[fit_rows])
+    return align_proba(np.asarray(fold.predict_proba(rows_of(inp, held_out)), np.float64),
+                       fold.classes_, classes)
+
+
 def out_of_fold_proba(est: Any, inp: Any, y: np.ndarray,
                       splits: list[tuple[np.ndarray, np.ndarray]], classes: np.ndarray
                       ) -> np.ndarray:
@@ -79,8 +93,7 @@ def out_of_fold_proba(est: Any, inp: Any, y: np.ndarray,
     else:
         P = np.zeros((len(y), len(classes)))
         for tr, te in splits:
-            fold = clone(est).fit(subset_rows(inp, tr), y[tr])
-            P[te] = align_proba(fold.predict_proba(subset_rows(inp, te)), fold.classes_, classes)
+            P[te] = fold_proba(est, inp, y, tr, te, classes)
     if key is not None:
         P.setflags(write=False)  # shared from now on: nobody may edit it
         memo[key] = P
